@@ -1,0 +1,354 @@
+"""Typed configuration for every component: each option is a CLI flag and an environment variable.
+
+The settings classes are the single definition of what a component reads. The CLI is generated
+from them (``--batch-size`` for ``batch_size``), and so are the env names (``STREAMTRAIN_BATCH_SIZE``);
+the Helm chart's tests compare the env vars it sets against :func:`env_names`.
+Validation happens here, before any component connects to anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import types
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "STREAMTRAIN_"
+_MODULE_FUNCTION = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+class ConfigError(ValueError):
+    """An invalid option; the message is one line naming the flag and its env variable."""
+
+
+def flag_name(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def env_name(field: str) -> str:
+    return ENV_PREFIX + field.upper()
+
+
+class CommonSettings(BaseSettings):
+    """Options every component shares: Kafka connection, topic names, logging, HTTP endpoint."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", validate_default=True)
+
+    bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, host:port[,...]")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="Kafka security protocol"
+    )
+    ssl_ca_location: Path | None = Field(None, description="CA certificate (PEM) that signed the brokers' certificates")
+    ssl_certificate_location: Path | None = Field(None, description="client certificate (PEM) for mutual TLS")
+    ssl_key_location: Path | None = Field(None, description="client private key (PEM) for mutual TLS")
+    ssl_endpoint_identification: bool = Field(
+        True, description="verify that the broker certificate matches its host name"
+    )
+    sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = Field(
+        "SCRAM-SHA-512", description="SASL mechanism when the protocol is SASL_*"
+    )
+    sasl_username: str | None = Field(None, description="SASL user name")
+    sasl_password: SecretStr | None = Field(None, description="SASL password (prefer --sasl-password-file)")
+    sasl_password_file: Path | None = Field(None, description="file holding the SASL password (a mounted Secret)")
+    client_id: str | None = Field(None, description="Kafka client.id (default: streamtrain-<component>)")
+
+    train_topic: str = Field("streamtrain.train", description="topic of training records")
+    test_topic: str = Field("streamtrain.test", description="topic of held-out test records")
+    metrics_topic: str = Field("streamtrain.metrics", description="topic the components publish metrics to")
+    model_events_topic: str = Field("streamtrain.model-events", description="topic announcing new model versions")
+    dead_letter_topic: str = Field("streamtrain.dead-letter", description="topic for records that cannot be used")
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log level")
+    log_format: Literal["auto", "json", "text"] = Field(
+        "auto", description="log format; auto = text on a terminal, JSON otherwise"
+    )
+    http_host: str = Field("0.0.0.0", description="address of the /metrics, /healthz and /readyz endpoint")
+    http_port: int = Field(0, ge=0, le=65535, description="port of the HTTP endpoint; 0 disables it")
+    summary_file: Path | None = Field(None, description="write a JSON summary of the run here on exit")
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _check_bootstrap(cls, value: str) -> str:
+        for server in value.split(","):
+            host, _, port = server.strip().rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"expected host:port[,host:port...], got {value!r}")
+        return value
+
+    @field_validator(
+        "train_topic", "test_topic", "metrics_topic", "model_events_topic", "dead_letter_topic"
+    )
+    @classmethod
+    def _check_topic(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", value):
+            raise ValueError(f"not a valid Kafka topic name: {value!r}")
+        return value
+
+    @field_validator("ssl_ca_location", "ssl_certificate_location", "ssl_key_location", "sasl_password_file")
+    @classmethod
+    def _check_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no such file: {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_security(self) -> CommonSettings:
+        if self.security_protocol.startswith("SASL"):
+            if not self.sasl_username:
+                raise _field_error("sasl_username", f"required when security protocol is {self.security_protocol}")
+            if self.sasl_password is None and self.sasl_password_file is None:
+                raise _field_error("sasl_password", "set --sasl-password or --sasl-password-file")
+        if (self.ssl_certificate_location is None) != (self.ssl_key_location is None):
+            raise _field_error("ssl_key_location", "the client certificate and key go together")
+        return self
+
+    def sasl_secret(self) -> str | None:
+        if self.sasl_password_file is not None:
+            return self.sasl_password_file.read_text().strip()
+        return self.sasl_password.get_secret_value() if self.sasl_password else None
+
+
+class _FieldError(ValueError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _field_error(field: str, message: str) -> _FieldError:
+    return _FieldError(field, message)
+
+
+Source = Literal["csv", "breast-cancer", "susy", "drift"]
+
+
+class ProducerSettings(CommonSettings):
+    """Producer: streams a source into the train and test topics."""
+
+    http_port: int = Field(9101, ge=0, le=65535, description="port of the HTTP endpoint; 0 disables it")
+    source: Source = Field("susy", description="record source: csv, breast-cancer, susy (generator) or drift")
+    csv_path: Path | None = Field(None, description="CSV file (plain or .gz) for --source csv")
+    csv_label_column: int = Field(0, description="index of the label column in the CSV (negative counts from the end)")
+    csv_header: Literal["auto", "yes", "no"] = Field("auto", description="whether the CSV starts with a header row")
+    count: int = Field(0, ge=0, description="records to produce; 0 = the whole source (endless for generators)")
+    passes: int = Field(1, ge=0, description="passes over a finite source (csv, breast-cancer); 0 = repeat forever")
+    rate: float = Field(0.0, ge=0, description="records per second; 0 = as fast as possible")
+    test_fraction: float = Field(0.2, ge=0, lt=1, description="fraction of records sent to the test topic")
+    seed: int = Field(42, description="seed for generators, shuffling and the train/test split")
+    n_features: int | None = Field(None, ge=1, le=10_000, description="features of the generators (susy: 18, drift: 10)")
+    drift_type: Literal["abrupt", "gradual"] = Field("abrupt", description="how the drift generator changes concept")
+    drift_points: Annotated[list[int], NoDecode] = Field(
+        default_factory=list, description="record indices where the drift generator changes concept, comma-separated"
+    )
+    drift_width: int = Field(2000, ge=1, description="records over which a gradual drift blends the concepts")
+    compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field("lz4", description="Kafka compression codec")
+    log_every_seconds: float = Field(5.0, gt=0, description="seconds between progress log lines (no terminal)")
+
+    @field_validator("drift_points", mode="before")
+    @classmethod
+    def _split_points(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [int(p) for p in value.split(",") if p.strip()] if value.strip() else []
+        return value
+
+    @field_validator("drift_points")
+    @classmethod
+    def _check_points(cls, value: list[int]) -> list[int]:
+        if any(p <= 0 for p in value) or value != sorted(set(value)):
+            raise ValueError("must be increasing positive record indices")
+        return value
+
+    @model_validator(mode="after")
+    def _check_source(self) -> ProducerSettings:
+        if self.source == "csv" and self.csv_path is None:
+            raise _field_error("csv_path", "required with --source csv")
+        if self.csv_path is not None and not self.csv_path.is_file():
+            raise _field_error("csv_path", f"no such file: {self.csv_path}")
+        return self
+
+
+class _ConsumerSettings(CommonSettings):
+    """Options shared by the two consuming components."""
+
+    model_dir: Path = Field(Path("models"), description="base directory of the model store (the shared volume)")
+    model_name: str = Field("streamtrain", description="model name; versions live in <model-dir>/<model-name>/<n>/")
+    batch_size: int = Field(256, ge=1, le=1_000_000, description="records per micro-batch")
+    batch_max_wait_ms: int = Field(500, ge=1, description="longest wait to fill a micro-batch, in ms")
+    start_offset: Literal["earliest", "latest"] = Field(
+        "earliest", description="where to start when there is no checkpoint or committed offset"
+    )
+    max_records: int = Field(0, ge=0, description="stop after this many records; 0 = run forever")
+    idle_exit_seconds: float = Field(0.0, ge=0, description="exit after this long without records; 0 = never")
+    metrics_every_seconds: float = Field(2.0, gt=0, description="seconds between metric messages")
+    ingest: Literal["confluent", "tensorflow-io"] = Field(
+        "confluent", description="Kafka reader: confluent (default, exact offsets) or tensorflow-io (tutorial-style)"
+    )
+
+    @field_validator("model_name")
+    @classmethod
+    def _check_model_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,100}", value):
+            raise ValueError(f"use letters, digits, '-' or '_': {value!r}")
+        return value
+
+
+class TrainerSettings(_ConsumerSettings):
+    """Online trainer: test-then-train on the train topic, checkpoints, publishes versions."""
+
+    http_port: int = Field(9102, ge=0, le=65535, description="port of the HTTP endpoint; 0 disables it")
+    group_id: str = Field("streamtrain-trainer", description="group whose committed offsets show the trainer's lag")
+    model: str = Field("mlp", description="mlp, logreg, a saved .keras file, or a module:function factory")
+    n_features: int | None = Field(None, ge=1, le=10_000, description="input width; default: taken from the data")
+    learning_rate: float = Field(1e-3, gt=0, le=10, description="optimizer learning rate")
+    seed: int = Field(0, description="seed of the model's initial weights")
+    checkpoint_dir: Path = Field(Path("checkpoints"), description="where checkpoints (weights, optimizer, offsets) go")
+    checkpoint_every_seconds: float = Field(5.0, gt=0, description="seconds between checkpoints")
+    keep_checkpoints: int = Field(2, ge=1, description="checkpoints to keep")
+    publish_every_batches: int = Field(0, ge=0, description="publish a model version every N batches; 0 = off")
+    publish_every_seconds: float = Field(10.0, ge=0, description="publish a model version every T seconds; 0 = off")
+    keep_versions: int = Field(5, ge=1, description="published versions to keep in the model store")
+    on_offset_loss: Literal["fail", "restart-from-earliest"] = Field(
+        "fail",
+        description="when checkpointed offsets no longer exist on the broker: fail (exit 3), or keep the model "
+        "and continue from the earliest offset",
+    )
+    stop_grace_seconds: float = Field(25.0, gt=0, description="time allowed to finish the batch and checkpoint on SIGTERM")
+
+    @field_validator("model")
+    @classmethod
+    def _check_model(cls, value: str) -> str:
+        if value in ("mlp", "logreg") or _MODULE_FUNCTION.match(value):
+            return value
+        if value.endswith(".keras"):
+            if not Path(value).is_file():
+                raise ValueError(f"no such model file: {value}")
+            return value
+        raise ValueError(f"expected mlp, logreg, a .keras file or module:function, got {value!r}")
+
+    @model_validator(mode="after")
+    def _check_publishing(self) -> TrainerSettings:
+        if self.publish_every_batches == 0 and self.publish_every_seconds == 0:
+            raise _field_error("publish_every_seconds", "set it or --publish-every-batches, or nothing is published")
+        return self
+
+
+class EvaluatorSettings(_ConsumerSettings):
+    """Evaluator: hot-loads the newest version and scores it on the test topic."""
+
+    http_port: int = Field(9103, ge=0, le=65535, description="port of the HTTP endpoint; 0 disables it")
+    group_id: str = Field("streamtrain-evaluator", description="consumer group shared by evaluator replicas")
+    batch_size: int = Field(1024, ge=1, le=1_000_000, description="records per micro-batch")
+    batch_max_wait_ms: int = Field(200, ge=1, description="longest wait to fill a micro-batch, in ms")
+    window: int = Field(2000, ge=10, description="records in the sliding window for accuracy, loss and AUC")
+    poll_seconds: float = Field(5.0, gt=0, description="seconds between scans of the model store (fallback to events)")
+    report_dir: Path = Field(Path("reports"), description="writable directory for the accuracy CSV and PNG plot")
+    plot_every_seconds: float = Field(30.0, gt=0, description="seconds between plot refreshes")
+    session_timeout_ms: int = Field(10_000, ge=1000, description="consumer group session timeout, in ms")
+
+
+class BrokerSettings(BaseSettings):
+    """The embedded Kafka-protocol broker (tansu), for local runs and tests."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX + "BROKER_", extra="ignore")
+
+    host: str = Field("127.0.0.1", description="listen address; loopback unless you mean otherwise")
+    port: int = Field(9092, ge=0, le=65535, description="listen port; 0 picks a free one")
+    advertised_host: str | None = Field(None, description="host name clients should use (default: --host)")
+    cert: Path | None = Field(None, description="TLS certificate (PEM) to serve")
+    key: Path | None = Field(None, description="TLS private key (PEM)")
+    topics: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="topics to create once up, comma-separated"
+    )
+    partitions: int = Field(1, ge=1, description="partitions of the created topics")
+
+    @field_validator("topics", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        return [t for t in value.split(",") if t.strip()] if isinstance(value, str) else value
+
+
+class DemoSettings(BaseSettings):
+    """The whole pipeline on this machine: broker, producer, trainer and evaluator as processes."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX + "DEMO_", extra="ignore")
+
+    source: Source = Field("susy", description="record source for the producer")
+    csv_path: Path | None = Field(None, description="CSV file for --source csv")
+    count: int = Field(40_000, ge=100, description="records to produce")
+    rate: float = Field(0.0, ge=0, description="records per second; 0 = as fast as possible")
+    batch_size: int = Field(64, ge=1, description="trainer micro-batch size")
+    partitions: int = Field(2, ge=1, description="partitions per topic")
+    workdir: Path = Field(Path("demo-output"), description="model store, checkpoints, reports and logs go here")
+    model: str = Field("mlp", description="trainer model (see streamtrain train --help)")
+
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def _is_bool(annotation: Any) -> bool:
+    return annotation is bool
+
+
+def _choices(annotation: Any) -> list[str] | None:
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        return [str(a) for a in typing.get_args(annotation)]
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(annotation):
+            found = _choices(arg)
+            if found:
+                return found
+    return None
+
+
+def add_arguments(parser: argparse.ArgumentParser, settings_cls: type[BaseSettings]) -> None:
+    """Add one flag per settings field; help names the env variable and the default."""
+    prefix = settings_cls.model_config.get("env_prefix", "")
+    for name, info in settings_cls.model_fields.items():
+        default = info.get_default(call_default_factory=True)
+        shown = ",".join(map(str, default)) if isinstance(default, list) else default
+        env = f"{prefix}{name.upper()}"
+        help_text = f"{info.description} [env {env}; default {shown}]"
+        if _is_bool(info.annotation):
+            parser.add_argument(flag_name(name), dest=name, action=argparse.BooleanOptionalAction,
+                                default=argparse.SUPPRESS, help=help_text)
+        else:
+            parser.add_argument(flag_name(name), dest=name, default=argparse.SUPPRESS, metavar=name.upper(),
+                                choices=_choices(info.annotation), help=help_text)
+
+
+def load(settings_cls: type[S], args: argparse.Namespace | dict[str, Any] | None = None) -> S:
+    """Build settings from flags (given) over env vars over defaults; raise ConfigError on a bad value."""
+    given = vars(args) if isinstance(args, argparse.Namespace) else dict(args or {})
+    given = {k: v for k, v in given.items() if k in settings_cls.model_fields}
+    prefix = settings_cls.model_config.get("env_prefix", "")
+    try:
+        return settings_cls(**given)
+    except _FieldError as exc:
+        raise ConfigError(_describe(exc.field, prefix, str(exc))) from None
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field_error = (error.get("ctx") or {}).get("error")
+        if isinstance(field_error, _FieldError):
+            raise ConfigError(_describe(field_error.field, prefix, str(field_error))) from None
+        field = str(error["loc"][0]) if error["loc"] else "?"
+        message = error["msg"].removeprefix("Value error, ")
+        value = error.get("input")
+        if field in settings_cls.model_fields and not isinstance(value, dict):
+            shown = "***" if "password" in field else repr(value)
+            message = f"{message} (got {shown})"
+        raise ConfigError(_describe(field, prefix, message)) from None
+
+
+def _describe(field: str, prefix: str, message: str) -> str:
+    return f"{flag_name(field)} ({prefix}{field.upper()}): {message}".replace("\n", " ")
+
+
+def env_names(settings_cls: type[BaseSettings]) -> set[str]:
+    """Every env variable a settings class reads; the chart tests check against this."""
+    prefix = settings_cls.model_config.get("env_prefix", "")
+    return {f"{prefix}{name.upper()}" for name in settings_cls.model_fields}
