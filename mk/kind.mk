@@ -1,0 +1,93 @@
+# Kubernetes on kind: cluster, Strimzi operator, the streamtrain chart and the cluster-level tests.
+# Included by the top-level Makefile (include mk/*.mk), which defines VENV and PY; `images` (mk/docker.mk)
+# builds the application image. Needs docker, kind, kubectl and helm on PATH, and a network.
+#
+#   make kind-up     kind cluster + Strimzi operator (pinned chart version), waits for the operator
+#   make deploy      images, kind load, helm upgrade --install, waits for Kafka, topics, users and pods
+#   make e2e         cluster-level tests (tests/e2e) against KUBE_CONTEXT
+#   make undeploy    deletes KafkaTopics/KafkaUsers first (their finalizers need the entity operator), then the release
+#   make kind-down   deletes the kind cluster
+#   make chart-lint  static chart tests (render, helm lint, schemas, policies); no cluster needed
+
+PY ?= .venv/bin/python
+KIND ?= kind
+KUBECTL ?= kubectl
+HELM ?= helm
+
+KIND_CLUSTER ?= streamtrain
+# A node image of the Kubernetes version the chart is validated against (tests/chart: KUBE_VERSION).
+KIND_NODE_IMAGE ?= kindest/node:v1.34.0
+KIND_CONFIG ?= k8s/kind-config.yaml
+KUBE_CONTEXT ?= kind-$(KIND_CLUSTER)
+
+STRIMZI_VERSION ?= 1.2.0
+STRIMZI_CHART ?= oci://quay.io/strimzi-helm/strimzi-kafka-operator
+STRIMZI_NAMESPACE ?= strimzi
+STRIMZI_VALUES ?= k8s/strimzi-values.yaml
+
+NAMESPACE ?= streamtrain
+RELEASE ?= streamtrain
+CHART ?= charts/streamtrain
+CHART_VALUES ?= k8s/streamtrain-kind-values.yaml
+KAFKA_CLUSTER ?= $(RELEASE)-kafka
+DEPLOY_TIMEOUT ?= 900s
+
+# The image `make images` builds: <package version>-<git revision>.
+IMAGE_REPO ?= streamtrain
+STREAMTRAIN_VERSION ?= $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' pyproject.toml)
+GIT_REV ?= $(shell git rev-parse --short=7 HEAD 2>/dev/null || echo unknown)
+IMAGE_TAG ?= $(STREAMTRAIN_VERSION)-$(GIT_REV)
+
+KCTL = $(KUBECTL) --context '$(KUBE_CONTEXT)'
+
+.PHONY: kind-up deploy undeploy kind-down e2e chart-lint kind-tools
+
+kind-tools:
+	@for tool in '$(KIND)' '$(KUBECTL)' '$(HELM)' docker; do \
+	  command -v "$$tool" >/dev/null 2>&1 || { echo "missing tool: $$tool (see docs/kubernetes.md)" >&2; exit 1; }; \
+	done
+
+kind-up: kind-tools
+	@if $(KIND) get clusters 2>/dev/null | grep -qx '$(KIND_CLUSTER)'; then \
+	  echo 'kind cluster $(KIND_CLUSTER) exists'; \
+	else \
+	  $(KIND) create cluster --name '$(KIND_CLUSTER)' --config '$(KIND_CONFIG)' --image '$(KIND_NODE_IMAGE)' --wait 180s; \
+	fi
+	$(KCTL) create namespace '$(STRIMZI_NAMESPACE)' --dry-run=client -o yaml | $(KCTL) apply -f -
+	$(KCTL) create namespace '$(NAMESPACE)' --dry-run=client -o yaml | $(KCTL) apply -f -
+	$(HELM) upgrade --install strimzi '$(STRIMZI_CHART)' --version '$(STRIMZI_VERSION)' \
+	  --kube-context '$(KUBE_CONTEXT)' --namespace '$(STRIMZI_NAMESPACE)' \
+	  --values '$(STRIMZI_VALUES)' --set 'watchNamespaces={$(NAMESPACE)}' --wait --timeout 10m
+	$(KCTL) --namespace '$(STRIMZI_NAMESPACE)' rollout status deployment/strimzi-cluster-operator --timeout=300s
+
+deploy: images kind-tools
+	$(KIND) load docker-image '$(IMAGE_REPO):$(IMAGE_TAG)' --name '$(KIND_CLUSTER)'
+	$(HELM) upgrade --install '$(RELEASE)' '$(CHART)' --kube-context '$(KUBE_CONTEXT)' --namespace '$(NAMESPACE)' \
+	  --values '$(CHART_VALUES)' --set 'image.repository=$(IMAGE_REPO)' --set 'image.tag=$(IMAGE_TAG)' \
+	  --set 'fullnameOverride=$(RELEASE)' --set 'kafka.clusterName=$(KAFKA_CLUSTER)'
+	$(KCTL) --namespace '$(NAMESPACE)' wait 'kafka/$(KAFKA_CLUSTER)' --for=condition=Ready --timeout='$(DEPLOY_TIMEOUT)'
+	$(KCTL) --namespace '$(NAMESPACE)' wait kafkatopics,kafkausers -l 'app.kubernetes.io/instance=$(RELEASE)' --for=condition=Ready --timeout=300s
+	$(KCTL) --namespace '$(NAMESPACE)' rollout status 'deployment/$(RELEASE)-trainer' --timeout='$(DEPLOY_TIMEOUT)'
+	$(KCTL) --namespace '$(NAMESPACE)' rollout status 'deployment/$(RELEASE)-evaluator' --timeout='$(DEPLOY_TIMEOUT)'
+	$(KCTL) --namespace '$(NAMESPACE)' wait pods -l 'app.kubernetes.io/instance=$(RELEASE),app.kubernetes.io/component in (trainer,evaluator)' \
+	  --for=condition=Ready --timeout=300s
+	$(KCTL) --namespace '$(NAMESPACE)' get pods -l 'app.kubernetes.io/part-of=streamtrain'
+
+# KafkaTopics and KafkaUsers carry finalizers that only the entity operator removes: delete them while it still
+# runs, before `helm uninstall` deletes the Kafka cluster (and with it the entity operator).
+undeploy: kind-tools
+	$(KCTL) --namespace '$(NAMESPACE)' delete kafkatopics,kafkausers -l 'app.kubernetes.io/instance=$(RELEASE)' \
+	  --ignore-not-found --wait --timeout=300s
+	$(HELM) uninstall '$(RELEASE)' --kube-context '$(KUBE_CONTEXT)' --namespace '$(NAMESPACE)' --ignore-not-found --wait --timeout 10m
+	@echo "The model volume is kept when persistence.keepOnUninstall is true: $(KUBECTL) --context $(KUBE_CONTEXT) -n $(NAMESPACE) get pvc"
+
+kind-down: kind-tools
+	$(KIND) delete cluster --name '$(KIND_CLUSTER)'
+
+e2e:
+	STREAMTRAIN_KUBE_CONTEXT='$(KUBE_CONTEXT)' STREAMTRAIN_NAMESPACE='$(NAMESPACE)' STREAMTRAIN_RELEASE='$(RELEASE)' \
+	  STREAMTRAIN_CHART='$(CHART)' STREAMTRAIN_CHART_VALUES='$(CHART_VALUES)' \
+	  '$(PY)' -m pytest tests/e2e -m e2e -v -p no:cacheprovider
+
+chart-lint:
+	'$(PY)' -m pytest tests/chart -q
