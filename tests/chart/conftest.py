@@ -1,0 +1,23 @@
+"""Static chart tests: everything here runs without a cluster (Helm SDK, offline schemas)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from chartkit import VALUE_SETS, render
+
+
+@pytest.fixture(params=sorted(VALUE_SETS), scope="session")
+def value_set(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
+    return request.param, VALUE_SETS[request.param]
+
+
+@pytest.fixture(scope="session")
+def rendered(value_set: tuple[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    return render(value_set[1])
+
+
+@pytest.fixture(scope="session")
+def default_docs() -> list[dict[str, Any]]:
+    return render({})
