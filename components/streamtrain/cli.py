@@ -1,0 +1,179 @@
+"""`streamtrain` command line: one subcommand per component, plus broker, topics, inspect and demo.
+
+Every option of a component is a flag and an env variable (see lib/config.py); a bad value exits
+with code 2 and one line naming the option, before anything connects.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+import typing
+from collections.abc import Callable
+from typing import Any
+
+from pydantic_settings import BaseSettings
+
+from streamtrain import __version__
+from streamtrain.lib import config
+from streamtrain.lib.config import (
+    BrokerSettings,
+    CommonSettings,
+    DemoSettings,
+    EvaluatorSettings,
+    ProducerSettings,
+    TrainerSettings,
+)
+
+log = logging.getLogger("streamtrain")
+
+EXIT_CONFIG = 2
+EXIT_OFFSET_LOSS = 3
+
+
+def _produce(settings: Any) -> int:
+    from streamtrain.producer.main import run
+
+    summary = run(settings)
+    return 1 if summary["failed"] else 0
+
+
+def _train(settings: Any) -> int:
+    from streamtrain.trainer.main import OffsetLossError, run
+
+    try:
+        run(settings)
+    except OffsetLossError as exc:
+        log.error(str(exc))
+        return EXIT_OFFSET_LOSS
+    return 0
+
+
+def _evaluate(settings: Any) -> int:
+    from streamtrain.evaluator.main import run
+
+    run(settings)
+    return 0
+
+
+def _broker(settings: Any) -> int:
+    from streamtrain.lib import kafka_io
+    from streamtrain.lib.broker import EmbeddedBroker
+    from streamtrain.lib.runtime import StopFlag
+
+    stop = StopFlag().install()
+    with EmbeddedBroker(settings.host, settings.port, settings.advertised_host, settings.cert,
+                        settings.key, None).start(stdout=None) as broker:
+        if settings.topics:
+            common = CommonSettings(bootstrap_servers=broker.bootstrap)
+            kafka_io.create_topics(kafka_io.admin(common, "broker"), settings.topics, settings.partitions)
+        print(json.dumps({"bootstrap_servers": broker.bootstrap, "pid": broker.process.pid if broker.process
+                          else None}), flush=True)
+        while not stop and broker.process is not None and broker.process.poll() is None:
+            stop.wait(0.5)
+    return 0
+
+
+class TopicsSettings(CommonSettings):
+    """Create the five topics (for local runs; on Kubernetes, Strimzi's KafkaTopics do it)."""
+
+    partitions: int = config.Field(1, ge=1, description="partitions per topic")
+
+
+def _topics(settings: Any) -> int:
+    from streamtrain.lib import kafka_io
+
+    created = kafka_io.create_topics(kafka_io.admin(settings, "topics"), kafka_io.topic_names(settings),
+                                     settings.partitions)
+    print(json.dumps({"created": created, "partitions": settings.partitions}))
+    return 0
+
+
+class InspectSettings(CommonSettings):
+    """Print the newest checkpoint state and the published versions as JSON (for kubectl exec)."""
+
+    model_dir: Any = config.Field(config.Path("models"), description="base directory of the model store")
+    model_name: str = config.Field("streamtrain", description="model name")
+    checkpoint_dir: Any = config.Field(config.Path("checkpoints"), description="checkpoint directory")
+
+
+def _inspect(settings: Any) -> int:
+    from streamtrain.lib import checkpoint, model_store
+
+    versions = []
+    for number in model_store.version_numbers(settings.model_dir, settings.model_name):
+        path = model_store.model_root(settings.model_dir, settings.model_name) / str(number)
+        try:
+            manifest = model_store.verify(path)
+            versions.append({"version": number, "ok": True, "records_trained": manifest.get("records_trained"),
+                             "created_at": manifest.get("created_at")})
+        except model_store.CorruptVersion as exc:
+            versions.append({"version": number, "ok": False, "reason": str(exc)})
+    state = checkpoint.read_latest_state(settings.checkpoint_dir) if settings.checkpoint_dir.is_dir() else None
+    problems = checkpoint.check_ledger(state) if state else []
+    print(json.dumps({"versions": versions, "checkpoint": state, "ledger_problems": problems}, indent=2))
+    return 0
+
+
+def _demo(settings: Any) -> int:
+    from streamtrain.demo import run
+
+    return run(settings)
+
+
+COMMANDS: dict[str, tuple[type[BaseSettings], Callable[[Any], int], str]] = {
+    "produce": (ProducerSettings, _produce, "stream a source into the train and test topics"),
+    "train": (TrainerSettings, _train, "train a model online on the train topic and publish versions"),
+    "evaluate": (EvaluatorSettings, _evaluate, "evaluate the newest model version on the test topic"),
+    "broker": (BrokerSettings, _broker, "run the embedded Kafka-protocol broker (tansu) in the foreground"),
+    "topics": (TopicsSettings, _topics, "create the train, test, metrics, model-events and dead-letter topics"),
+    "inspect": (InspectSettings, _inspect, "show the newest checkpoint and the published versions"),
+    "demo": (DemoSettings, _demo, "run broker, producer, trainer and evaluator locally, then summarise"),
+}
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line (exit 2), like configuration errors."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(EXIT_CONFIG, f"{self.prog}: error: {message}\n")
+
+
+def parser() -> argparse.ArgumentParser:
+    top = _OneLineParser(
+        prog="streamtrain",
+        description="Online training of TensorFlow models on streaming Kafka data. Every option is also an "
+                    "environment variable (shown in each subcommand's --help).",
+    )
+    top.add_argument("--version", action="version", version=f"streamtrain {__version__}")
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_OneLineParser)
+    for name, (settings_cls, _run, summary) in COMMANDS.items():
+        command = sub.add_parser(name, help=summary, description=(settings_cls.__doc__ or summary).strip())
+        config.add_arguments(command, settings_cls)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    settings_cls, run, _ = COMMANDS[args.command]
+    try:
+        settings = config.load(settings_cls, args)
+    except config.ConfigError as exc:
+        print(f"streamtrain {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    from streamtrain.lib import logs
+
+    logs.setup(getattr(settings, "log_level", "INFO"), getattr(settings, "log_format", "auto"))
+    started = time.monotonic()
+    try:
+        return run(settings)
+    except KeyboardInterrupt:
+        log.warning("interrupted", extra={"seconds": round(time.monotonic() - started, 1)})
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

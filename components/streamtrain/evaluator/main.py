@@ -1,0 +1,212 @@
+"""The evaluator: scores the newest model version on the test topic and reports how it does.
+
+Data path: test topic -> BatchReader -> current model (hot-swapped by ModelWatcher) ->
+sliding-window accuracy/loss/AUC -> metrics topic, /metrics, accuracy CSV + PNG.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+from confluent_kafka import TopicPartition
+from prometheus_client import Counter, Gauge
+
+from streamtrain import PROCESS_START
+from streamtrain.lib import http, kafka_io
+from streamtrain.lib.batches import Batch, BatchReader
+from streamtrain.lib.config import EvaluatorSettings
+from streamtrain.lib.metrics import Totals, Window
+from streamtrain.lib.runtime import StopFlag, write_summary
+from streamtrain.evaluator import plot
+from streamtrain.evaluator.watcher import ModelWatcher
+
+log = logging.getLogger("streamtrain.evaluator")
+
+EVALUATED = Counter("streamtrain_evaluator_records_total", "Test records evaluated")
+DEAD = Counter("streamtrain_dead_letter_total", "Records sent to the dead-letter topic", ["component", "reason"])
+ACCURACY = Gauge("streamtrain_evaluator_accuracy", "Accuracy over the sliding window")
+LOSS = Gauge("streamtrain_evaluator_loss", "Log loss over the sliding window")
+AUC = Gauge("streamtrain_evaluator_auc", "ROC AUC over the sliding window")
+VERSION = Gauge("streamtrain_evaluator_model_version", "Model version being evaluated")
+MODEL_AGE = Gauge("streamtrain_evaluator_model_staleness_seconds",
+                  "Seconds between the newest record in the served model and now")
+RATE = Gauge("streamtrain_evaluator_records_per_second", "Records evaluated per second, last interval")
+
+
+class Evaluator:
+    def __init__(self, settings: EvaluatorSettings, stop: StopFlag) -> None:
+        self.s = settings
+        self.stop = stop
+        self.window = Window(settings.window)
+        self.totals = Totals()
+        self.per_version: dict[int, Totals] = {}
+        self.rows: list[dict[str, Any]] = []
+        self.health = http.Health()
+        self.kafka = kafka_io.producer(settings, "evaluator")
+        self.dead = kafka_io.DeadLetters(self.kafka, settings.dead_letter_topic, "evaluator")
+        self.watcher = ModelWatcher(settings)
+        self.next_offsets: dict[int, int] = {}
+        self.dead_lettered = 0
+        self.best_accuracy: float | None = None
+        self._rate_mark = (time.monotonic(), 0)
+
+    def evaluate(self, batch: Batch) -> bool:
+        """Score one batch with the current model; False if no usable model is there yet."""
+        current = self.watcher.current
+        if batch.width is not None:
+            self.watcher.width = batch.width
+        if current is None:
+            return False
+        d = batch.decoded
+        if d.labels.size and d.features.shape[1] != current.width:
+            self.watcher.reject(current.version, f"version {current.version}: incompatible: takes "
+                                f"{current.width} features, the test records have {d.features.shape[1]}")
+            self.watcher.current = None
+            self.watcher._wake.set()
+            return False
+        for bad in d.bad:
+            i = bad.index
+            self.dead.send(batch.keys[i], batch.values[i], bad.reason, batch.topic,
+                           int(batch.partitions[i]), int(batch.offsets[i]))
+            DEAD.labels("evaluator", bad.reason.split(":", 1)[0]).inc()
+        self.dead_lettered += len(d.bad)
+        if d.labels.size:
+            scores = np.asarray(current.predict(d.features))
+            self.window.add(scores, d.labels)
+            self.totals.add(scores, d.labels)
+            self.per_version.setdefault(current.version, Totals()).add(scores, d.labels)
+            EVALUATED.inc(int(d.labels.size))
+        for partition, _start, end in batch.ranges():
+            self.next_offsets[partition] = max(self.next_offsets.get(partition, 0), end)
+        self.kafka.poll(0)
+        return True
+
+    def report(self, final: bool = False) -> None:
+        now = time.monotonic()
+        then, seen = self._rate_mark
+        rate = (self.totals.records - seen) / max(now - then, 1e-9)
+        self._rate_mark = (now, self.totals.records)
+        window = self.window.summary()
+        current = self.watcher.current
+        row = {"ts_ms": int(time.time() * 1000), "records_evaluated": self.totals.records,
+               "model_version": current.version if current else None, "accuracy": window["accuracy"],
+               "loss": window["loss"], "auc": window["auc"], "records_per_second": round(rate, 1)}
+        if window["accuracy"] is not None:
+            ACCURACY.set(window["accuracy"])
+            LOSS.set(window["loss"])
+            if window["auc"] is not None:
+                AUC.set(window["auc"])
+            if window["records"] >= min(self.s.window, 200):
+                self.best_accuracy = max(self.best_accuracy or 0.0, window["accuracy"])
+        RATE.set(rate)
+        if current is not None:
+            VERSION.set(current.version)
+            newest = current.manifest.get("newest_record_ms")
+            if newest:
+                MODEL_AGE.set(max(time.time() - newest / 1000, 0))
+        if self.totals.records or final:
+            self.rows.append(row)
+            kafka_io.send_json(self.kafka, self.s.metrics_topic, {"component": "evaluator", **row,
+                                                                   "dead_lettered": self.dead_lettered},
+                               key="evaluator")
+        self.commit()
+
+    def commit(self) -> None:
+        if self.next_offsets and self.consumer is not None:
+            offsets = [TopicPartition(self.s.test_topic, p, o) for p, o in self.next_offsets.items()]
+            try:
+                self.consumer.commit(offsets=offsets, asynchronous=True)
+            except Exception as exc:  # a rebalance can revoke a partition just before a commit
+                log.debug("commit skipped", extra={"error": str(exc)})
+
+    def write_report(self) -> None:
+        try:
+            plot.write_csv(self.s.report_dir / "accuracy.csv", self.rows)
+            plot.write_png(self.s.report_dir / "accuracy.png", self.rows)
+        except OSError as exc:
+            log.warning("could not write the accuracy report", extra={"error": str(exc)})
+
+    def status(self) -> dict[str, Any]:
+        current = self.watcher.current
+        window = self.window.summary()
+        return {
+            "component": "evaluator",
+            "records_evaluated": self.totals.records,
+            "records_dead_lettered": self.dead_lettered,
+            "model_version": current.version if current else None,
+            "accuracy": window["accuracy"], "loss": window["loss"], "auc": window["auc"],
+            "window_records": window["records"],
+            "cumulative_accuracy": self.totals.accuracy,
+            "best_accuracy": self.best_accuracy,
+            "per_version": {v: {"records": t.records, "accuracy": t.accuracy, "loss": t.loss}
+                            for v, t in self.per_version.items()},
+            "versions_loaded": self.watcher.history,
+            "versions_rejected": self.watcher.rejected,
+        }
+
+    consumer: Any = None
+
+    def run(self) -> dict[str, Any]:
+        s = self.s
+        if s.http_port:
+            http.serve(s.http_host, s.http_port, self.health, self.status)
+        self.watcher.start()
+        self.consumer = kafka_io.consumer(s, "evaluator", s.group_id, **{
+            "auto.offset.reset": s.start_offset, "session.timeout.ms": s.session_timeout_ms,
+            "heartbeat.interval.ms": max(s.session_timeout_ms // 5, 500),
+            "max.poll.interval.ms": max(s.session_timeout_ms + 1000, 30_000)})
+        self.consumer.subscribe([s.test_topic])
+        reader = BatchReader(self.consumer, s.batch_size, s.batch_max_wait_ms / 1000, None).start()
+        self.health.ready = True
+        started = time.monotonic()
+        first_metric_s: float | None = None
+        last_record = time.monotonic()
+        next_report = next_plot = time.monotonic()
+        pending: Batch | None = None
+        reason = "stop signal"
+        try:
+            while not self.stop:
+                self.health.beat()
+                batch = pending or reader.get(timeout=0.2)
+                pending = None
+                now = time.monotonic()
+                if batch is not None:
+                    last_record = now
+                    if not self.evaluate(batch):
+                        pending = batch  # no usable model yet: hold the batch, the reader waits too
+                        self.watcher.changed.wait(0.2)
+                        self.watcher.changed.clear()
+                        continue
+                    first_metric_s = first_metric_s or now - PROCESS_START
+                if now >= next_report:
+                    self.report()
+                    next_report = now + s.metrics_every_seconds
+                if now >= next_plot:
+                    self.write_report()
+                    next_plot = now + s.plot_every_seconds
+                if s.max_records and self.totals.records + self.dead_lettered >= s.max_records:
+                    reason = "max records"
+                    break
+                if s.idle_exit_seconds and now - last_record >= s.idle_exit_seconds:
+                    reason = "idle"
+                    break
+        finally:
+            reader.stop()
+            self.watcher.stop()
+        self.report(final=True)
+        self.write_report()
+        self.kafka.flush(10)
+        self.consumer.close()
+        summary = {**self.status(), "stopped_by": reason, "seconds": round(time.monotonic() - started, 3),
+                   "first_metric_seconds": first_metric_s, "dead_letter_reasons": self.dead.by_reason}
+        log.info("evaluator stopped", extra={k: summary[k] for k in ("records_evaluated", "model_version",
+                                                                     "accuracy", "best_accuracy", "stopped_by")})
+        write_summary(s.summary_file, summary)
+        return summary
+
+
+def run(settings: EvaluatorSettings, stop: StopFlag | None = None) -> dict[str, Any]:
+    return Evaluator(settings, stop or StopFlag().install()).run()

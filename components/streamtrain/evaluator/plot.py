@@ -1,0 +1,53 @@
+"""The accuracy-over-time CSV and PNG the evaluator keeps up to date."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+COLUMNS = ["ts_ms", "records_evaluated", "model_version", "accuracy", "loss", "auc", "records_per_second"]
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)
+
+
+def write_png(path: Path, rows: list[dict[str, Any]], title: str = "streamtrain: evaluator accuracy") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = [r for r in rows if r.get("accuracy") is not None]
+    if not points:
+        return
+    x = [r["records_evaluated"] for r in points]
+    fig, ax = plt.subplots(figsize=(9, 4.5), dpi=100)
+    ax.plot(x, [r["accuracy"] for r in points], label="accuracy (sliding window)", color="tab:blue")
+    if any(r.get("auc") is not None for r in points):
+        ax.plot(x, [r["auc"] if r.get("auc") is not None else float("nan") for r in points],
+                label="AUC", color="tab:green", alpha=0.7)
+    previous = None
+    for r in points:
+        if r["model_version"] != previous and previous is not None:
+            ax.axvline(r["records_evaluated"], color="grey", alpha=0.25, linewidth=0.8)
+        previous = r["model_version"]
+    ax.set_xlabel("test records evaluated")
+    ax.set_ylabel("score")
+    ax.set_ylim(0.0, 1.0)
+    ax.grid(alpha=0.3)
+    ax.set_title(f"{title} (grey lines: new model versions)")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(path)

@@ -1,0 +1,137 @@
+"""Micro-batches from Kafka: consume up to N records or wait at most T, decode, hand over.
+
+A reader thread keeps the next batch ready (consume + decode overlap with training); the queue
+is bounded, so memory stays flat and nothing runs far ahead of training. Offsets travel with each
+batch, so what is checkpointed is what was trained, never merely what was fetched.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from confluent_kafka import Consumer, KafkaError, Message
+
+from streamtrain.lib.codec import Decoded, decode_batch
+
+log = logging.getLogger(__name__)
+
+
+class OffsetLost(RuntimeError):
+    """The broker no longer has the offsets we were reading (for example it lost its data)."""
+
+
+class WidthChanged(ValueError):
+    pass
+
+
+@dataclass
+class Batch:
+    topic: str
+    partitions: np.ndarray  # int32 per record
+    offsets: np.ndarray  # int64 per record
+    timestamps: np.ndarray  # int64 ms per record (produce time)
+    keys: list[bytes | None]
+    values: list[bytes | None]
+    decoded: Decoded
+    width: int | None
+    fetched_at: float
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def ranges(self) -> list[tuple[int, int, int]]:
+        """(partition, start, end) runs of consecutive offsets in this batch."""
+        runs: list[tuple[int, int, int]] = []
+        for partition in np.unique(self.partitions):
+            offs = np.sort(self.offsets[self.partitions == partition])
+            breaks = np.flatnonzero(np.diff(offs) != 1) + 1
+            for run in np.split(offs, breaks):
+                runs.append((int(partition), int(run[0]), int(run[-1]) + 1))
+        return runs
+
+
+def consume(consumer: Consumer, size: int, max_wait: float) -> list[Message]:
+    """Up to `size` records, waiting at most `max_wait` seconds for the batch to fill."""
+    messages: list[Message] = []
+    deadline = time.monotonic() + max_wait
+    while len(messages) < size:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        for msg in consumer.consume(num_messages=size - len(messages), timeout=remaining):
+            error = msg.error()
+            if error is None:
+                messages.append(msg)
+            elif error.code() in (KafkaError._AUTO_OFFSET_RESET, KafkaError.OFFSET_OUT_OF_RANGE):
+                raise OffsetLost(f"{msg.topic()}[{msg.partition()}]: {error.str()}")
+            elif error.code() != KafkaError._PARTITION_EOF:
+                log.warning("consumer error", extra={"error": error.str(), "retriable": error.retriable()})
+        if messages and len(messages) >= size:
+            break
+    return messages
+
+
+def to_batch(messages: list[Message], width: int | None) -> Batch:
+    keys = [m.key() for m in messages]
+    values = [m.value() for m in messages]
+    decoded, width = decode_batch(keys, values, width)
+    return Batch(
+        topic=messages[0].topic() if messages else "",
+        partitions=np.fromiter((m.partition() for m in messages), np.int32, len(messages)),
+        offsets=np.fromiter((m.offset() for m in messages), np.int64, len(messages)),
+        timestamps=np.fromiter((m.timestamp()[1] for m in messages), np.int64, len(messages)),
+        keys=keys, values=values, decoded=decoded, width=width, fetched_at=time.time(),
+    )
+
+
+class BatchReader:
+    """Consumes and decodes in a background thread; `get()` returns the next Batch or None on timeout."""
+
+    def __init__(self, consumer: Consumer, size: int, max_wait: float, width: int | None, prefetch: int = 2) -> None:
+        self.consumer = consumer
+        self.size = size
+        self.max_wait = max_wait
+        self.width = width
+        self._queue: queue.Queue[Batch | BaseException] = queue.Queue(maxsize=prefetch)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="batch-reader", daemon=True)
+
+    def start(self) -> BatchReader:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                messages = consume(self.consumer, self.size, self.max_wait)
+                if not messages:
+                    continue
+                batch = to_batch(messages, self.width)
+                self.width = batch.width
+                while not self._stop.is_set():
+                    try:
+                        self._queue.put(batch, timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+        except BaseException as exc:  # handed to the main thread, which decides
+            self._queue.put(exc)
+
+    def get(self, timeout: float) -> Batch | None:
+        try:
+            item = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def stop(self) -> None:
+        """Stop reading; batches fetched but not yet handed over are dropped (never checkpointed)."""
+        self._stop.set()
+        self._thread.join(timeout=10)

@@ -1,0 +1,170 @@
+"""Kafka clients built from settings: configuration, topic administration, watermarks, dead letters."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from streamtrain.lib.config import CommonSettings
+
+log = logging.getLogger(__name__)
+
+# Header names carried by every dead-lettered record.
+H_REASON = "streamtrain.reason"
+H_SOURCE_TOPIC = "streamtrain.source.topic"
+H_SOURCE_PARTITION = "streamtrain.source.partition"
+H_SOURCE_OFFSET = "streamtrain.source.offset"
+H_COMPONENT = "streamtrain.component"
+
+
+def client_config(settings: CommonSettings, component: str) -> dict[str, Any]:
+    """librdkafka settings common to every client of a component, security included."""
+    conf: dict[str, Any] = {
+        "bootstrap.servers": settings.bootstrap_servers,
+        "client.id": settings.client_id or f"streamtrain-{component}",
+        "security.protocol": settings.security_protocol,
+    }
+    if settings.security_protocol in ("SSL", "SASL_SSL"):
+        if settings.ssl_ca_location:
+            conf["ssl.ca.location"] = str(settings.ssl_ca_location)
+        if settings.ssl_certificate_location and settings.ssl_key_location:
+            conf["ssl.certificate.location"] = str(settings.ssl_certificate_location)
+            conf["ssl.key.location"] = str(settings.ssl_key_location)
+        conf["ssl.endpoint.identification.algorithm"] = "https" if settings.ssl_endpoint_identification else "none"
+    if settings.security_protocol.startswith("SASL"):
+        conf["sasl.mechanism"] = settings.sasl_mechanism
+        conf["sasl.username"] = settings.sasl_username
+        conf["sasl.password"] = settings.sasl_secret()
+    return conf
+
+
+def producer(settings: CommonSettings, component: str, **overrides: Any) -> Producer:
+    conf = client_config(settings, component)
+    conf.update({
+        "enable.idempotence": True,  # retries after a broker stall never duplicate a record
+        "acks": "all",
+        "linger.ms": 5,
+        "batch.num.messages": 10_000,
+        "queue.buffering.max.messages": 1_000_000,
+        "compression.type": "lz4",
+    })
+    conf.update(overrides)
+    return Producer(conf)
+
+
+def consumer(settings: CommonSettings, component: str, group_id: str | None = None, **overrides: Any) -> Consumer:
+    conf = client_config(settings, component)
+    conf.update({
+        # Only used for commits (lag monitoring) when partitions are assigned explicitly.
+        "group.id": group_id or f"streamtrain-{component}-{int(time.time() * 1000)}",
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "allow.auto.create.topics": False,
+        "fetch.min.bytes": 1,
+        "fetch.wait.max.ms": 100,
+        "queued.max.messages.kbytes": 65536,
+    })
+    conf.update(overrides)
+    return Consumer(conf)
+
+
+def admin(settings: CommonSettings, component: str) -> AdminClient:
+    return AdminClient(client_config(settings, component))
+
+
+def topic_names(settings: CommonSettings) -> list[str]:
+    return [settings.train_topic, settings.test_topic, settings.metrics_topic,
+            settings.model_events_topic, settings.dead_letter_topic]
+
+
+def create_topics(client: AdminClient, topics: Iterable[str], partitions: int, timeout: float = 30.0) -> list[str]:
+    """Create the topics that do not exist yet; returns the ones created."""
+    existing = set(client.list_topics(timeout=timeout).topics)
+    wanted = [t for t in topics if t not in existing]
+    if not wanted:
+        return []
+    futures = client.create_topics([NewTopic(t, num_partitions=partitions, replication_factor=1) for t in wanted],
+                                   operation_timeout=timeout)
+    for topic, future in futures.items():
+        try:
+            future.result(timeout)
+        except KafkaException as exc:
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise
+    wait_for_topics(client, wanted, timeout)
+    return wanted
+
+
+def wait_for_topics(client: AdminClient, topics: Iterable[str], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    wanted = set(topics)
+    while True:
+        metadata = client.list_topics(timeout=timeout).topics
+        missing = {t for t in wanted if t not in metadata or metadata[t].error is not None}
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topics not available: {sorted(missing)}")
+        time.sleep(0.2)
+
+
+def partitions_of(client: Consumer | AdminClient, topic: str, timeout: float = 30.0) -> list[int]:
+    """Partition ids of a topic; waits for metadata so a fresh topic is seen."""
+    deadline = time.monotonic() + timeout
+    while True:
+        metadata = client.list_topics(topic, timeout=timeout).topics.get(topic)
+        if metadata is not None and metadata.error is None and metadata.partitions:
+            return sorted(metadata.partitions)
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topic {topic!r} has no partitions (does it exist?)")
+        time.sleep(0.2)
+
+
+def watermarks(client: Consumer, topic: str, timeout: float = 10.0) -> dict[int, tuple[int, int]]:
+    """{partition: (low, high)} for a topic."""
+    return {p: client.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout, cached=False)
+            for p in partitions_of(client, topic)}
+
+
+class DeadLetters:
+    """Sends records that cannot be used to the dead-letter topic, with the reason and origin in headers."""
+
+    def __init__(self, kafka: Producer, topic: str, component: str) -> None:
+        self.kafka = kafka
+        self.topic = topic
+        self.component = component
+        self.sent = 0
+        self.failed = 0
+        self.by_reason: dict[str, int] = {}
+
+    def send(self, key: bytes | None, value: bytes | None, reason: str,
+             source_topic: str = "", partition: int = -1, offset: int = -1) -> None:
+        headers = [
+            (H_REASON, reason.encode()),
+            (H_SOURCE_TOPIC, source_topic.encode()),
+            (H_SOURCE_PARTITION, str(partition).encode()),
+            (H_SOURCE_OFFSET, str(offset).encode()),
+            (H_COMPONENT, self.component.encode()),
+        ]
+        kind = reason.split(":", 1)[0]
+        self.by_reason[kind] = self.by_reason.get(kind, 0) + 1
+        self.sent += 1
+        self.kafka.produce(self.topic, value=value, key=key, headers=headers, on_delivery=self._delivered)
+
+    def _delivered(self, err: Any, _msg: Any) -> None:
+        if err is not None:
+            self.failed += 1
+            log.error("dead-letter delivery failed", extra={"error": str(err)})
+
+
+def send_json(kafka: Producer, topic: str, payload: dict[str, Any], key: str | None = None) -> None:
+    """Fire-and-forget JSON message (metrics, model events); the producer is idempotent and retries."""
+    kafka.produce(topic, value=json.dumps(payload, default=str).encode(), key=key.encode() if key else None)
+    kafka.poll(0)

@@ -1,0 +1,161 @@
+"""The model store on the shared volume, in TensorFlow Serving's layout.
+
+    <base>/<model-name>/<version>/saved_model.pb, variables/   (the SavedModel, for TF Serving)
+                                  model.keras                  (what the evaluator loads)
+                                  manifest.json                (written last; checksums of every file)
+
+A version appears by one rename of a fully written, fsynced directory, so readers see all or nothing;
+a torn or tampered version fails its checksums and is skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from streamtrain.lib import atomic
+from streamtrain.lib.models import check_shape
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+KERAS_FILE = "model.keras"
+
+
+class CorruptVersion(ValueError):
+    """A version whose files do not match its manifest, or that cannot be used."""
+
+
+@dataclass(frozen=True)
+class Version:
+    number: int
+    path: Path
+    manifest: dict[str, Any]
+
+
+def model_root(base: Path, name: str) -> Path:
+    return base / name
+
+
+def version_numbers(base: Path, name: str) -> list[int]:
+    """Published version numbers, ascending (only all-digit names count, as in TF Serving)."""
+    root = model_root(base, name)
+    if not root.is_dir():
+        return []
+    return sorted(int(p.name) for p in root.iterdir() if p.name.isdigit() and p.is_dir())
+
+
+def publish(base: Path, name: str, model: keras.Model, version: int, info: dict[str, Any],
+            keep: int, savedmodel: bool = True) -> Version:
+    """Write version `version` atomically, then drop versions beyond the newest `keep`."""
+    root = model_root(base, name)
+    staged = atomic.staging_dir(root, str(version))
+    try:
+        if savedmodel:
+            model.export(str(staged), verbose=False)
+        model.save(staged / KERAS_FILE)
+        files = {str(p.relative_to(staged)): {"sha256": atomic.sha256_file(p), "bytes": p.stat().st_size}
+                 for p in atomic.tree_files(staged)}
+        manifest = {
+            "version": version,
+            "model_name": name,
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "created_at_ms": int(time.time() * 1000),
+            "input_width": int(model.inputs[0].shape[1]),
+            "output_shape": [None, *[int(d) for d in model.outputs[0].shape[1:]]],
+            "format": "keras+savedmodel" if savedmodel else "keras",
+            **info,
+            "files": files,
+        }
+        (staged / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
+        final = root / str(version)
+        atomic.commit_dir(staged, final)
+    except BaseException:
+        atomic.remove_dir(staged)
+        raise
+    for old in version_numbers(base, name)[:-keep]:
+        atomic.remove_dir(root / str(old))
+    return Version(version, final, manifest)
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    try:
+        manifest = json.loads((path / MANIFEST).read_text())
+    except FileNotFoundError:
+        raise CorruptVersion(f"version {path.name}: no manifest") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CorruptVersion(f"version {path.name}: unreadable manifest ({exc.__class__.__name__})") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+        raise CorruptVersion(f"version {path.name}: manifest has no file list")
+    return manifest
+
+
+def verify(path: Path) -> dict[str, Any]:
+    """Check every file against the manifest; returns the manifest or raises CorruptVersion."""
+    manifest = read_manifest(path)
+    for rel, expected in manifest["files"].items():
+        file = path / rel
+        if not file.is_file():
+            raise CorruptVersion(f"version {path.name}: {rel} is missing")
+        if file.stat().st_size != expected["bytes"] or atomic.sha256_file(file) != expected["sha256"]:
+            raise CorruptVersion(f"version {path.name}: checksum mismatch in {rel}")
+    return manifest
+
+
+def load(path: Path, width: int | None = None) -> tuple[keras.Model, dict[str, Any]]:
+    """Load a version's Keras model from bytes that match the manifest (no window to swap the file).
+
+    safe_mode=True: Keras refuses to deserialize lambdas, so a version cannot run arbitrary code;
+    only layer classes registered by importable code (ours, Keras') can be instantiated.
+    """
+    manifest = read_manifest(path)
+    expected = manifest["files"].get(KERAS_FILE)
+    if expected is None:
+        raise CorruptVersion(f"version {path.name}: no {KERAS_FILE} in manifest")
+    try:
+        data = (path / KERAS_FILE).read_bytes()
+    except FileNotFoundError:
+        raise CorruptVersion(f"version {path.name}: {KERAS_FILE} is missing") from None
+
+
+    if len(data) != expected["bytes"] or hashlib.sha256(data).hexdigest() != expected["sha256"]:
+        raise CorruptVersion(f"version {path.name}: checksum mismatch in {KERAS_FILE}")
+    with tempfile.TemporaryDirectory(prefix="streamtrain-load-") as tmp:
+        local = Path(tmp) / KERAS_FILE
+        local.write_bytes(data)
+        try:
+            model = keras.models.load_model(local, compile=False, safe_mode=True)
+        except Exception as exc:  # Keras raises many types for a bad file
+            raise CorruptVersion(f"version {path.name}: cannot load ({exc.__class__.__name__}: "
+                                 f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
+    if width is not None:
+        try:
+            check_shape(model, width)
+        except ValueError as exc:
+            raise CorruptVersion(f"version {path.name}: incompatible: {exc}") from None
+    return model, manifest
+
+
+def newest(base: Path, name: str, skip: set[int] | None = None, above: int = 0) -> Version | None:
+    """The newest version above `above` that verifies; versions in `skip` (known bad) are passed over."""
+    root = model_root(base, name)
+    for number in reversed(version_numbers(base, name)):
+        if number <= above:
+            return None
+        if skip and number in skip:
+            continue
+        try:
+            return Version(number, root / str(number), verify(root / str(number)))
+        except CorruptVersion as exc:
+            log.warning("skipping model version", extra={"version": number, "reason": str(exc)})
+            if skip is not None:
+                skip.add(number)
+    return None

@@ -1,0 +1,177 @@
+"""The producer: a source streamed into the train and test topics at a chosen rate.
+
+Records go round-robin over each topic's partitions (keys carry labels, so key hashing would put
+all of one class on one partition). The final count is what the broker acknowledged.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+from prometheus_client import Counter, Gauge
+
+from streamtrain.lib import http, kafka_io
+from streamtrain.lib.config import ProducerSettings
+from streamtrain.lib.logs import is_terminal
+from streamtrain.lib.runtime import StopFlag, write_summary
+from streamtrain.producer import sources
+
+log = logging.getLogger("streamtrain.producer")
+
+RECORDS = Counter("streamtrain_producer_records_total", "Records acknowledged by the broker", ["topic"])
+ERRORS = Counter("streamtrain_producer_delivery_errors_total", "Records the broker did not acknowledge")
+DEAD = Counter("streamtrain_dead_letter_total", "Records sent to the dead-letter topic", ["component", "reason"])
+RATE = Gauge("streamtrain_producer_records_per_second", "Acknowledged records per second, last interval")
+
+
+class Deliveries:
+    """Delivery-report callback: counts what the broker acknowledged (cheap: no metric calls per record)."""
+
+    def __init__(self, topics: list[str]) -> None:
+        self.acked = dict.fromkeys(topics, 0)
+        self.failed = 0
+        self.first_error: str | None = None
+        self._exported = dict.fromkeys(topics, 0)
+        self._exported_failed = 0
+
+    def export(self) -> None:
+        """Bring the Prometheus counters up to date."""
+        for topic, count in self.acked.items():
+            RECORDS.labels(topic).inc(count - self._exported[topic])
+            self._exported[topic] = count
+        ERRORS.inc(self.failed - self._exported_failed)
+        self._exported_failed = self.failed
+
+    def __call__(self, err: Any, msg: Any) -> None:
+        if err is None:
+            self.acked[msg.topic()] += 1
+        else:
+            self.failed += 1
+            self.first_error = self.first_error or str(err)
+
+    @property
+    def total(self) -> int:
+        return sum(self.acked.values())
+
+
+def run(settings: ProducerSettings, stop: StopFlag | None = None) -> dict[str, Any]:
+    stop = stop or StopFlag().install()
+    kafka = kafka_io.producer(settings, "producer", **{"compression.type": settings.compression})
+    topics = [settings.train_topic, settings.test_topic]
+    partitions = {t: kafka_io.partitions_of(kafka, t) for t in topics}
+    deliveries = Deliveries(topics)
+    dead = kafka_io.DeadLetters(kafka, settings.dead_letter_topic, "producer")
+    health = http.Health()
+    status: dict[str, Any] = {"component": "producer"}
+    if settings.http_port:
+        http.serve(settings.http_host, settings.http_port, health,
+                   lambda: {**status, "produced": {"train": deliveries.acked[settings.train_topic],
+                                                   "test": deliveries.acked[settings.test_topic]},
+                            "dead_lettered": dead.sent, "failed": deliveries.failed})
+    health.ready = True
+    rng = np.random.default_rng(settings.seed + 1)  # the split has its own stream of randomness
+    limit = settings.count or None
+    sent = 0
+    started = time.monotonic()
+    progress = _Progress(limit, settings.log_every_seconds)
+    next_partition = dict.fromkeys(topics, 0)
+    for chunk in sources.from_settings(settings):
+        for where, raw, reason in chunk.bad:
+            dead.send(None, raw, f"{reason} (at {where})")
+            DEAD.labels("producer", reason.split(":", 1)[0]).inc()
+        keys, values = chunk.keys, chunk.values
+        if limit is not None:
+            keys, values = keys[: limit - sent], values[: limit - sent]
+        is_test = rng.random(len(values)) < settings.test_fraction
+        for start in range(0, len(values), _slice(settings.rate)):
+            end = min(start + _slice(settings.rate), len(values))
+            for i in range(start, end):
+                topic = topics[int(is_test[i])]
+                parts = partitions[topic]
+                partition = parts[next_partition[topic] % len(parts)]
+                next_partition[topic] += 1
+                _produce(kafka, topic, keys[i], values[i], partition, deliveries)
+            sent += end - start
+            kafka.poll(0)
+            health.beat()
+            if settings.rate:
+                ahead = sent / settings.rate - (time.monotonic() - started)
+                if ahead > 0:
+                    stop.wait(ahead)
+            progress.update(sent, deliveries.total)
+            deliveries.export()
+            if stop:
+                break
+        if stop or (limit is not None and sent >= limit):
+            break
+    log.info("flushing", extra={"queued": len(kafka)})
+    remaining = kafka.flush(60)
+    elapsed = time.monotonic() - started
+    progress.close()
+    deliveries.export()
+    summary = {
+        "component": "producer",
+        "source": settings.source,
+        "sent": sent,
+        "produced": {"train": deliveries.acked[settings.train_topic], "test": deliveries.acked[settings.test_topic]},
+        "acknowledged": deliveries.total,
+        "failed": deliveries.failed + remaining,
+        "dead_lettered": dead.sent,
+        "dead_letter_reasons": dead.by_reason,
+        "seconds": round(elapsed, 3),
+        "records_per_second": round(deliveries.total / elapsed, 1) if elapsed else None,
+        "stopped_by": stop.signal_name,
+    }
+    if deliveries.failed:
+        log.error("some records were not acknowledged", extra={"failed": deliveries.failed,
+                                                                "first_error": deliveries.first_error})
+    log.info("producer done", extra=summary)
+    write_summary(settings.summary_file, summary)
+    return summary
+
+
+def _slice(rate: float) -> int:
+    """Records between rate checks: about 20 checks a second when rate-limited."""
+    return max(1, min(sources.CHUNK, int(rate / 20))) if rate else sources.CHUNK
+
+
+def _produce(kafka: Any, topic: str, key: bytes, value: bytes, partition: int, on_delivery: Deliveries) -> None:
+    while True:
+        try:
+            kafka.produce(topic, value=value, key=key, partition=partition, on_delivery=on_delivery)
+            return
+        except BufferError:  # local queue full: let deliveries drain, then retry
+            kafka.poll(0.05)
+
+
+class _Progress:
+    """A rich progress bar on a terminal; a log line every few seconds otherwise."""
+
+    def __init__(self, total: int | None, every: float) -> None:
+        self.every = every
+        self.last = time.monotonic()
+        self.last_acked = 0
+        self.bar: Any = None
+        if is_terminal():
+            from rich.progress import Progress
+
+            self.bar = Progress(transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("producing", total=total)
+
+    def update(self, sent: int, acked: int) -> None:
+        now = time.monotonic()
+        if self.bar is not None:
+            self.bar.update(self.task, completed=sent)
+        elif now - self.last >= self.every:
+            rate = (acked - self.last_acked) / (now - self.last)
+            RATE.set(rate)
+            log.info("progress", extra={"sent": sent, "acknowledged": acked, "records_per_second": round(rate)})
+            self.last, self.last_acked = now, acked
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()

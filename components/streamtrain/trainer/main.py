@@ -1,0 +1,378 @@
+"""The online trainer: test-then-train on the train topic, checkpoint, publish versions. Forever.
+
+Data path: train topic -> BatchReader (consume + decode) -> Learner.step (score, then train)
+-> checkpoint (weights + optimizer + offsets, atomically) -> model store version -> model-events.
+The checkpoint is the source of truth for where to resume; Kafka commits only feed lag monitoring.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, TopicPartition
+from prometheus_client import Counter, Gauge
+
+from streamtrain import PROCESS_START
+from streamtrain.lib import checkpoint, http, kafka_io, model_store, models
+from streamtrain.lib.batches import Batch, BatchReader, OffsetLost
+from streamtrain.lib.checkpoint import TrainerState
+from streamtrain.lib.config import TrainerSettings
+from streamtrain.lib.metrics import Totals, Window
+from streamtrain.lib.runtime import StopFlag, write_summary
+from streamtrain.trainer.learner import Learner
+
+log = logging.getLogger("streamtrain.trainer")
+
+TRAINED = Counter("streamtrain_trainer_records_total", "Records trained on")
+BATCHES = Counter("streamtrain_trainer_batches_total", "Micro-batches trained on")
+DEAD = Counter("streamtrain_dead_letter_total", "Records sent to the dead-letter topic", ["component", "reason"])
+PREQ_ACC = Gauge("streamtrain_trainer_prequential_accuracy", "Test-then-train accuracy since the start")
+WINDOW_ACC = Gauge("streamtrain_trainer_window_accuracy", "Test-then-train accuracy over the recent window")
+WINDOW_LOSS = Gauge("streamtrain_trainer_window_loss", "Test-then-train log loss over the recent window")
+VERSION = Gauge("streamtrain_trainer_model_version", "Newest published model version")
+PUBLISH_FAIL = Counter("streamtrain_trainer_publish_failures_total", "Model publications that failed")
+CKPT_FAIL = Counter("streamtrain_trainer_checkpoint_failures_total", "Checkpoints that failed")
+CKPT_TIME = Gauge("streamtrain_trainer_last_checkpoint_timestamp_seconds", "When the last checkpoint was written")
+RATE = Gauge("streamtrain_trainer_records_per_second", "Records trained per second, last interval")
+LAG = Gauge("streamtrain_trainer_lag_records", "Records in the train topic not yet trained on")
+OFFSET_RESETS = Counter("streamtrain_trainer_offset_resets_total", "Times checkpointed offsets were gone")
+
+
+class OffsetLossError(RuntimeError):
+    """Checkpointed offsets no longer exist on the broker and the policy is to stop (exit code 3)."""
+
+
+@dataclass
+class Schedule:
+    every_seconds: float
+    every_batches: int = 0
+    last_time: float = field(default_factory=time.monotonic)
+    batches: int = 0
+
+    def tick(self) -> None:
+        self.batches += 1
+
+    def due(self, now: float) -> bool:
+        return (self.every_batches > 0 and self.batches >= self.every_batches) or (
+            self.every_seconds > 0 and now - self.last_time >= self.every_seconds)
+
+    def reset(self, now: float) -> None:
+        self.last_time, self.batches = now, 0
+
+
+class Trainer:
+    def __init__(self, settings: TrainerSettings, stop: StopFlag) -> None:
+        self.s = settings
+        self.stop = stop
+        self.state = TrainerState()
+        self.learner: Learner | None = None
+        self.restored: checkpoint.Restored | None = None
+        self.window = Window(2000)
+        self.health = http.Health()
+        self.kafka = kafka_io.producer(settings, "trainer")
+        self.dead = kafka_io.DeadLetters(self.kafka, settings.dead_letter_topic, "trainer")
+        self.published_at_state = -1  # records_trained of the newest published version
+        self.consumer: Any = None
+        self._rate_mark = (time.monotonic(), 0)
+        self._checkpointed = -1  # records consumed at the last checkpoint
+        self._checkpointed_version = -1
+
+    # --- set-up -------------------------------------------------------------------------------
+    def restore(self) -> None:
+        self.s.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        self.restored = checkpoint.load_latest(self.s.checkpoint_dir)
+        if self.restored is not None:
+            self.state = self.restored.state
+            log.info("resuming from checkpoint", extra={"path": str(self.restored.path),
+                                                        "records_trained": self.state.records_trained,
+                                                        "offsets": self.state.offsets})
+        on_disk = model_store.version_numbers(self.s.model_dir, self.s.model_name)
+        self.state.last_version = max([self.state.last_version, *on_disk])
+        self.published_at_state = self.state.records_trained
+        VERSION.set(self.state.last_version)
+
+    def build_learner(self, width: int) -> None:
+        model = models.build(self.s.model, width, self.s.seed)
+        self.learner = Learner(model, self.s.learning_rate)
+        if self.restored is not None:
+            self.learner.restore(self.restored.weights, self.restored.optimizer)
+            self.learner.set_learning_rate(self.s.learning_rate)  # config wins over the checkpoint
+            self.restored = None
+        self.state.width = width
+        log.info("model ready", extra={"model": self.s.model, "width": width,
+                                       "parameters": model.count_params()})
+
+    def assign(self) -> None:
+        topic = self.s.train_topic
+        self.consumer = kafka_io.consumer(self.s, "trainer", self.s.group_id, **{"auto.offset.reset": "error"})
+        marks = kafka_io.watermarks(self.consumer, topic)
+        saved = self.state.offsets.get(topic, {})
+        assignment = []
+        for partition, (low, high) in marks.items():
+            offset = saved.get(partition)
+            if offset is not None and not low <= offset <= high:
+                offset = self.offset_lost(partition, offset, low, high)
+            if offset is None:
+                offset = OFFSET_BEGINNING if self.s.start_offset == "earliest" else OFFSET_END
+            assignment.append(TopicPartition(topic, partition, offset))
+        lost = set(saved) - set(marks)
+        for partition in lost:
+            self.offset_lost(partition, saved[partition], -1, -1)
+        self.consumer.assign(assignment)
+        log.info("assigned", extra={"topic": topic, "offsets": {tp.partition: tp.offset for tp in assignment}})
+
+    def offset_lost(self, partition: int, offset: int, low: int, high: int) -> int | None:
+        topic = self.s.train_topic
+        message = (f"checkpointed offset {offset} of {topic}[{partition}] is not on the broker "
+                   f"(it has {low}..{high}); was the topic deleted or the broker's data lost?")
+        OFFSET_RESETS.inc()
+        if self.s.on_offset_loss == "fail":
+            raise OffsetLossError(message + " Stopping (--on-offset-loss fail); use --on-offset-loss "
+                                  "restart-from-earliest to keep the model and continue from the earliest offset.")
+        log.error(message + " Continuing from the earliest offset (--on-offset-loss restart-from-earliest).")
+        old = self.state.ledger.get(topic, {}).pop(partition, [])
+        self.state.offset_resets.append({"topic": topic, "partition": partition, "lost_offset": offset,
+                                         "ledger_before": old, "at": time.time()})
+        self.state.offsets.get(topic, {}).pop(partition, None)
+        return OFFSET_BEGINNING
+
+    # --- the loop -----------------------------------------------------------------------------
+    def train(self, batch: Batch) -> None:
+        d = batch.decoded
+        for bad in d.bad:
+            i = bad.index
+            self.dead.send(batch.keys[i], batch.values[i], bad.reason, batch.topic,
+                           int(batch.partitions[i]), int(batch.offsets[i]))
+            DEAD.labels("trainer", bad.reason.split(":", 1)[0]).inc()
+        if d.labels.size:
+            if self.learner is None:
+                assert batch.width is not None
+                self.build_learner(batch.width)
+            assert self.learner is not None
+            if d.features.shape[1] != self.learner.width:
+                raise ValueError(f"records have {d.features.shape[1]} features, the model takes {self.learner.width}")
+            scores = self.learner.step(d.features, d.labels)
+            self.window.add(scores, d.labels)
+            preq = Totals()
+            preq.add(scores, d.labels)
+            self.state.preq_records += preq.records
+            self.state.preq_correct += preq.correct
+            self.state.preq_loss_sum += preq.loss_sum
+            self.state.newest_record_ms = max(self.state.newest_record_ms, int(batch.timestamps[d.good].max()))
+        for partition, start, end in batch.ranges():
+            self.state.record_range(batch.topic, partition, start, end)
+        self.state.records_trained += int(d.labels.size)
+        self.state.records_dead_lettered += len(d.bad)
+        self.state.batches += 1
+        TRAINED.inc(int(d.labels.size))
+        BATCHES.inc()
+        self.kafka.poll(0)
+
+    def checkpoint(self) -> bool:
+        """Write a checkpoint if anything was consumed since the last one."""
+        consumed = self.state.records_trained + self.state.records_dead_lettered
+        if self.learner is None or (consumed == self._checkpointed and self.state.seq > 0
+                                    and self.state.last_version == self._checkpointed_version):
+            return self.learner is not None
+        try:
+            path = checkpoint.save(self.s.checkpoint_dir, self.state, self.learner.model.get_weights(),
+                                   self.learner.optimizer_state(), self.s.keep_checkpoints)
+        except OSError as exc:
+            CKPT_FAIL.inc()
+            log.error("checkpoint failed; training goes on and the next checkpoint retries",
+                      extra={"error": str(exc)})
+            return False
+        CKPT_TIME.set(time.time())
+        self._checkpointed, self._checkpointed_version = consumed, self.state.last_version
+        self.commit_offsets()
+        log.debug("checkpoint written", extra={"path": str(path)})
+        return True
+
+    def commit_offsets(self) -> None:
+        """Mirror the checkpointed offsets to Kafka so lag tools see the trainer's progress."""
+        offsets = [TopicPartition(t, p, o) for t, parts in self.state.offsets.items() for p, o in parts.items()]
+        if offsets and self.consumer is not None:
+            try:
+                self.consumer.commit(offsets=offsets, asynchronous=True)
+            except Exception as exc:  # lag monitoring must never stop training
+                log.warning("offset commit failed", extra={"error": str(exc)})
+
+    def publish(self) -> None:
+        """Checkpoint, then publish the checkpointed model as the next version."""
+        if self.learner is None or self.state.records_trained == self.published_at_state:
+            return
+        version = self.state.last_version + 1
+        previous = self.state.last_version
+        self.state.last_version = version
+        if not self.checkpoint():
+            self.state.last_version = previous
+            return
+        info = {
+            "records_trained": self.state.records_trained,
+            "records_dead_lettered": self.state.records_dead_lettered,
+            "offsets": self.state.offsets,
+            "newest_record_ms": self.state.newest_record_ms,
+            "checkpoint_seq": self.state.seq,
+            "model_spec": self.s.model,
+            "metrics": self.metric_values(),
+        }
+        try:
+            published = model_store.publish(self.s.model_dir, self.s.model_name, self.learner.model, version,
+                                            info, self.s.keep_versions)
+        except OSError as exc:
+            PUBLISH_FAIL.inc()
+            log.error("publishing failed; earlier versions are untouched and the next publication retries",
+                      extra={"version": version, "error": str(exc)})
+            return
+        self.published_at_state = self.state.records_trained
+        VERSION.set(version)
+        kafka_io.send_json(self.kafka, self.s.model_events_topic, {
+            "event": "model-published", "model_name": self.s.model_name, "version": version,
+            "path": str(published.path), "records_trained": self.state.records_trained,
+            "newest_record_ms": self.state.newest_record_ms, "created_at_ms": published.manifest["created_at_ms"],
+        }, key=self.s.model_name)
+        log.info("model version published", extra={"version": version, "records_trained": self.state.records_trained})
+
+    def metric_values(self) -> dict[str, Any]:
+        window = self.window.summary()
+        return {
+            "prequential_accuracy": self.state.preq_correct / self.state.preq_records if self.state.preq_records
+            else None,
+            "prequential_loss": self.state.preq_loss_sum / self.state.preq_records if self.state.preq_records
+            else None,
+            "window_accuracy": window["accuracy"], "window_loss": window["loss"], "window_auc": window["auc"],
+        }
+
+    def report(self) -> None:
+        now = time.monotonic()
+        then, trained = self._rate_mark
+        rate = (self.state.records_trained - trained) / max(now - then, 1e-9)
+        self._rate_mark = (now, self.state.records_trained)
+        values = self.metric_values()
+        if values["prequential_accuracy"] is not None:
+            PREQ_ACC.set(values["prequential_accuracy"])
+        if values["window_accuracy"] is not None:
+            WINDOW_ACC.set(values["window_accuracy"])
+            WINDOW_LOSS.set(values["window_loss"])
+        RATE.set(rate)
+        lag = self.lag()
+        if lag is not None:
+            LAG.set(lag)
+        payload = {"component": "trainer", "ts_ms": int(time.time() * 1000), **self.status(),
+                   "records_per_second": round(rate, 1), "lag": lag}
+        kafka_io.send_json(self.kafka, self.s.metrics_topic, payload, key="trainer")
+        log.info("progress", extra={k: payload[k] for k in ("records_trained", "records_dead_lettered",
+                                                            "last_version", "records_per_second", "lag")}
+                 | {"window_accuracy": values["window_accuracy"]})
+
+    def lag(self) -> int | None:
+        if self.consumer is None:
+            return None
+        total = 0
+        for partition, offset in self.state.offsets.get(self.s.train_topic, {}).items():
+            try:
+                _, high = self.consumer.get_watermark_offsets(TopicPartition(self.s.train_topic, partition),
+                                                              cached=True)
+            except Exception:
+                return None
+            total += max(high - offset, 0) if high >= 0 else 0
+        return total
+
+    def status(self) -> dict[str, Any]:
+        return {"component": "trainer", "records_trained": self.state.records_trained,
+                "records_dead_lettered": self.state.records_dead_lettered, "batches": self.state.batches,
+                "last_version": self.state.last_version, "checkpoint_seq": self.state.seq,
+                **self.metric_values()}
+
+    def run(self) -> dict[str, Any]:
+        s = self.s
+        if s.http_port:
+            http.serve(s.http_host, s.http_port, self.health, self.status)
+        self.restore()
+        width = self.state.width or s.n_features
+        if width is not None:
+            self.build_learner(width)
+        self.assign()
+        reader = BatchReader(self.consumer, s.batch_size, s.batch_max_wait_ms / 1000, width).start()
+        self.health.ready = True
+        ckpt = Schedule(s.checkpoint_every_seconds)
+        publish = Schedule(s.publish_every_seconds, s.publish_every_batches)
+        metrics = Schedule(s.metrics_every_seconds)
+        last_record = time.monotonic()
+        started = time.monotonic()
+        first_batch_s: float | None = None
+        reason = "stop signal"
+        try:
+            while not self.stop:
+                self.health.beat()
+                try:
+                    batch = reader.get(timeout=0.2)
+                except OffsetLost as exc:
+                    reason = "offset loss"
+                    self.checkpoint()
+                    reader.stop()
+                    self.offset_lost_while_running(str(exc))
+                    self.assign()
+                    reader = BatchReader(self.consumer, s.batch_size, s.batch_max_wait_ms / 1000,
+                                         self.state.width).start()
+                    continue
+                now = time.monotonic()
+                if batch is not None:
+                    self.train(batch)
+                    first_batch_s = first_batch_s or now - PROCESS_START
+                    last_record = now
+                    ckpt.tick()
+                    publish.tick()
+                if publish.due(now):
+                    self.publish()
+                    publish.reset(now)
+                    ckpt.reset(now)
+                elif ckpt.due(now):
+                    self.checkpoint()
+                    ckpt.reset(now)
+                if metrics.due(now):
+                    self.report()
+                    metrics.reset(now)
+                if s.max_records and self.state.records_trained + self.state.records_dead_lettered >= s.max_records:
+                    reason = "max records"
+                    break
+                if s.idle_exit_seconds and now - last_record >= s.idle_exit_seconds:
+                    reason = "idle"
+                    break
+        finally:
+            reader.stop()
+        # Stopping: what was trained is checkpointed and published; the producer queue is flushed.
+        deadline = time.monotonic() + s.stop_grace_seconds
+        self.publish()
+        self.checkpoint()
+        self.report()
+        self.kafka.flush(max(deadline - time.monotonic(), 1.0))
+        if self.consumer is not None:
+            self.consumer.close()
+        summary = {**self.status(), "stopped_by": reason, "seconds": round(time.monotonic() - started, 3),
+                   "first_batch_seconds": first_batch_s, "dead_letter_reasons": self.dead.by_reason,
+                   "ledger": self.state.ledger, "overlaps": self.state.overlaps}
+        log.info("trainer stopped", extra={k: v for k, v in summary.items() if k not in ("ledger",)})
+        write_summary(s.summary_file, summary)
+        return summary
+
+    def offset_lost_while_running(self, detail: str) -> None:
+        """The broker lost the data under our position: apply the same policy as at start-up."""
+        topic = self.s.train_topic
+        if self.s.on_offset_loss == "fail":
+            OFFSET_RESETS.inc()
+            raise OffsetLossError(f"the broker no longer has our offsets ({detail}); stopping "
+                                  "(--on-offset-loss fail)")
+        marks = kafka_io.watermarks(self.consumer, topic)
+        for partition, offset in list(self.state.offsets.get(topic, {}).items()):
+            low, high = marks.get(partition, (-1, -1))
+            if not low <= offset <= high:
+                self.offset_lost(partition, offset, low, high)
+
+
+def run(settings: TrainerSettings, stop: StopFlag | None = None) -> dict[str, Any]:
+    return Trainer(settings, stop or StopFlag().install()).run()
+
