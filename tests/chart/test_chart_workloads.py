@@ -1,0 +1,274 @@
+"""What each workload and Strimzi resource must be: trainer singleton, shared volume, ACLs, sizing, options."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from chartkit import (
+    RELEASE,
+    VALUE_SETS,
+    component_workload,
+    effective_env,
+    of_kind,
+    one,
+    pod_spec,
+    render,
+    render_raw,
+    selector_matches,
+)
+
+
+# ---------------------------------------------------------------- trainer, evaluator, producer
+def test_trainer_is_a_single_recreated_replica_with_time_to_checkpoint(rendered: list[dict[str, Any]]) -> None:
+    trainer = component_workload(rendered, "trainer")
+    assert trainer["kind"] == "Deployment"
+    assert trainer["spec"]["replicas"] == 1
+    assert trainer["spec"]["strategy"] == {"type": "Recreate"}
+    env = effective_env(rendered, trainer)["trainer"]
+    grace = pod_spec(trainer)["terminationGracePeriodSeconds"]
+    assert grace > float(env["STREAMTRAIN_STOP_GRACE_SECONDS"])
+
+
+def test_shared_model_volume_rw_for_trainer_ro_for_evaluators(rendered: list[dict[str, Any]]) -> None:
+    pvc = of_kind(rendered, "PersistentVolumeClaim")
+    assert len(pvc) == 1
+    claim = pvc[0]["metadata"]["name"]
+    mounts = {}
+    for component in ("trainer", "evaluator"):
+        workload = component_workload(rendered, component)
+        spec = pod_spec(workload)
+        volume = next(v for v in spec["volumes"] if v.get("persistentVolumeClaim", {}).get("claimName") == claim)
+        mount = next(m for m in spec["containers"][0]["volumeMounts"] if m["name"] == volume["name"])
+        mounts[component] = (volume["persistentVolumeClaim"].get("readOnly", False), mount.get("readOnly", False), mount)
+        env = effective_env(rendered, workload)[component]
+        assert env["STREAMTRAIN_MODEL_DIR"].startswith(mount["mountPath"] + "/")
+        if component == "trainer":
+            assert env["STREAMTRAIN_CHECKPOINT_DIR"].startswith(mount["mountPath"] + "/")
+        else:
+            report = env["STREAMTRAIN_REPORT_DIR"]
+            report_mount = next(m for m in spec["containers"][0]["volumeMounts"] if m["mountPath"] == report)
+            assert "emptyDir" in next(v for v in spec["volumes"] if v["name"] == report_mount["name"])
+    assert mounts["trainer"][:2] == (False, False)
+    assert mounts["evaluator"][:2] == (True, True)
+    producer = pod_spec(component_workload(rendered, "producer"))
+    assert not any("persistentVolumeClaim" in v for v in producer["volumes"])
+
+
+def test_evaluators_colocate_with_the_trainer_for_readwriteonce() -> None:
+    docs = render({})
+    trainer_labels = component_workload(docs, "trainer")["spec"]["template"]["metadata"]["labels"]
+    terms = pod_spec(component_workload(docs, "evaluator"))["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert [t["topologyKey"] for t in terms] == ["kubernetes.io/hostname"]
+    assert selector_matches(terms[0]["labelSelector"], trainer_labels)
+    production = render(VALUE_SETS["production"])
+    assert "affinity" not in pod_spec(component_workload(production, "evaluator"))
+    assert one(production, "PersistentVolumeClaim", f"{RELEASE}-models")["spec"]["accessModes"] == ["ReadWriteMany"]
+
+
+def test_user_affinity_is_kept_next_to_colocation() -> None:
+    anti = {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 1, "podAffinityTerm": {
+        "topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": {"app.kubernetes.io/component": "evaluator"}}}}]}}
+    affinity = pod_spec(component_workload(render({"evaluator": {"affinity": anti}}), "evaluator"))["affinity"]
+    assert affinity["podAntiAffinity"] == anti["podAntiAffinity"] and "podAffinity" in affinity
+
+
+def test_producer_job_for_a_bounded_stream_deployment_for_an_endless_one() -> None:
+    job = component_workload(render({}), "producer")
+    assert job["kind"] == "Job" and pod_spec(job)["restartPolicy"] == "Never"
+    docs = render({})
+    assert int(effective_env(docs, job)["producer"]["STREAMTRAIN_COUNT"]) > 0
+    docs = render(VALUE_SETS["producer-deployment"])
+    deployment = component_workload(docs, "producer")
+    env = effective_env(docs, deployment)["producer"]
+    assert deployment["kind"] == "Deployment" and env["STREAMTRAIN_COUNT"] == "0"
+    assert env["STREAMTRAIN_SOURCE"] == "drift" and env["STREAMTRAIN_RATE"] == "500"
+    assert not any(d["kind"] == "Job" for d in docs)
+
+
+def test_producer_can_be_left_out() -> None:
+    docs = render({"producer": {"enabled": False}})
+    assert not [d for d in docs if d["metadata"]["labels"].get("app.kubernetes.io/component") == "producer"]
+
+
+def test_evaluator_pdb_only_when_it_can_help() -> None:
+    assert not of_kind(render({}), "PodDisruptionBudget")
+    docs = render(VALUE_SETS["production"])
+    pdb = one(docs, "PodDisruptionBudget", f"{RELEASE}-evaluator")
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert selector_matches(pdb["spec"]["selector"], component_workload(docs, "evaluator")["spec"]["template"]["metadata"]["labels"])
+    assert not selector_matches(pdb["spec"]["selector"], component_workload(docs, "trainer")["spec"]["template"]["metadata"]["labels"])
+
+
+def test_pvc_kept_on_uninstall_only_when_asked() -> None:
+    kept = one(render({}), "PersistentVolumeClaim", f"{RELEASE}-models")
+    assert kept["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    dropped = one(render({"persistence": {"keepOnUninstall": False}}), "PersistentVolumeClaim", f"{RELEASE}-models")
+    assert "helm.sh/resource-policy" not in dropped["metadata"].get("annotations", {})
+    existing = render({"persistence": {"existingClaim": "my-models"}})
+    assert not of_kind(existing, "PersistentVolumeClaim")
+    volume = next(v for v in pod_spec(component_workload(existing, "trainer"))["volumes"] if "persistentVolumeClaim" in v)
+    assert volume["persistentVolumeClaim"]["claimName"] == "my-models"
+
+
+def test_a_changed_training_value_rolls_only_the_trainer() -> None:
+    def checksums(values: dict[str, Any]) -> dict[str, str]:
+        docs = render(values)
+        return {c: component_workload(docs, c)["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+                for c in ("producer", "trainer", "evaluator")}
+
+    before, after = checksums({}), checksums({"trainer": {"learningRate": 0.0005}})
+    assert before["trainer"] != after["trainer"]
+    assert before["evaluator"] == after["evaluator"] and before["producer"] == after["producer"]
+
+
+def test_services_and_service_monitor_reach_the_metrics_port() -> None:
+    docs = render(VALUE_SETS["service-monitor"])
+    monitor = one(docs, "ServiceMonitor", RELEASE)
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    assert monitor["spec"]["endpoints"][0]["port"] == "http" and monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+    services = [s for s in of_kind(docs, "Service") if selector_matches(monitor["spec"]["selector"], s["metadata"]["labels"])]
+    assert len(services) == 3
+    for service in services:
+        assert [p["name"] for p in service["spec"]["ports"]] == ["http"]
+        component = service["metadata"]["labels"]["app.kubernetes.io/component"]
+        workload = component_workload(docs, component)
+        assert selector_matches({"matchLabels": service["spec"]["selector"]}, workload["spec"]["template"]["metadata"]["labels"])
+        port = pod_spec(workload)["containers"][0]["ports"][0]["containerPort"]
+        assert service["spec"]["ports"][0]["port"] == port == {"producer": 9101, "trainer": 9102, "evaluator": 9103}[component]
+
+
+# ---------------------------------------------------------------- Strimzi resources
+def _acls(docs: list[dict[str, Any]]) -> dict[str, set[tuple[str, str, str]]]:
+    out = {}
+    for user in of_kind(docs, "KafkaUser"):
+        component = user["metadata"]["labels"]["app.kubernetes.io/component"]
+        rules = set()
+        for acl in user["spec"]["authorization"]["acls"]:
+            assert acl["resource"]["patternType"] == "literal"
+            assert acl.get("type", "allow") == "allow"
+            for op in acl["operations"]:
+                rules.add((acl["resource"]["type"], acl["resource"]["name"], op))
+        out[component] = rules
+    return out
+
+
+def test_kafka_users_have_least_privilege_acls(default_docs: list[dict[str, Any]]) -> None:
+    def rw(topic: str, *ops: str) -> set[tuple[str, str, str]]:
+        return {("topic", topic, op) for op in ops}
+
+    w, r = ("Write", "Describe"), ("Read", "Describe")
+    expected = {
+        "producer": rw("streamtrain.train", *w) | rw("streamtrain.test", *w) | rw("streamtrain.metrics", *w)
+        | rw("streamtrain.dead-letter", *w),
+        "trainer": rw("streamtrain.train", *r) | {("group", "streamtrain-trainer", "Read")}
+        | rw("streamtrain.model-events", *w) | rw("streamtrain.metrics", *w) | rw("streamtrain.dead-letter", *w),
+        "evaluator": rw("streamtrain.test", *r) | {("group", "streamtrain-evaluator", "Read")}
+        | rw("streamtrain.model-events", *r) | rw("streamtrain.metrics", *w) | rw("streamtrain.dead-letter", *w),
+    }
+    assert _acls(default_docs) == expected
+    for user in of_kind(default_docs, "KafkaUser"):
+        assert user["spec"]["authentication"]["type"] == "scram-sha-512"
+
+
+def test_acls_follow_renamed_topics_and_groups() -> None:
+    docs = render({"topics": {"train": {"name": "ml.train.v2"}}, "evaluator": {"groupId": "eval-b"}})
+    acls = _acls(docs)
+    assert ("topic", "ml.train.v2", "Write") in acls["producer"] and ("topic", "ml.train.v2", "Read") in acls["trainer"]
+    assert ("group", "eval-b", "Read") in acls["evaluator"]
+    env = effective_env(docs, component_workload(docs, "trainer"))["trainer"]
+    assert env["STREAMTRAIN_TRAIN_TOPIC"] == "ml.train.v2"
+    topic = one(docs, "KafkaTopic", f"{RELEASE}-train")
+    assert topic["spec"]["topicName"] == "ml.train.v2"
+
+
+def test_mtls_users_authenticate_with_certificates() -> None:
+    docs = render(VALUE_SETS["mtls"])
+    assert {u["spec"]["authentication"]["type"] for u in of_kind(docs, "KafkaUser")} == {"tls"}
+    listener = one(docs, "Kafka", f"{RELEASE}-kafka")["spec"]["kafka"]["listeners"][0]
+    assert listener["authentication"]["type"] == "tls" and listener["tls"] is True
+
+
+def test_topics_from_values(default_docs: list[dict[str, Any]]) -> None:
+    topics = {t["spec"]["topicName"]: t["spec"] for t in of_kind(default_docs, "KafkaTopic")}
+    assert set(topics) == {"streamtrain.train", "streamtrain.test", "streamtrain.metrics", "streamtrain.model-events",
+                           "streamtrain.dead-letter"}
+    assert topics["streamtrain.train"]["partitions"] == 3 and topics["streamtrain.train"]["config"]["retention.ms"] == 604800000
+    assert all(t["replicas"] == 1 and t["config"]["min.insync.replicas"] == 1 for t in topics.values())
+
+
+def test_default_kafka_is_one_combined_kraft_node_for_kind(default_docs: list[dict[str, Any]]) -> None:
+    pool = of_kind(default_docs, "KafkaNodePool")
+    assert len(pool) == 1
+    assert pool[0]["spec"]["replicas"] == 1 and set(pool[0]["spec"]["roles"]) == {"controller", "broker"}
+    assert pool[0]["spec"]["storage"]["type"] == "ephemeral"
+    kafka = one(default_docs, "Kafka", f"{RELEASE}-kafka")
+    config = kafka["spec"]["kafka"]["config"]
+    for key in ("offsets.topic.replication.factor", "transaction.state.log.replication.factor", "default.replication.factor",
+                "min.insync.replicas", "transaction.state.log.min.isr"):
+        assert config[key] == 1, key
+    assert "zookeeper" not in kafka["spec"] and "replicas" not in kafka["spec"]["kafka"]
+    assert set(kafka["spec"]["entityOperator"]) >= {"topicOperator", "userOperator"}
+
+
+def test_production_sizing() -> None:
+    docs = render(VALUE_SETS["production"])
+    pool = of_kind(docs, "KafkaNodePool")[0]["spec"]
+    assert pool["replicas"] == 3
+    assert pool["storage"]["type"] == "jbod"
+    volume = pool["storage"]["volumes"][0]
+    assert volume["type"] == "persistent-claim" and volume["size"] == "100Gi" and volume["class"] == "fast-ssd"
+    kafka = one(docs, "Kafka", f"{RELEASE}-kafka")["spec"]["kafka"]
+    assert kafka["rack"] == {"topologyKey": "topology.kubernetes.io/zone"}
+    assert kafka["config"]["min.insync.replicas"] == 2 and kafka["config"]["default.replication.factor"] == 3
+    topics = of_kind(docs, "KafkaTopic")
+    assert all(t["spec"]["replicas"] == 3 and t["spec"]["config"]["min.insync.replicas"] == 2 for t in topics)
+    assert component_workload(docs, "evaluator")["spec"]["replicas"] == 3
+
+
+def test_external_nodeport_listener_matches_the_kind_port_mappings() -> None:
+    import yaml
+    from chartkit import REPO
+
+    docs = render(VALUE_SETS["kind"])
+    listener = next(lst for lst in one(docs, "Kafka", f"{RELEASE}-kafka")["spec"]["kafka"]["listeners"] if lst["type"] == "nodeport")
+    ports = {listener["configuration"]["bootstrap"]["nodePort"]} | {b["nodePort"] for b in listener["configuration"]["brokers"]}
+    assert all(b["advertisedHost"] == "localhost" for b in listener["configuration"]["brokers"])
+    kind = yaml.safe_load((REPO / "k8s" / "kind-config.yaml").read_text())
+    mapped = {m["containerPort"] for node in kind["nodes"] for m in node.get("extraPortMappings", [])}
+    assert ports <= mapped, f"nodePorts {ports - mapped} are not mapped to the host by k8s/kind-config.yaml"
+    three = render({"kafka": {"external": {"enabled": True}, "replicas": 3}, "topics": {"replicas": 3}})
+    listener = next(lst for lst in one(three, "Kafka", f"{RELEASE}-kafka")["spec"]["kafka"]["listeners"] if lst["type"] == "nodeport")
+    assert {b["nodePort"] for b in listener["configuration"]["brokers"]} == {30093, 30094, 30095} <= mapped
+
+
+def test_topic_finalizers_can_be_switched_off() -> None:
+    kafka = one(render({"kafka": {"entityOperator": {"topicFinalizers": False}}}), "Kafka", f"{RELEASE}-kafka")
+    env = kafka["spec"]["entityOperator"]["template"]["topicOperatorContainer"]["env"]
+    assert {"name": "STRIMZI_USE_FINALIZERS", "value": "false"} in env
+
+
+def test_release_names_keep_resources_apart() -> None:
+    docs = render_raw({}, name="blue")
+    text = "\n".join(docs.values())
+    assert "name: blue-streamtrain-trainer" in text and "name: blue-kafka" in text
+    assert "secretName: blue-kafka-cluster-ca-cert" in text
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"producer": {"count": 0}}, "producer.kind=Job needs producer.count > 0"),
+    ({"producer": {"kind": "Deployment"}}, "producer.kind=Deployment runs an endless stream"),
+    ({"producer": {"kind": "Deployment", "count": 0, "source": "breast-cancer"}}, "needs an endless generator source"),
+    ({"trainer": {"terminationGracePeriodSeconds": 20}}, "must exceed trainer.stopGraceSeconds"),
+    ({"trainer": {"publishEverySeconds": 0, "publishEveryBatches": 0}}, "no model version is ever published"),
+    ({"kafka": {"listener": {"tls": False, "authentication": "tls"}}}, "needs kafka.listener.tls=true"),
+    ({"topics": {"replicas": 3}}, "cannot exceed kafka.replicas"),
+    ({"trainer": {"extraEnv": {"STREAMTRAIN_BATCH_SIZE": "9"}}}, None),
+])
+def test_inconsistent_values_fail_with_a_clear_message(values: dict[str, Any], message: str | None) -> None:
+    import helm_python
+
+    with pytest.raises(helm_python.HelmError) as error:
+        render_raw(values)
+    if message:
+        assert message in str(error.value)
