@@ -272,3 +272,16 @@ def test_inconsistent_values_fail_with_a_clear_message(values: dict[str, Any], m
         render_raw(values)
     if message:
         assert message in str(error.value)
+
+
+def test_producer_job_name_follows_its_pod_template() -> None:
+    """A Job's template is immutable: unchanged producer settings keep the name (no new stream on upgrade),
+    changed ones get a new Job (a new bounded stream) instead of a failing upgrade."""
+    def job_name(values: dict[str, Any]) -> str:
+        return component_workload(render(values), "producer")["metadata"]["name"]
+
+    base = job_name({})
+    assert base.startswith(f"{RELEASE}-producer-") and len(base) <= 63
+    assert job_name({"trainer": {"learningRate": 0.01}, "evaluator": {"replicas": 2}}) == base
+    assert job_name({"producer": {"seed": 7}}) != base
+    assert job_name({"image": {"tag": "0.1.0-fffffff"}}) != base
