@@ -31,6 +31,8 @@ CHART ?= charts/streamtrain
 CHART_VALUES ?= k8s/streamtrain-kind-values.yaml
 KAFKA_CLUSTER ?= $(RELEASE)-kafka
 DEPLOY_TIMEOUT ?= 900s
+# The last e2e test uninstalls the release (1); set 0 to keep it running afterwards.
+E2E_UNINSTALL ?= 1
 
 # The image `make images` builds: <package version>-<git revision>.
 IMAGE_REPO ?= streamtrain
@@ -86,7 +88,7 @@ kind-down: kind-tools
 
 e2e:
 	STREAMTRAIN_KUBE_CONTEXT='$(KUBE_CONTEXT)' STREAMTRAIN_NAMESPACE='$(NAMESPACE)' STREAMTRAIN_RELEASE='$(RELEASE)' \
-	  STREAMTRAIN_CHART='$(CHART)' STREAMTRAIN_CHART_VALUES='$(CHART_VALUES)' \
+	  STREAMTRAIN_CHART='$(CHART)' STREAMTRAIN_E2E_UNINSTALL='$(E2E_UNINSTALL)' \
 	  '$(PY)' -m pytest tests/e2e -m e2e -v -p no:cacheprovider
 
 chart-lint:

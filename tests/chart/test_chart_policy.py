@@ -30,10 +30,24 @@ from chartkit import (
     workloads,
 )
 
-LABELS = ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/component",
-          "app.kubernetes.io/part-of", "app.kubernetes.io/version", "app.kubernetes.io/managed-by")
-RESTRICTED_VOLUME_TYPES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
-                           "projected", "secret"}
+LABELS = (
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/component",
+    "app.kubernetes.io/part-of",
+    "app.kubernetes.io/version",
+    "app.kubernetes.io/managed-by",
+)
+RESTRICTED_VOLUME_TYPES = {
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
+}
 PEM = re.compile(r"-----BEGIN [A-Z ]+-----")
 
 
@@ -81,7 +95,11 @@ def test_every_container_has_requests_limits_and_probes(rendered: list[dict[str,
                 assert {"cpu", "memory"} <= set(resources.get(kind, {})), f"{container['name']}: {kind}"
             port = container["ports"][0]
             assert port["name"] == "http"
-            for probe, path in (("startupProbe", "/healthz"), ("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+            for probe, path in (
+                ("startupProbe", "/healthz"),
+                ("livenessProbe", "/healthz"),
+                ("readinessProbe", "/readyz"),
+            ):
                 assert container[probe]["httpGet"] == {"path": path, "port": "http"}, probe
 
 
@@ -117,8 +135,12 @@ def test_credential_settings_point_into_secret_volumes(rendered: list[dict[str, 
         container = spec["containers"][0]
         env = effective_env(rendered, workload)[container["name"]]
         mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
-        for name in ("STREAMTRAIN_SASL_PASSWORD_FILE", "STREAMTRAIN_SSL_CA_LOCATION",
-                     "STREAMTRAIN_SSL_CERTIFICATE_LOCATION", "STREAMTRAIN_SSL_KEY_LOCATION"):
+        for name in (
+            "STREAMTRAIN_SASL_PASSWORD_FILE",
+            "STREAMTRAIN_SSL_CA_LOCATION",
+            "STREAMTRAIN_SSL_CERTIFICATE_LOCATION",
+            "STREAMTRAIN_SSL_KEY_LOCATION",
+        ):
             if name not in env:
                 continue
             path = Path(env[name])
@@ -127,24 +149,42 @@ def test_credential_settings_point_into_secret_volumes(rendered: list[dict[str, 
             secret = volumes[mount["name"]]["secret"]
             assert path.name in {item["path"] for item in secret["items"]}
             if name == "STREAMTRAIN_SSL_CA_LOCATION":
-                assert secret["secretName"] == f"{kafka['metadata']['name']}-cluster-ca-cert" and path.name == "ca.crt"
+                assert (
+                    secret["secretName"] == f"{kafka['metadata']['name']}-cluster-ca-cert"
+                    and path.name == "ca.crt"
+                )
             else:
                 assert secret["secretName"] in users
                 assert secret["secretName"] == env.get("STREAMTRAIN_SASL_USERNAME", secret["secretName"])
 
 
-@pytest.mark.parametrize(("name", "protocol", "files"), [
-    ("default", "SASL_SSL", {"STREAMTRAIN_SASL_PASSWORD_FILE", "STREAMTRAIN_SSL_CA_LOCATION"}),
-    ("mtls", "SSL", {"STREAMTRAIN_SSL_CA_LOCATION", "STREAMTRAIN_SSL_CERTIFICATE_LOCATION", "STREAMTRAIN_SSL_KEY_LOCATION"}),
-    ("plain-scram", "SASL_PLAINTEXT", {"STREAMTRAIN_SASL_PASSWORD_FILE"}),
-    ("plain-listener", "PLAINTEXT", set()),
-])
+@pytest.mark.parametrize(
+    ("name", "protocol", "files"),
+    [
+        ("default", "SASL_SSL", {"STREAMTRAIN_SASL_PASSWORD_FILE", "STREAMTRAIN_SSL_CA_LOCATION"}),
+        (
+            "mtls",
+            "SSL",
+            {
+                "STREAMTRAIN_SSL_CA_LOCATION",
+                "STREAMTRAIN_SSL_CERTIFICATE_LOCATION",
+                "STREAMTRAIN_SSL_KEY_LOCATION",
+            },
+        ),
+        ("plain-scram", "SASL_PLAINTEXT", {"STREAMTRAIN_SASL_PASSWORD_FILE"}),
+        ("plain-listener", "PLAINTEXT", set()),
+    ],
+)
 def test_security_protocol_matches_the_listener(name: str, protocol: str, files: set[str]) -> None:
     docs = render(VALUE_SETS[name])
     listener = one(docs, "Kafka", f"{RELEASE}-kafka")["spec"]["kafka"]["listeners"][0]
     assert listener["tls"] is (protocol in ("SSL", "SASL_SSL"))
-    all_files = {"STREAMTRAIN_SASL_PASSWORD_FILE", "STREAMTRAIN_SSL_CA_LOCATION",
-                 "STREAMTRAIN_SSL_CERTIFICATE_LOCATION", "STREAMTRAIN_SSL_KEY_LOCATION"}
+    all_files = {
+        "STREAMTRAIN_SASL_PASSWORD_FILE",
+        "STREAMTRAIN_SSL_CA_LOCATION",
+        "STREAMTRAIN_SSL_CERTIFICATE_LOCATION",
+        "STREAMTRAIN_SSL_KEY_LOCATION",
+    }
     for workload in workloads(docs):
         env = effective_env(docs, workload)[component_of(workload)]
         assert env["STREAMTRAIN_SECURITY_PROTOCOL"] == protocol
@@ -162,14 +202,32 @@ def test_plain_listener_only_by_explicit_value(default_docs: list[dict[str, Any]
 
 # ---------------------------------------------------------------- the env contract with the code
 def test_env_is_exactly_what_each_component_reads(rendered: list[dict[str, Any]]) -> None:
-    required_common = {"STREAMTRAIN_BOOTSTRAP_SERVERS", "STREAMTRAIN_SECURITY_PROTOCOL", "STREAMTRAIN_HTTP_HOST",
-                       "STREAMTRAIN_HTTP_PORT", "STREAMTRAIN_TRAIN_TOPIC", "STREAMTRAIN_TEST_TOPIC",
-                       "STREAMTRAIN_METRICS_TOPIC", "STREAMTRAIN_MODEL_EVENTS_TOPIC", "STREAMTRAIN_DEAD_LETTER_TOPIC"}
+    required_common = {
+        "STREAMTRAIN_BOOTSTRAP_SERVERS",
+        "STREAMTRAIN_SECURITY_PROTOCOL",
+        "STREAMTRAIN_HTTP_HOST",
+        "STREAMTRAIN_HTTP_PORT",
+        "STREAMTRAIN_TRAIN_TOPIC",
+        "STREAMTRAIN_TEST_TOPIC",
+        "STREAMTRAIN_METRICS_TOPIC",
+        "STREAMTRAIN_MODEL_EVENTS_TOPIC",
+        "STREAMTRAIN_DEAD_LETTER_TOPIC",
+    }
     required = {
         "producer": {"STREAMTRAIN_COUNT", "STREAMTRAIN_SOURCE"},
-        "trainer": {"STREAMTRAIN_MODEL_DIR", "STREAMTRAIN_CHECKPOINT_DIR", "STREAMTRAIN_MODEL_NAME", "STREAMTRAIN_GROUP_ID",
-                    "STREAMTRAIN_STOP_GRACE_SECONDS"},
-        "evaluator": {"STREAMTRAIN_MODEL_DIR", "STREAMTRAIN_MODEL_NAME", "STREAMTRAIN_REPORT_DIR", "STREAMTRAIN_GROUP_ID"},
+        "trainer": {
+            "STREAMTRAIN_MODEL_DIR",
+            "STREAMTRAIN_CHECKPOINT_DIR",
+            "STREAMTRAIN_MODEL_NAME",
+            "STREAMTRAIN_GROUP_ID",
+            "STREAMTRAIN_STOP_GRACE_SECONDS",
+        },
+        "evaluator": {
+            "STREAMTRAIN_MODEL_DIR",
+            "STREAMTRAIN_MODEL_NAME",
+            "STREAMTRAIN_REPORT_DIR",
+            "STREAMTRAIN_GROUP_ID",
+        },
     }
     for workload in workloads(rendered):
         component = component_of(workload)
@@ -180,14 +238,16 @@ def test_env_is_exactly_what_each_component_reads(rendered: list[dict[str, Any]]
         missing = (required_common | required[component]) - set(env)
         assert not missing, f"{component} lacks {sorted(missing)}"
         assert env["STREAMTRAIN_HTTP_HOST"] == "0.0.0.0"
-        port = next(p["containerPort"] for p in pod_spec(workload)["containers"][0]["ports"] if p["name"] == "http")
+        port = next(
+            p["containerPort"] for p in pod_spec(workload)["containers"][0]["ports"] if p["name"] == "http"
+        )
         assert env["STREAMTRAIN_HTTP_PORT"] == str(port)
 
 
 def test_the_components_accept_the_rendered_settings(
     rendered: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """Load each settings class from the rendered env, as the container would (mounted files are stand-ins)."""
+    """Load each settings class from the rendered env as the container would (stand-ins for mounted files)."""
     for workload in workloads(rendered):
         component = component_of(workload)
         env = effective_env(rendered, workload)[component]
@@ -213,13 +273,20 @@ def test_extra_env_names_in_the_schema_follow_the_code() -> None:
     for component in COMPONENTS:
         allowed = set(schema["properties"][component]["properties"]["extraEnv"]["propertyNames"]["enum"])
         managed = set(effective_env(docs, component_workload(docs, component))[component]) - RUNTIME_ENV
-        connection = {"STREAMTRAIN_SASL_PASSWORD", "STREAMTRAIN_SASL_USERNAME", "STREAMTRAIN_SASL_MECHANISM",
-                      "STREAMTRAIN_SASL_PASSWORD_FILE", "STREAMTRAIN_SSL_CA_LOCATION",
-                      "STREAMTRAIN_SSL_CERTIFICATE_LOCATION", "STREAMTRAIN_SSL_KEY_LOCATION"}
+        connection = {
+            "STREAMTRAIN_SASL_PASSWORD",
+            "STREAMTRAIN_SASL_USERNAME",
+            "STREAMTRAIN_SASL_MECHANISM",
+            "STREAMTRAIN_SASL_PASSWORD_FILE",
+            "STREAMTRAIN_SSL_CA_LOCATION",
+            "STREAMTRAIN_SSL_CERTIFICATE_LOCATION",
+            "STREAMTRAIN_SSL_KEY_LOCATION",
+        }
         expected = st_config.env_names(SETTINGS[component]) - managed - connection
         assert allowed == expected, (
             f"{component}: update extraEnv in values.schema.json; missing {sorted(expected - allowed)}, "
-            f"stale {sorted(allowed - expected)}")
+            f"stale {sorted(allowed - expected)}"
+        )
 
 
 def test_extra_env_reaches_the_container() -> None:
@@ -247,8 +314,11 @@ def test_default_deny_and_a_policy_per_component(rendered: list[dict[str, Any]])
         kafka_rule = next(r for r in spec["egress"] if r["ports"][0]["port"] == kafka_port)
         assert kafka_rule["to"][0]["podSelector"]["matchLabels"]["strimzi.io/cluster"] == f"{RELEASE}-kafka"
     # The deny policy must not catch Strimzi's pods (the entity operator needs the API server).
-    strimzi_pod = {"strimzi.io/cluster": f"{RELEASE}-kafka", "app.kubernetes.io/instance": f"{RELEASE}-kafka",
-                   "app.kubernetes.io/part-of": f"strimzi-{RELEASE}-kafka"}
+    strimzi_pod = {
+        "strimzi.io/cluster": f"{RELEASE}-kafka",
+        "app.kubernetes.io/instance": f"{RELEASE}-kafka",
+        "app.kubernetes.io/part-of": f"strimzi-{RELEASE}-kafka",
+    }
     assert not selector_matches(deny["spec"]["podSelector"], strimzi_pod)
 
 
@@ -256,7 +326,10 @@ def test_kafka_listener_admits_only_the_components(default_docs: list[dict[str, 
     listener = one(default_docs, "Kafka", f"{RELEASE}-kafka")["spec"]["kafka"]["listeners"][0]
     peers = listener["networkPolicyPeers"]
     for workload in workloads(default_docs):
-        assert any(selector_matches(p["podSelector"], workload["spec"]["template"]["metadata"]["labels"]) for p in peers)
+        assert any(
+            selector_matches(p["podSelector"], workload["spec"]["template"]["metadata"]["labels"])
+            for p in peers
+        )
     assert not any(selector_matches(p["podSelector"], {"app.kubernetes.io/instance": RELEASE}) for p in peers)
 
 
@@ -279,8 +352,14 @@ def test_every_object_carries_the_recommended_labels(rendered: list[dict[str, An
 
 
 def test_images_and_tags_come_from_values() -> None:
-    values = {"image": {"repository": "registry.example.com/team/streamtrain", "tag": "9.9.9-abc1234", "pullPolicy": "Always",
-                        "pullSecrets": ["regcred"]}}
+    values = {
+        "image": {
+            "repository": "registry.example.com/team/streamtrain",
+            "tag": "9.9.9-abc1234",
+            "pullPolicy": "Always",
+            "pullSecrets": ["regcred"],
+        }
+    }
     docs = render(values)
     for workload in workloads(docs):
         spec = pod_spec(workload)
@@ -290,8 +369,11 @@ def test_images_and_tags_come_from_values() -> None:
             assert container["imagePullPolicy"] == "Always"
         assert workload["metadata"]["labels"]["app.kubernetes.io/version"] == "9.9.9-abc1234"
     default = render({})
-    app_version = next(line.split(":", 1)[1].strip().strip('"') for line in (CHART / "Chart.yaml").read_text().splitlines()
-                       if line.startswith("appVersion:"))
+    app_version = next(
+        line.split(":", 1)[1].strip().strip('"')
+        for line in (CHART / "Chart.yaml").read_text().splitlines()
+        if line.startswith("appVersion:")
+    )
     images = {c["image"] for w in workloads(default) for c in containers(pod_spec(w))}
     assert images == {f"streamtrain:{app_version}"}
 

@@ -1,4 +1,4 @@
-"""The chart renders for every value set, lints clean, and validates against Kubernetes and Strimzi schemas."""
+"""The chart renders for every value set, lints clean, validates against Kubernetes and Strimzi schemas."""
 
 from __future__ import annotations
 
@@ -16,11 +16,22 @@ from chartkit import CHART, KUBE_VERSION, STRIMZI_CRDS, STRIMZI_KINDS, VALUE_SET
 THIRD_PARTY_CRD_KINDS = {"ServiceMonitor"}
 
 
-def test_every_value_set_renders_the_expected_kinds(value_set: tuple[str, dict[str, Any]], rendered: list[dict[str, Any]]) -> None:
+def test_every_value_set_renders_the_expected_kinds(
+    value_set: tuple[str, dict[str, Any]], rendered: list[dict[str, Any]]
+) -> None:
     name, _ = value_set
     kinds = {d["kind"] for d in rendered}
-    expected = {"Kafka", "KafkaNodePool", "KafkaTopic", "ConfigMap", "Deployment", "ServiceAccount", "Service",
-                "NetworkPolicy", "PersistentVolumeClaim"}
+    expected = {
+        "Kafka",
+        "KafkaNodePool",
+        "KafkaTopic",
+        "ConfigMap",
+        "Deployment",
+        "ServiceAccount",
+        "Service",
+        "NetworkPolicy",
+        "PersistentVolumeClaim",
+    }
     assert expected <= kinds, f"{name}: missing {expected - kinds}"
     if name != "plain-listener":
         assert "KafkaUser" in kinds
@@ -30,8 +41,9 @@ def test_every_value_set_renders_the_expected_kinds(value_set: tuple[str, dict[s
 
 @pytest.mark.parametrize("name", sorted(VALUE_SETS))
 def test_helm_lint_is_clean(name: str) -> None:
-    report = helm_python.lint(str(CHART), VALUE_SETS[name], strict=True, namespace="streamtrain",
-                              kube_version=f"v{KUBE_VERSION}.0")
+    report = helm_python.lint(
+        str(CHART), VALUE_SETS[name], strict=True, namespace="streamtrain", kube_version=f"v{KUBE_VERSION}.0"
+    )
     problems = [m for m in report["messages"] if m["severity"] >= 2]
     assert report["errors"] == [] and problems == [], f"{name}: {report}"
 
@@ -42,7 +54,9 @@ def test_helm_lint_reports_a_broken_values_file() -> None:
     assert any(m["severity"] >= 3 for m in report["messages"]) or report["errors"], report
 
 
-def test_kubernetes_objects_validate_strictly(value_set: tuple[str, dict[str, Any]], rendered: list[dict[str, Any]]) -> None:
+def test_kubernetes_objects_validate_strictly(
+    value_set: tuple[str, dict[str, Any]], rendered: list[dict[str, Any]]
+) -> None:
     checked = 0
     for doc in rendered:
         if doc["kind"] in STRIMZI_KINDS | THIRD_PARTY_CRD_KINDS:
@@ -50,7 +64,9 @@ def test_kubernetes_objects_validate_strictly(value_set: tuple[str, dict[str, An
         try:
             kubernetes_validate.validate(strip(doc), KUBE_VERSION, strict=True)
         except kubernetes_validate.ValidationError as exc:
-            pytest.fail(f"{value_set[0]}: {doc['kind']}/{doc['metadata']['name']} ({doc['_template']}): {exc}")
+            pytest.fail(
+                f"{value_set[0]}: {doc['kind']}/{doc['metadata']['name']} ({doc['_template']}): {exc}"
+            )
         checked += 1
     assert checked >= 15
 
@@ -63,11 +79,18 @@ def test_kubernetes_validation_can_fail() -> None:
 
 def _strimzi_validate(tmp_path: Path, docs: list[dict[str, Any]]) -> subprocess.CompletedProcess[str]:
     if not (STRIMZI_CRDS / "validate.py").is_file():
-        pytest.skip(f"Strimzi CRDs not found: {STRIMZI_CRDS} (the shared strimzi-crds folder beside the repo) is absent")
+        pytest.skip(
+            f"Strimzi CRDs not found: {STRIMZI_CRDS} (shared strimzi-crds folder beside the repo) is absent"
+        )
     target = tmp_path / "strimzi.yaml"
     target.write_text(yaml.safe_dump_all([strip(d) for d in docs], sort_keys=False))
-    return subprocess.run([sys.executable, str(STRIMZI_CRDS / "validate.py"), str(target)],
-                          capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, str(STRIMZI_CRDS / "validate.py"), str(target)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def test_strimzi_resources_validate_against_the_1_2_0_crds(

@@ -37,7 +37,16 @@ def test_schema_accepts_the_value_sets(name: str) -> None:
 def test_schema_is_strict_everywhere() -> None:
     """Every object in the schema either closes its keys or is a documented free-form map."""
     schema = json.loads((CHART / "values.schema.json").read_text())
-    free_form = {"global", "commonLabels", "config", "podAnnotations", "nodeSelector", "affinity", "labels", "extraEnv"}
+    free_form = {
+        "global",
+        "commonLabels",
+        "config",
+        "podAnnotations",
+        "nodeSelector",
+        "affinity",
+        "labels",
+        "extraEnv",
+    }
     open_objects = []
 
     def walk(node: dict, path: str) -> None:
@@ -81,7 +90,14 @@ def test_values_yaml_is_valid_and_matches_the_contract_defaults() -> None:
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     chart().validate_schema(values)
     assert values["image"]["repository"] == "streamtrain"
-    assert (values["producer"]["httpPort"], values["trainer"]["httpPort"], values["evaluator"]["httpPort"]) == (9101, 9102, 9103)
+    assert (
+        values["producer"]["httpPort"],
+        values["trainer"]["httpPort"],
+        values["evaluator"]["httpPort"],
+    ) == (9101, 9102, 9103)
     assert values["security"]["runAsUser"] == values["security"]["runAsGroup"] == 10001
-    assert values["trainer"]["groupId"] == "streamtrain-trainer" and values["evaluator"]["groupId"] == "streamtrain-evaluator"
+    assert (
+        values["trainer"]["groupId"] == "streamtrain-trainer"
+        and values["evaluator"]["groupId"] == "streamtrain-evaluator"
+    )
     assert values["kafka"]["listener"]["tls"] is True

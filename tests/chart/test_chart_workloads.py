@@ -1,4 +1,4 @@
-"""What each workload and Strimzi resource must be: trainer singleton, shared volume, ACLs, sizing, options."""
+"""What each workload and Strimzi resource must be: one trainer, shared volume, ACLs, sizing, options."""
 
 from __future__ import annotations
 
@@ -20,7 +20,9 @@ from chartkit import (
 
 
 # ---------------------------------------------------------------- trainer, evaluator, producer
-def test_trainer_is_a_single_recreated_replica_with_time_to_checkpoint(rendered: list[dict[str, Any]]) -> None:
+def test_trainer_is_a_single_recreated_replica_with_time_to_checkpoint(
+    rendered: list[dict[str, Any]],
+) -> None:
     trainer = component_workload(rendered, "trainer")
     assert trainer["kind"] == "Deployment"
     assert trainer["spec"]["replicas"] == 1
@@ -38,9 +40,15 @@ def test_shared_model_volume_rw_for_trainer_ro_for_evaluators(rendered: list[dic
     for component in ("trainer", "evaluator"):
         workload = component_workload(rendered, component)
         spec = pod_spec(workload)
-        volume = next(v for v in spec["volumes"] if v.get("persistentVolumeClaim", {}).get("claimName") == claim)
+        volume = next(
+            v for v in spec["volumes"] if v.get("persistentVolumeClaim", {}).get("claimName") == claim
+        )
         mount = next(m for m in spec["containers"][0]["volumeMounts"] if m["name"] == volume["name"])
-        mounts[component] = (volume["persistentVolumeClaim"].get("readOnly", False), mount.get("readOnly", False), mount)
+        mounts[component] = (
+            volume["persistentVolumeClaim"].get("readOnly", False),
+            mount.get("readOnly", False),
+            mount,
+        )
         env = effective_env(rendered, workload)[component]
         assert env["STREAMTRAIN_MODEL_DIR"].startswith(mount["mountPath"] + "/")
         if component == "trainer":
@@ -58,18 +66,35 @@ def test_shared_model_volume_rw_for_trainer_ro_for_evaluators(rendered: list[dic
 def test_evaluators_colocate_with_the_trainer_for_readwriteonce() -> None:
     docs = render({})
     trainer_labels = component_workload(docs, "trainer")["spec"]["template"]["metadata"]["labels"]
-    terms = pod_spec(component_workload(docs, "evaluator"))["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    terms = pod_spec(component_workload(docs, "evaluator"))["affinity"]["podAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ]
     assert [t["topologyKey"] for t in terms] == ["kubernetes.io/hostname"]
     assert selector_matches(terms[0]["labelSelector"], trainer_labels)
     production = render(VALUE_SETS["production"])
     assert "affinity" not in pod_spec(component_workload(production, "evaluator"))
-    assert one(production, "PersistentVolumeClaim", f"{RELEASE}-models")["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert one(production, "PersistentVolumeClaim", f"{RELEASE}-models")["spec"]["accessModes"] == [
+        "ReadWriteMany"
+    ]
 
 
 def test_user_affinity_is_kept_next_to_colocation() -> None:
-    anti = {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 1, "podAffinityTerm": {
-        "topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": {"app.kubernetes.io/component": "evaluator"}}}}]}}
-    affinity = pod_spec(component_workload(render({"evaluator": {"affinity": anti}}), "evaluator"))["affinity"]
+    anti = {
+        "podAntiAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "weight": 1,
+                    "podAffinityTerm": {
+                        "topologyKey": "kubernetes.io/hostname",
+                        "labelSelector": {"matchLabels": {"app.kubernetes.io/component": "evaluator"}},
+                    },
+                }
+            ]
+        }
+    }
+    affinity = pod_spec(component_workload(render({"evaluator": {"affinity": anti}}), "evaluator"))[
+        "affinity"
+    ]
     assert affinity["podAntiAffinity"] == anti["podAntiAffinity"] and "podAffinity" in affinity
 
 
@@ -96,26 +121,39 @@ def test_evaluator_pdb_only_when_it_can_help() -> None:
     docs = render(VALUE_SETS["production"])
     pdb = one(docs, "PodDisruptionBudget", f"{RELEASE}-evaluator")
     assert pdb["spec"]["maxUnavailable"] == 1
-    assert selector_matches(pdb["spec"]["selector"], component_workload(docs, "evaluator")["spec"]["template"]["metadata"]["labels"])
-    assert not selector_matches(pdb["spec"]["selector"], component_workload(docs, "trainer")["spec"]["template"]["metadata"]["labels"])
+    assert selector_matches(
+        pdb["spec"]["selector"],
+        component_workload(docs, "evaluator")["spec"]["template"]["metadata"]["labels"],
+    )
+    assert not selector_matches(
+        pdb["spec"]["selector"], component_workload(docs, "trainer")["spec"]["template"]["metadata"]["labels"]
+    )
 
 
 def test_pvc_kept_on_uninstall_only_when_asked() -> None:
     kept = one(render({}), "PersistentVolumeClaim", f"{RELEASE}-models")
     assert kept["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
-    dropped = one(render({"persistence": {"keepOnUninstall": False}}), "PersistentVolumeClaim", f"{RELEASE}-models")
+    dropped = one(
+        render({"persistence": {"keepOnUninstall": False}}), "PersistentVolumeClaim", f"{RELEASE}-models"
+    )
     assert "helm.sh/resource-policy" not in dropped["metadata"].get("annotations", {})
     existing = render({"persistence": {"existingClaim": "my-models"}})
     assert not of_kind(existing, "PersistentVolumeClaim")
-    volume = next(v for v in pod_spec(component_workload(existing, "trainer"))["volumes"] if "persistentVolumeClaim" in v)
+    volume = next(
+        v
+        for v in pod_spec(component_workload(existing, "trainer"))["volumes"]
+        if "persistentVolumeClaim" in v
+    )
     assert volume["persistentVolumeClaim"]["claimName"] == "my-models"
 
 
 def test_a_changed_training_value_rolls_only_the_trainer() -> None:
     def checksums(values: dict[str, Any]) -> dict[str, str]:
         docs = render(values)
-        return {c: component_workload(docs, c)["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
-                for c in ("producer", "trainer", "evaluator")}
+        return {
+            c: component_workload(docs, c)["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+            for c in ("producer", "trainer", "evaluator")
+        }
 
     before, after = checksums({}), checksums({"trainer": {"learningRate": 0.0005}})
     assert before["trainer"] != after["trainer"]
@@ -126,16 +164,29 @@ def test_services_and_service_monitor_reach_the_metrics_port() -> None:
     docs = render(VALUE_SETS["service-monitor"])
     monitor = one(docs, "ServiceMonitor", RELEASE)
     assert monitor["metadata"]["labels"]["release"] == "prometheus"
-    assert monitor["spec"]["endpoints"][0]["port"] == "http" and monitor["spec"]["endpoints"][0]["path"] == "/metrics"
-    services = [s for s in of_kind(docs, "Service") if selector_matches(monitor["spec"]["selector"], s["metadata"]["labels"])]
+    assert (
+        monitor["spec"]["endpoints"][0]["port"] == "http"
+        and monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+    )
+    services = [
+        s
+        for s in of_kind(docs, "Service")
+        if selector_matches(monitor["spec"]["selector"], s["metadata"]["labels"])
+    ]
     assert len(services) == 3
     for service in services:
         assert [p["name"] for p in service["spec"]["ports"]] == ["http"]
         component = service["metadata"]["labels"]["app.kubernetes.io/component"]
         workload = component_workload(docs, component)
-        assert selector_matches({"matchLabels": service["spec"]["selector"]}, workload["spec"]["template"]["metadata"]["labels"])
+        assert selector_matches(
+            {"matchLabels": service["spec"]["selector"]}, workload["spec"]["template"]["metadata"]["labels"]
+        )
         port = pod_spec(workload)["containers"][0]["ports"][0]["containerPort"]
-        assert service["spec"]["ports"][0]["port"] == port == {"producer": 9101, "trainer": 9102, "evaluator": 9103}[component]
+        assert (
+            service["spec"]["ports"][0]["port"]
+            == port
+            == {"producer": 9101, "trainer": 9102, "evaluator": 9103}[component]
+        )
 
 
 # ---------------------------------------------------------------- Strimzi resources
@@ -159,12 +210,20 @@ def test_kafka_users_have_least_privilege_acls(default_docs: list[dict[str, Any]
 
     w, r = ("Write", "Describe"), ("Read", "Describe")
     expected = {
-        "producer": rw("streamtrain.train", *w) | rw("streamtrain.test", *w) | rw("streamtrain.metrics", *w)
+        "producer": rw("streamtrain.train", *w)
+        | rw("streamtrain.test", *w)
+        | rw("streamtrain.metrics", *w)
         | rw("streamtrain.dead-letter", *w),
-        "trainer": rw("streamtrain.train", *r) | {("group", "streamtrain-trainer", "Read")}
-        | rw("streamtrain.model-events", *w) | rw("streamtrain.metrics", *w) | rw("streamtrain.dead-letter", *w),
-        "evaluator": rw("streamtrain.test", *r) | {("group", "streamtrain-evaluator", "Read")}
-        | rw("streamtrain.model-events", *r) | rw("streamtrain.metrics", *w) | rw("streamtrain.dead-letter", *w),
+        "trainer": rw("streamtrain.train", *r)
+        | {("group", "streamtrain-trainer", "Read")}
+        | rw("streamtrain.model-events", *w)
+        | rw("streamtrain.metrics", *w)
+        | rw("streamtrain.dead-letter", *w),
+        "evaluator": rw("streamtrain.test", *r)
+        | {("group", "streamtrain-evaluator", "Read")}
+        | rw("streamtrain.model-events", *r)
+        | rw("streamtrain.metrics", *w)
+        | rw("streamtrain.dead-letter", *w),
     }
     assert _acls(default_docs) == expected
     for user in of_kind(default_docs, "KafkaUser"):
@@ -174,7 +233,9 @@ def test_kafka_users_have_least_privilege_acls(default_docs: list[dict[str, Any]
 def test_acls_follow_renamed_topics_and_groups() -> None:
     docs = render({"topics": {"train": {"name": "ml.train.v2"}}, "evaluator": {"groupId": "eval-b"}})
     acls = _acls(docs)
-    assert ("topic", "ml.train.v2", "Write") in acls["producer"] and ("topic", "ml.train.v2", "Read") in acls["trainer"]
+    assert ("topic", "ml.train.v2", "Write") in acls["producer"] and ("topic", "ml.train.v2", "Read") in acls[
+        "trainer"
+    ]
     assert ("group", "eval-b", "Read") in acls["evaluator"]
     env = effective_env(docs, component_workload(docs, "trainer"))["trainer"]
     assert env["STREAMTRAIN_TRAIN_TOPIC"] == "ml.train.v2"
@@ -191,9 +252,17 @@ def test_mtls_users_authenticate_with_certificates() -> None:
 
 def test_topics_from_values(default_docs: list[dict[str, Any]]) -> None:
     topics = {t["spec"]["topicName"]: t["spec"] for t in of_kind(default_docs, "KafkaTopic")}
-    assert set(topics) == {"streamtrain.train", "streamtrain.test", "streamtrain.metrics", "streamtrain.model-events",
-                           "streamtrain.dead-letter"}
-    assert topics["streamtrain.train"]["partitions"] == 3 and topics["streamtrain.train"]["config"]["retention.ms"] == 604800000
+    assert set(topics) == {
+        "streamtrain.train",
+        "streamtrain.test",
+        "streamtrain.metrics",
+        "streamtrain.model-events",
+        "streamtrain.dead-letter",
+    }
+    assert (
+        topics["streamtrain.train"]["partitions"] == 3
+        and topics["streamtrain.train"]["config"]["retention.ms"] == 604800000
+    )
     assert all(t["replicas"] == 1 and t["config"]["min.insync.replicas"] == 1 for t in topics.values())
 
 
@@ -204,8 +273,13 @@ def test_default_kafka_is_one_combined_kraft_node_for_kind(default_docs: list[di
     assert pool[0]["spec"]["storage"]["type"] == "ephemeral"
     kafka = one(default_docs, "Kafka", f"{RELEASE}-kafka")
     config = kafka["spec"]["kafka"]["config"]
-    for key in ("offsets.topic.replication.factor", "transaction.state.log.replication.factor", "default.replication.factor",
-                "min.insync.replicas", "transaction.state.log.min.isr"):
+    for key in (
+        "offsets.topic.replication.factor",
+        "transaction.state.log.replication.factor",
+        "default.replication.factor",
+        "min.insync.replicas",
+        "transaction.state.log.min.isr",
+    ):
         assert config[key] == 1, key
     assert "zookeeper" not in kafka["spec"] and "replicas" not in kafka["spec"]["kafka"]
     assert set(kafka["spec"]["entityOperator"]) >= {"topicOperator", "userOperator"}
@@ -217,7 +291,9 @@ def test_production_sizing() -> None:
     assert pool["replicas"] == 3
     assert pool["storage"]["type"] == "jbod"
     volume = pool["storage"]["volumes"][0]
-    assert volume["type"] == "persistent-claim" and volume["size"] == "100Gi" and volume["class"] == "fast-ssd"
+    assert (
+        volume["type"] == "persistent-claim" and volume["size"] == "100Gi" and volume["class"] == "fast-ssd"
+    )
     kafka = one(docs, "Kafka", f"{RELEASE}-kafka")["spec"]["kafka"]
     assert kafka["rack"] == {"topologyKey": "topology.kubernetes.io/zone"}
     assert kafka["config"]["min.insync.replicas"] == 2 and kafka["config"]["default.replication.factor"] == 3
@@ -231,19 +307,31 @@ def test_external_nodeport_listener_matches_the_kind_port_mappings() -> None:
     from chartkit import REPO
 
     docs = render(VALUE_SETS["kind"])
-    listener = next(lst for lst in one(docs, "Kafka", f"{RELEASE}-kafka")["spec"]["kafka"]["listeners"] if lst["type"] == "nodeport")
-    ports = {listener["configuration"]["bootstrap"]["nodePort"]} | {b["nodePort"] for b in listener["configuration"]["brokers"]}
+    listener = next(
+        lst
+        for lst in one(docs, "Kafka", f"{RELEASE}-kafka")["spec"]["kafka"]["listeners"]
+        if lst["type"] == "nodeport"
+    )
+    ports = {listener["configuration"]["bootstrap"]["nodePort"]} | {
+        b["nodePort"] for b in listener["configuration"]["brokers"]
+    }
     assert all(b["advertisedHost"] == "localhost" for b in listener["configuration"]["brokers"])
     kind = yaml.safe_load((REPO / "k8s" / "kind-config.yaml").read_text())
     mapped = {m["containerPort"] for node in kind["nodes"] for m in node.get("extraPortMappings", [])}
     assert ports <= mapped, f"nodePorts {ports - mapped} are not mapped to the host by k8s/kind-config.yaml"
     three = render({"kafka": {"external": {"enabled": True}, "replicas": 3}, "topics": {"replicas": 3}})
-    listener = next(lst for lst in one(three, "Kafka", f"{RELEASE}-kafka")["spec"]["kafka"]["listeners"] if lst["type"] == "nodeport")
+    listener = next(
+        lst
+        for lst in one(three, "Kafka", f"{RELEASE}-kafka")["spec"]["kafka"]["listeners"]
+        if lst["type"] == "nodeport"
+    )
     assert {b["nodePort"] for b in listener["configuration"]["brokers"]} == {30093, 30094, 30095} <= mapped
 
 
 def test_topic_finalizers_can_be_switched_off() -> None:
-    kafka = one(render({"kafka": {"entityOperator": {"topicFinalizers": False}}}), "Kafka", f"{RELEASE}-kafka")
+    kafka = one(
+        render({"kafka": {"entityOperator": {"topicFinalizers": False}}}), "Kafka", f"{RELEASE}-kafka"
+    )
     env = kafka["spec"]["entityOperator"]["template"]["topicOperatorContainer"]["env"]
     assert {"name": "STRIMZI_USE_FINALIZERS", "value": "false"} in env
 
@@ -255,16 +343,25 @@ def test_release_names_keep_resources_apart() -> None:
     assert "secretName: blue-kafka-cluster-ca-cert" in text
 
 
-@pytest.mark.parametrize(("values", "message"), [
-    ({"producer": {"count": 0}}, "producer.kind=Job needs producer.count > 0"),
-    ({"producer": {"kind": "Deployment"}}, "producer.kind=Deployment runs an endless stream"),
-    ({"producer": {"kind": "Deployment", "count": 0, "source": "breast-cancer"}}, "needs an endless generator source"),
-    ({"trainer": {"terminationGracePeriodSeconds": 20}}, "must exceed trainer.stopGraceSeconds"),
-    ({"trainer": {"publishEverySeconds": 0, "publishEveryBatches": 0}}, "no model version is ever published"),
-    ({"kafka": {"listener": {"tls": False, "authentication": "tls"}}}, "needs kafka.listener.tls=true"),
-    ({"topics": {"replicas": 3}}, "cannot exceed kafka.replicas"),
-    ({"trainer": {"extraEnv": {"STREAMTRAIN_BATCH_SIZE": "9"}}}, None),
-])
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"producer": {"count": 0}}, "producer.kind=Job needs producer.count > 0"),
+        ({"producer": {"kind": "Deployment"}}, "producer.kind=Deployment runs an endless stream"),
+        (
+            {"producer": {"kind": "Deployment", "count": 0, "source": "breast-cancer"}},
+            "needs an endless generator source",
+        ),
+        ({"trainer": {"terminationGracePeriodSeconds": 20}}, "must exceed trainer.stopGraceSeconds"),
+        (
+            {"trainer": {"publishEverySeconds": 0, "publishEveryBatches": 0}},
+            "no model version is ever published",
+        ),
+        ({"kafka": {"listener": {"tls": False, "authentication": "tls"}}}, "needs kafka.listener.tls=true"),
+        ({"topics": {"replicas": 3}}, "cannot exceed kafka.replicas"),
+        ({"trainer": {"extraEnv": {"STREAMTRAIN_BATCH_SIZE": "9"}}}, None),
+    ],
+)
 def test_inconsistent_values_fail_with_a_clear_message(values: dict[str, Any], message: str | None) -> None:
     import helm_python
 
@@ -277,6 +374,7 @@ def test_inconsistent_values_fail_with_a_clear_message(values: dict[str, Any], m
 def test_producer_job_name_follows_its_pod_template() -> None:
     """A Job's template is immutable: unchanged producer settings keep the name (no new stream on upgrade),
     changed ones get a new Job (a new bounded stream) instead of a failing upgrade."""
+
     def job_name(values: dict[str, Any]) -> str:
         return component_workload(render(values), "producer")["metadata"]["name"]
 

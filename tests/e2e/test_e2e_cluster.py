@@ -1,0 +1,327 @@
+"""The deployed system on a live cluster: Kafka, pods, the stream, versions, accuracy, a trainer restart in
+the middle of a stream, `helm upgrade` and `helm uninstall`. Run with `make e2e` after `make kind-up deploy`.
+
+The tests run in file order and build on each other (the restart and upgrade tests start new streams);
+each still checks its own preconditions. Assertions on exactly-once use the same helper as the
+process-level pipeline test (tests/support/ledger.py).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import pytest
+from clusterkit import Cluster, wait_for, when
+
+pytestmark = pytest.mark.e2e
+
+try:  # the same threshold as the process-level pipeline test (same data set and window in k8s/)
+    from tests.integration.test_pipeline import ACCURACY_THRESHOLD
+except ImportError:
+    ACCURACY_THRESHOLD = 0.90
+STREAM_TIMEOUT = float(os.environ.get("STREAMTRAIN_E2E_TIMEOUT", "900"))
+
+
+def check_exactly_once(state: dict[str, Any], produced: dict[str, dict[int, int]]) -> None:
+    from tests.support.ledger import check_exactly_once as check
+
+    check(state, produced)
+
+
+def topics(cluster: Cluster) -> dict[str, str]:
+    env = cluster.configmap_env("trainer")
+    return {"train": env["STREAMTRAIN_TRAIN_TOPIC"], "test": env["STREAMTRAIN_TEST_TOPIC"]}
+
+
+def total(marks: dict[str, dict[int, int]]) -> int:
+    return sum(sum(parts.values()) for parts in marks.values())
+
+
+def stream_marks(cluster: Cluster) -> tuple[dict[str, dict[int, int]], dict[str, dict[int, int]]]:
+    """(train, test) high watermarks, read with the trainer's and the evaluator's own credentials."""
+    names = topics(cluster)
+    return cluster.watermarks("trainer", names["train"]), cluster.watermarks("evaluator", names["test"])
+
+
+def wait_jobs_done(cluster: Cluster, timeout: float = STREAM_TIMEOUT) -> list[Any]:
+    def done() -> list[Any] | None:
+        jobs = cluster.producer_jobs()
+        for job in jobs:
+            assert not job.status.failed or job.status.succeeded, f"producer Job {job.metadata.name} failed"
+        return jobs if jobs and all(job.status.succeeded for job in jobs) else None
+
+    return wait_for("the producer Job to complete", done, timeout)
+
+
+def wait_trained_all(
+    cluster: Cluster, train: dict[str, dict[int, int]], timeout: float = STREAM_TIMEOUT
+) -> dict[str, Any]:
+    """The trainer's newest checkpoint once it accounts for every record in the train topic."""
+
+    def caught_up() -> dict[str, Any] | None:
+        state = cluster.inspect("trainer")["checkpoint"]
+        if state and state["records_trained"] + state["records_dead_lettered"] >= total(train):
+            return state
+        return None
+
+    return wait_for(f"the trainer to checkpoint all {total(train)} train records", caught_up, timeout)
+
+
+def start_new_stream(cluster: Cluster) -> tuple[int, str]:
+    """helm upgrade with a new producer seed: a new Job, hence a new bounded stream. Returns (count, job)."""
+    before = {job.metadata.name for job in cluster.producer_jobs()}
+    seed = int(time.time()) % 1_000_000
+    cluster.helm_upgrade(f"producer.seed={seed}")
+    job = wait_for(
+        "the new producer Job",
+        lambda: next((j for j in cluster.producer_jobs() if j.metadata.name not in before), None),
+        120,
+    )
+    count = int(cluster.configmap_env("producer")["STREAMTRAIN_COUNT"])
+    return count, job.metadata.name
+
+
+# ---------------------------------------------------------------- Kafka and pods
+def test_kafka_cluster_is_ready(cluster: Cluster) -> None:
+    kafka = wait_for("Kafka Ready", lambda: when(cluster.kafka(), cluster.ready), STREAM_TIMEOUT)
+    listeners = {lst["name"]: lst for lst in kafka["status"]["listeners"]}
+    assert "clients" in listeners and listeners["clients"]["bootstrapServers"]
+    pools = cluster.custom_objects("kafkanodepools")
+    assert pools and all(p["status"]["replicas"] == p["spec"]["replicas"] for p in pools)
+
+
+def test_topics_and_users_are_ready_with_their_secrets(cluster: Cluster) -> None:
+    for plural in ("kafkatopics", "kafkausers"):
+        objects = wait_for(
+            f"{plural} Ready",
+            lambda plural=plural: (
+                objs
+                if (objs := cluster.custom_objects(plural)) and all(cluster.ready(o) for o in objs)
+                else None
+            ),
+            300,
+        )
+        assert len(objects) == (5 if plural == "kafkatopics" else 3)
+    auth = cluster.custom_objects("kafkausers")[0]["spec"]["authentication"]["type"]
+    for user in cluster.custom_objects("kafkausers"):
+        secret = cluster.core.read_namespaced_secret(user["metadata"]["name"], cluster.namespace)
+        assert ("password" if auth == "scram-sha-512" else "user.key") in secret.data
+    ca = cluster.core.read_namespaced_secret(f"{cluster.kafka_name}-cluster-ca-cert", cluster.namespace)
+    assert "ca.crt" in ca.data
+    for name in cluster.core.list_namespaced_config_map(
+        cluster.namespace, label_selector=cluster.selector()
+    ).items:
+        assert not any(key.endswith("PASSWORD") for key in (name.data or {}))
+
+
+def test_component_pods_are_ready_and_locked_down(cluster: Cluster) -> None:
+    for component in ("trainer", "evaluator"):
+        pod = cluster.ready_pod(component)
+        assert cluster.exec(pod, ["id", "-u"]).strip() == "10001"
+        with pytest.raises(RuntimeError):
+            cluster.exec(pod, ["touch", "/root-filesystem-is-read-only"])
+        cluster.exec(pod, ["touch", "/tmp/writable"])
+    evaluator = cluster.ready_pod("evaluator")
+    model_dir = cluster.configmap_env("evaluator")["STREAMTRAIN_MODEL_DIR"]
+    with pytest.raises(RuntimeError):
+        cluster.exec(evaluator, ["touch", f"{model_dir}/evaluator-must-not-write"])
+    trainer_pod = cluster.ready_pod("trainer")
+    evaluator_pod = cluster.ready_pod("evaluator")
+    assert (
+        trainer_pod.spec.node_name == evaluator_pod.spec.node_name
+        or cluster.helm_values()["persistence"]["accessMode"] == "ReadWriteMany"
+    )
+
+
+def test_network_policies_confine_the_components(cluster: Cluster) -> None:
+    if os.environ.get("STREAMTRAIN_E2E_NETPOL", "1") != "1":
+        pytest.skip("STREAMTRAIN_E2E_NETPOL=0: this cluster's CNI does not enforce NetworkPolicies")
+    evaluator = cluster.ready_pod("evaluator")
+    trainer = cluster.ready_pod("trainer")
+    bootstrap = cluster.configmap_env("evaluator")["STREAMTRAIN_BOOTSTRAP_SERVERS"].split(",")[0]
+    host, port = bootstrap.rsplit(":", 1)
+    assert cluster.connect(evaluator, host, int(port)) == "open", "the evaluator cannot reach Kafka"
+    # Egress is Kafka and DNS only: the trainer's metrics port and the API server are out of reach.
+    trainer_port = int(cluster.configmap_env("trainer")["STREAMTRAIN_HTTP_PORT"])
+    assert cluster.connect(evaluator, trainer.status.pod_ip, trainer_port) == "blocked"
+    assert cluster.connect(evaluator, "kubernetes.default.svc", 443) == "blocked"
+
+
+# ---------------------------------------------------------------- the deployed stream
+def test_the_deployed_stream_is_trained_and_published(cluster: Cluster) -> None:
+    wait_jobs_done(cluster)
+    train, _ = stream_marks(cluster)
+    state = wait_trained_all(cluster, train)
+    check_exactly_once(state, train)
+    report = wait_for(
+        "two published versions",
+        lambda: when(cluster.inspect("trainer"), lambda r: len([v for v in r["versions"] if v["ok"]]) >= 2),
+        300,
+    )
+    assert report["ledger_problems"] == []
+    assert all(v["ok"] for v in report["versions"]), report["versions"]
+    # The evaluators see the same versions on the shared volume (read-only).
+    seen = cluster.inspect("evaluator")["versions"]
+    assert {v["version"] for v in seen} >= {v["version"] for v in report["versions"]} - {
+        max(v["version"] for v in seen)
+    }
+
+
+def test_evaluator_accuracy_passes_the_pipeline_threshold(cluster: Cluster) -> None:
+    def good() -> dict[str, Any] | None:
+        status = cluster.status("evaluator")
+        accuracy = status.get("accuracy")
+        return (
+            status
+            if status.get("model_version") and accuracy is not None and accuracy >= ACCURACY_THRESHOLD
+            else None
+        )
+
+    try:
+        status = wait_for(f"window accuracy >= {ACCURACY_THRESHOLD}", good, 300)
+    except AssertionError as exc:
+        pytest.fail(f"{exc}\nevaluator status: {cluster.status('evaluator')}")
+    assert status["records_evaluated"] > 0 and len(status["versions_loaded"]) >= 1
+
+
+# ---------------------------------------------------------------- faults and lifecycle
+def test_new_stream_arrives_and_a_trainer_restart_mid_stream_keeps_exactly_once(cluster: Cluster) -> None:
+    wait_jobs_done(cluster)
+    train_before, test_before = stream_marks(cluster)
+    count, job = start_new_stream(cluster)
+    old = cluster.ready_pod("trainer")
+    old_state = cluster.inspect("trainer")["checkpoint"]
+    done_before = old_state["records_trained"] + old_state["records_dead_lettered"] if old_state else 0
+    # Mid-stream: the trainer has checkpointed some of the new records, the Job still runs.
+    wait_for(
+        "the trainer to train on the new stream",
+        lambda: (
+            (s := cluster.inspect("trainer")["checkpoint"])
+            and s["records_trained"] + s["records_dead_lettered"] > done_before + 100
+        ),
+        300,
+        interval=2,
+    )
+    assert not cluster.batch.read_namespaced_job(job, cluster.namespace).status.succeeded, (
+        "the stream ended before the restart: lower producer.rate or raise producer.count"
+    )
+    grace = old.spec.termination_grace_period_seconds
+    cluster.core.delete_namespaced_pod(old.metadata.name, cluster.namespace)
+    new = wait_for(
+        "a new Ready trainer pod",
+        lambda: next(
+            (
+                p
+                for p in cluster.pods("trainer")
+                if p.metadata.name != old.metadata.name and cluster.pod_ready(p)
+            ),
+            None,
+        ),
+        grace + 600,
+    )
+    assert new.metadata.name != old.metadata.name
+    # SIGTERM handling: the old pod finished its batch, checkpointed and exited 0 (no kill at the deadline).
+    wait_jobs_done(cluster)
+    train_after, test_after = stream_marks(cluster)
+    assert total(train_after) + total(test_after) - total(train_before) - total(test_before) == count, (
+        "the producer's records did not all arrive exactly once"
+    )
+    state = wait_trained_all(cluster, train_after)
+    check_exactly_once(state, train_after)
+    restarts = sum(cs.restart_count for cs in new.status.container_statuses or [])
+    assert restarts == 0, "the new trainer pod restarted"
+
+
+def test_helm_upgrade_rolls_the_trainer_and_keeps_the_model_lineage(cluster: Cluster) -> None:
+    trainer = cluster.ready_pod("trainer")
+    evaluator = cluster.ready_pod("evaluator")
+    before = cluster.inspect("trainer")
+    last_version = max(v["version"] for v in before["versions"])
+    old_rate = float(cluster.configmap_env("trainer")["STREAMTRAIN_LEARNING_RATE"])
+    new_rate = old_rate / 2
+    seed = int(time.time()) % 1_000_000
+    cluster.helm_upgrade(f"trainer.learningRate={new_rate}", f"producer.seed={seed}")
+    assert float(cluster.configmap_env("trainer")["STREAMTRAIN_LEARNING_RATE"]) == new_rate
+    rolled = wait_for(
+        "the trainer to roll",
+        lambda: next(
+            (
+                p
+                for p in cluster.pods("trainer")
+                if p.metadata.name != trainer.metadata.name and cluster.pod_ready(p)
+            ),
+            None,
+        ),
+        900,
+    )
+    assert rolled.metadata.name != trainer.metadata.name
+    assert evaluator.metadata.name in {p.metadata.name for p in cluster.pods("evaluator")}, (
+        "the evaluator rolled too"
+    )
+    wait_jobs_done(cluster)
+    train, _ = stream_marks(cluster)
+    state = wait_trained_all(cluster, train)
+    check_exactly_once(state, train)
+    after = wait_for(
+        "a version published after the upgrade",
+        lambda: when(
+            cluster.inspect("trainer"), lambda r: max(v["version"] for v in r["versions"]) > last_version
+        ),
+        300,
+    )
+    # Lineage: numbering continues past the versions before the upgrade, none is rewritten.
+    assert (
+        min(v["version"] for v in after["versions"])
+        <= last_version
+        < max(v["version"] for v in after["versions"])
+    )
+    assert state["records_trained"] >= before["checkpoint"]["records_trained"]
+
+
+def test_helm_uninstall_removes_the_release_and_keeps_the_pvc_only_if_asked(cluster: Cluster) -> None:
+    if os.environ.get("STREAMTRAIN_E2E_UNINSTALL", "1") != "1":
+        pytest.skip("STREAMTRAIN_E2E_UNINSTALL=0 keeps the release")
+    keep = bool(cluster.helm_values()["persistence"]["keepOnUninstall"])
+    claim = next(
+        p
+        for p in cluster.core.list_namespaced_persistent_volume_claim(
+            cluster.namespace, label_selector=cluster.selector("model-store")
+        ).items
+    )
+    # As `make undeploy`: KafkaTopics/KafkaUsers first, while the entity operator can remove their finalizers.
+    for plural in ("kafkatopics", "kafkausers"):
+        for obj in cluster.custom_objects(plural):
+            cluster.custom.delete_namespaced_custom_object(
+                "kafka.strimzi.io", "v1", cluster.namespace, plural, obj["metadata"]["name"]
+            )
+    wait_for(
+        "KafkaTopics and KafkaUsers to go",
+        lambda: not cluster.custom_objects("kafkatopics") and not cluster.custom_objects("kafkausers"),
+        300,
+    )
+    cluster.helm("uninstall", cluster.release, "--wait", "--timeout", "10m")
+    selector = cluster.selector()
+
+    def gone() -> bool:
+        listings = [
+            cluster.apps.list_namespaced_deployment(cluster.namespace, label_selector=selector).items,
+            cluster.batch.list_namespaced_job(cluster.namespace, label_selector=selector).items,
+            cluster.core.list_namespaced_service(cluster.namespace, label_selector=selector).items,
+            cluster.core.list_namespaced_config_map(cluster.namespace, label_selector=selector).items,
+            cluster.core.list_namespaced_service_account(cluster.namespace, label_selector=selector).items,
+            cluster.net.list_namespaced_network_policy(cluster.namespace, label_selector=selector).items,
+            cluster.custom_objects("kafkas"),
+            cluster.custom_objects("kafkanodepools"),
+            [p for p in cluster.core.list_namespaced_pod(cluster.namespace, label_selector=selector).items],
+        ]
+        return not any(listings)
+
+    wait_for("every object of the release to be deleted", gone, 600)
+    claims = {
+        p.metadata.name for p in cluster.core.list_namespaced_persistent_volume_claim(cluster.namespace).items
+    }
+    assert (claim.metadata.name in claims) == keep, (
+        f"keepOnUninstall={keep} but PVC present={claim.metadata.name in claims}"
+    )

@@ -1,0 +1,127 @@
+"""The pieces the cluster suite runs inside pods, checked here without a cluster: the interpreter launcher,
+the watermark, HTTP and TCP probes, and the skip reasons when no cluster is reachable."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from clusterkit import CONNECT, HTTP_GET, WATERMARKS, Cluster, launcher_argv, wait_for
+
+VENV_BIN = Path(sys.executable).parent
+
+
+def run_in_pod_like(code: str, *args: str, env: dict[str, str] | None = None) -> str:
+    """Run a probe as Cluster.python does in a pod: through the launcher, with the entry point on PATH."""
+    if shutil.which("streamtrain", path=str(VENV_BIN)) is None:
+        pytest.skip(f"the streamtrain entry point is not installed in {VENV_BIN} (pip install -e .)")
+    full_env = {**os.environ, **(env or {}), "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    result = subprocess.run(
+        launcher_argv(code, *args), capture_output=True, text=True, timeout=60, env=full_env, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_launcher_uses_the_entry_points_interpreter() -> None:
+    out = run_in_pod_like("import sys, streamtrain; print(sys.argv[1:], streamtrain.__name__)", "a", "b c")
+    assert out.strip() == "['a', 'b c'] streamtrain"
+
+
+@pytest.fixture
+def status_server() -> Iterator[int]:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps({"path": self.path, "accuracy": 0.93}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+
+
+def test_http_probe_reads_the_components_own_port(status_server: int) -> None:
+    out = run_in_pod_like(HTTP_GET, "/status", env={"STREAMTRAIN_HTTP_PORT": str(status_server)})
+    assert json.loads(out) == {"path": "/status", "accuracy": 0.93}
+
+
+def test_connect_probe_tells_open_from_blocked(status_server: int) -> None:
+    assert run_in_pod_like(CONNECT, "127.0.0.1", str(status_server)).strip() == "open"
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    assert run_in_pod_like(CONNECT, "127.0.0.1", str(closed)).strip() == "blocked"
+
+
+@pytest.mark.integration
+def test_watermark_probe_matches_the_broker(topics: dict[str, str]) -> None:
+    from confluent_kafka import Producer
+    from tests.support.kafka import high_watermarks
+
+    bootstrap, train = topics["STREAMTRAIN_BOOTSTRAP_SERVERS"], topics["STREAMTRAIN_TRAIN_TOPIC"]
+    producer = Producer({"bootstrap.servers": bootstrap})
+    for i in range(30):  # one record a batch: offsets then count records on any broker
+        producer.produce(train, value=b"x", partition=i % 2)
+        producer.flush(30)
+    env = {
+        "STREAMTRAIN_BOOTSTRAP_SERVERS": bootstrap,
+        "STREAMTRAIN_SECURITY_PROTOCOL": "PLAINTEXT",
+        "STREAMTRAIN_GROUP_ID": "e2e-probe-test",
+    }
+    marks = json.loads(run_in_pod_like(WATERMARKS, train, env=env))
+    assert {int(p): h for p, h in marks[train].items()} == high_watermarks(bootstrap, train) == {0: 15, 1: 15}
+
+
+def test_no_kubeconfig_gives_a_skip_reason(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
+    reason = Cluster.unavailable(None, "streamtrain", "streamtrain")
+    assert reason is not None and reason.startswith("no Kubernetes cluster") and "make kind-up" in reason
+
+
+def test_unreachable_api_server_gives_a_skip_reason(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    kubeconfig = tmp_path / "config"
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "other",
+                "clusters": [{"name": "c", "cluster": {"server": f"https://127.0.0.1:{port}"}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [
+                    {"name": "kind-test", "context": {"cluster": "c", "user": "u"}},
+                    {"name": "other", "context": {"cluster": "c", "user": "u"}},
+                ],
+            }
+        )
+    )
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    reason = Cluster.unavailable("kind-test", "streamtrain", "streamtrain")
+    assert reason is not None and "no Kubernetes cluster reachable through kube context 'kind-test'" in reason
+    assert "cannot load" in (Cluster.unavailable("absent-context", "streamtrain", "streamtrain") or "")
+
+
+def test_wait_for_names_what_it_waited_for() -> None:
+    assert wait_for("a value", lambda: 5, 1, interval=0.01) == 5
+    with pytest.raises(AssertionError, match="waiting for the impossible; last: None"):
+        wait_for("the impossible", lambda: None, 0.05, interval=0.01)
