@@ -182,6 +182,21 @@ class Cluster:
             timeout,
         )
 
+    def gone_or_exit_code(self, name: str) -> str | int | None:
+        """'gone' once the pod is deleted; a non-zero exit code if its container is seen failed; else None."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            pod = self.core.read_namespaced_pod(name, self.namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return "gone"
+            raise
+        for status in pod.status.container_statuses or []:
+            if status.state and status.state.terminated and status.state.terminated.exit_code:
+                return int(status.state.terminated.exit_code)
+        return None
+
     def producer_jobs(self) -> list[Any]:
         return self.batch.list_namespaced_job(self.namespace, label_selector=self.selector("producer")).items
 
