@@ -1,0 +1,74 @@
+# Container images and the local container system, with plain `docker` (no compose, no registry).
+# Included by the top-level Makefile (include mk/*.mk), which defines VENV, PY, PIP and `venv`.
+#
+#   make docker-engine  install docker.io (Debian) and start dockerd when `docker info` fails (root)
+#   make base-image     offline base image: debootstrap bookworm + python3, `docker import`
+#   make wheelhouse     .wheelhouse/: every runtime wheel, pinned by constraints.txt (pip wheel)
+#   make images         streamtrain:<tag> and streamtrain-broker:<tag>, <tag> = <version>-<git rev>;
+#                       IMAGE_SOURCE=auto (default) builds FROM python:3.11-slim with the package
+#                       index when that image can be had, else offline (base-image + wheelhouse)
+#   make local-up       broker, topics, trainer, evaluator, producer on one Docker network
+#   make local-down     removes the stack's containers, network and volume
+#   make local-logs     follows all of their logs
+#   make docker-test    the container tests (tests/containers, marker docker)
+
+VENV ?= .venv
+PY ?= $(VENV)/bin/python
+PIP ?= $(VENV)/bin/pip
+
+IMAGE_REPO ?= streamtrain
+BROKER_IMAGE_REPO ?= streamtrain-broker
+STREAMTRAIN_VERSION ?= $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' pyproject.toml)
+GIT_REV ?= $(shell git rev-parse --short=7 HEAD 2>/dev/null || echo unknown)
+IMAGE_TAG ?= $(STREAMTRAIN_VERSION)-$(GIT_REV)
+
+# auto | online | offline
+IMAGE_SOURCE ?= auto
+ONLINE_BASE_IMAGE ?= python:3.11-slim
+OFFLINE_BASE_IMAGE ?= streamtrain-base:bookworm-py311
+DEBIAN_MIRROR ?= http://deb.debian.org/debian
+LOCAL_STACK ?= streamtrain-local
+
+DOCKER_ENV = IMAGE_TAG='$(IMAGE_TAG)' APP_IMAGE='$(IMAGE_REPO)' BROKER_IMAGE='$(BROKER_IMAGE_REPO)'
+
+.PHONY: docker-engine base-image wheelhouse images images-online images-offline \
+        local-up local-down local-logs local-status docker-test
+
+docker-engine: ## install docker.io and start dockerd when no engine answers (root; idempotent)
+	@docker/engine.sh
+
+base-image: docker-engine ## offline base image: debootstrap bookworm + python3, docker import
+	DEBIAN_MIRROR='$(DEBIAN_MIRROR)' docker/base-image.sh '$(OFFLINE_BASE_IMAGE)'
+
+wheelhouse: venv ## .wheelhouse/: all runtime wheels pinned by constraints.txt
+	PIP='$(PIP)' docker/wheelhouse.sh .wheelhouse
+
+images: docker-engine ## streamtrain:<tag> + streamtrain-broker:<tag> (online if python:3.11-slim can be had, else offline)
+	@source='$(IMAGE_SOURCE)'; \
+	if [ "$$source" = auto ]; then \
+	  if docker image inspect '$(ONLINE_BASE_IMAGE)' >/dev/null 2>&1 \
+	     || timeout 300 docker pull -q '$(ONLINE_BASE_IMAGE)' >/dev/null 2>&1; then source=online; \
+	  else source=offline; echo "images: $(ONLINE_BASE_IMAGE) cannot be had: building offline"; fi; \
+	fi; \
+	$(MAKE) --no-print-directory "images-$$source"
+
+images-online: docker-engine ## images FROM python:3.11-slim with the package index
+	$(DOCKER_ENV) BASE_IMAGE='$(ONLINE_BASE_IMAGE)' WHEEL_SOURCE=index docker/images.sh
+
+images-offline: base-image wheelhouse ## images FROM the offline base, pip --no-index from .wheelhouse/
+	$(DOCKER_ENV) BASE_IMAGE='$(OFFLINE_BASE_IMAGE)' WHEEL_SOURCE=wheelhouse docker/images.sh
+
+local-up: images ## broker, producer, trainer, evaluator as containers on one network
+	$(DOCKER_ENV) STACK='$(LOCAL_STACK)' docker/local.sh up
+
+local-down: ## remove the local containers, network and volume
+	$(DOCKER_ENV) STACK='$(LOCAL_STACK)' docker/local.sh down
+
+local-logs: ## follow the local containers' logs
+	$(DOCKER_ENV) STACK='$(LOCAL_STACK)' docker/local.sh logs
+
+local-status: ## the local containers and each component's /status
+	$(DOCKER_ENV) STACK='$(LOCAL_STACK)' docker/local.sh status
+
+docker-test: docker-engine venv ## container tests: offline build, end-to-end, trainer restart
+	$(PY) -m pytest tests/containers -m docker
