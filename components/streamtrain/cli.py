@@ -7,8 +7,10 @@ with code 2 and one line naming the option, before anything connects.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import logging
+import signal
 import sys
 import time
 import typing
@@ -165,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"streamtrain {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     from streamtrain.lib import logs
+
+    faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` prints every thread's stack: for hangs
 
     logs.setup(getattr(settings, "log_level", "INFO"), getattr(settings, "log_format", "auto"))
     started = time.monotonic()

@@ -115,12 +115,8 @@ class Evaluator:
         self.commit()
 
     def commit(self) -> None:
-        if self.next_offsets and self.consumer is not None:
-            offsets = [TopicPartition(self.s.test_topic, p, o) for p, o in self.next_offsets.items()]
-            try:
-                self.consumer.commit(offsets=offsets, asynchronous=True)
-            except Exception as exc:  # a rebalance can revoke a partition just before a commit
-                log.debug("commit skipped", extra={"error": str(exc)})
+        if self.next_offsets and self.reader is not None:
+            self.reader.commit([TopicPartition(self.s.test_topic, p, o) for p, o in self.next_offsets.items()])
 
     def write_report(self) -> None:
         try:
@@ -148,6 +144,7 @@ class Evaluator:
         }
 
     consumer: Any = None
+    reader: BatchReader | None = None
 
     def run(self) -> dict[str, Any]:
         s = self.s
@@ -159,7 +156,7 @@ class Evaluator:
             "heartbeat.interval.ms": max(s.session_timeout_ms // 5, 500),
             "max.poll.interval.ms": max(s.session_timeout_ms + 1000, 30_000)})
         self.consumer.subscribe([s.test_topic])
-        reader = BatchReader(self.consumer, s.batch_size, s.batch_max_wait_ms / 1000, None).start()
+        reader = self.reader = BatchReader(self.consumer, s.batch_size, s.batch_max_wait_ms / 1000, None).start()
         self.health.ready = True
         started = time.monotonic()
         first_metric_s: float | None = None
@@ -197,6 +194,7 @@ class Evaluator:
             reader.stop()
             self.watcher.stop()
         self.report(final=True)
+        reader.flush_commit()  # the reader thread has stopped: safe to commit from here
         self.write_report()
         self.kafka.flush(10)
         self.consumer.close()

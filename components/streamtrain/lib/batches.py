@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from confluent_kafka import Consumer, KafkaError, Message
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from streamtrain.lib.codec import Decoded, decode_batch
 
@@ -100,6 +100,10 @@ class BatchReader:
         self._queue: queue.Queue[Batch | BaseException] = queue.Queue(maxsize=prefetch)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="batch-reader", daemon=True)
+        self._commit_lock = threading.Lock()
+        self._pending_commit: list[TopicPartition] | None = None
+        self.high_watermarks: dict[int, int] = {}  # per partition, refreshed about once a second
+        self._watermarks_at = 0.0
 
     def start(self) -> BatchReader:
         self._thread.start()
@@ -108,6 +112,8 @@ class BatchReader:
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
+                self.flush_commit()
+                self._refresh_watermarks()
                 messages = consume(self.consumer, self.size, self.max_wait)
                 if not messages:
                     continue
@@ -131,7 +137,38 @@ class BatchReader:
             raise item
         return item
 
+    def commit(self, offsets: list[TopicPartition]) -> None:
+        """Ask for an offset commit; the reader thread sends it, as it owns the consumer.
+
+        (A commit from another thread while consume() waits has been seen to block on librdkafka.)
+        """
+        with self._commit_lock:
+            self._pending_commit = offsets
+
+    def _refresh_watermarks(self) -> None:
+        now = time.monotonic()
+        if now - self._watermarks_at < 1.0:
+            return
+        self._watermarks_at = now
+        marks = {}
+        for tp in self.consumer.assignment():
+            _low, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            if high >= 0:
+                marks[tp.partition] = high
+        self.high_watermarks = marks
+
+    def flush_commit(self) -> None:
+        with self._commit_lock:
+            offsets, self._pending_commit = self._pending_commit, None
+        if offsets:
+            try:
+                self.consumer.commit(offsets=offsets, asynchronous=True)
+            except Exception as exc:  # lag monitoring only: never let it stop the stream
+                log.debug("offset commit skipped", extra={"error": str(exc)})
+
     def stop(self) -> None:
         """Stop reading; batches fetched but not yet handed over are dropped (never checkpointed)."""
         self._stop.set()
         self._thread.join(timeout=10)
+        if not self._thread.is_alive():
+            self.flush_commit()

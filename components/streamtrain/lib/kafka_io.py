@@ -128,9 +128,40 @@ def partitions_of(client: Consumer | AdminClient, topic: str, timeout: float = 3
 
 
 def watermarks(client: Consumer, topic: str, timeout: float = 10.0) -> dict[int, tuple[int, int]]:
-    """{partition: (low, high)} for a topic."""
+    """{partition: (low, high)} for a topic.
+
+    Beware: the embedded broker (tansu 0.6) reports the high watermark as the base offset of the
+    last record batch + 1, so `high` can be below the true end; see `records_exist`.
+    """
     return {p: client.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout, cached=False)
             for p in partitions_of(client, topic)}
+
+
+def records_exist(settings: CommonSettings, topic: str, offsets: dict[int, int], timeout: float = 5.0) -> set[int]:
+    """Partitions whose record at the given offset is really on the broker (fetched to find out).
+
+    Used when a watermark says a checkpointed position is past the end: on real Kafka that means
+    the data is gone; on brokers with inexact watermarks, fetching the record settles it.
+    """
+    if not offsets:
+        return set()
+    probe = consumer(settings, "probe", **{"auto.offset.reset": "error"})
+    try:
+        probe.assign([TopicPartition(topic, p, o) for p, o in offsets.items()])
+        found: set[int] = set()
+        answered: set[int] = set()
+        deadline = time.monotonic() + timeout
+        while len(answered) < len(offsets) and time.monotonic() < deadline:
+            for msg in probe.consume(num_messages=len(offsets), timeout=0.5):
+                partition = msg.partition()
+                if partition in answered:
+                    continue
+                answered.add(partition)
+                if msg.error() is None and msg.offset() == offsets[partition]:
+                    found.add(partition)
+        return found
+    finally:
+        probe.close()
 
 
 class DeadLetters:

@@ -76,6 +76,7 @@ class Trainer:
         self.dead = kafka_io.DeadLetters(self.kafka, settings.dead_letter_topic, "trainer")
         self.published_at_state = -1  # records_trained of the newest published version
         self.consumer: Any = None
+        self.reader: BatchReader | None = None
         self._rate_mark = (time.monotonic(), 0)
         self._checkpointed = -1  # records consumed at the last checkpoint
         self._checkpointed_version = -1
@@ -106,25 +107,30 @@ class Trainer:
                                        "parameters": model.count_params()})
 
     def assign(self) -> None:
+        """Assign every partition of the train topic at the checkpointed offsets (no consumer group)."""
         topic = self.s.train_topic
         self.consumer = kafka_io.consumer(self.s, "trainer", self.s.group_id, **{"auto.offset.reset": "error"})
         marks = kafka_io.watermarks(self.consumer, topic)
-        saved = self.state.offsets.get(topic, {})
+        saved = dict(self.state.offsets.get(topic, {}))
+        # A position is fine if it lies within the watermarks; past the reported end, the record just
+        # before it must still be fetchable (watermarks of some brokers lag), else the data is gone.
+        past_end = {p: o - 1 for p, o in saved.items() if p in marks and o > marks[p][1]}
+        still_there = kafka_io.records_exist(self.s, topic, past_end)
+        for partition, offset in saved.items():
+            low, high = marks.get(partition, (-1, -1))
+            gone = partition not in marks or offset < low or (partition in past_end and partition not in still_there)
+            if gone:
+                self.offset_lost(partition, offset, low, high)
         assignment = []
-        for partition, (low, high) in marks.items():
-            offset = saved.get(partition)
-            if offset is not None and not low <= offset <= high:
-                offset = self.offset_lost(partition, offset, low, high)
+        for partition in marks:
+            offset = self.state.offsets.get(topic, {}).get(partition)
             if offset is None:
                 offset = OFFSET_BEGINNING if self.s.start_offset == "earliest" else OFFSET_END
             assignment.append(TopicPartition(topic, partition, offset))
-        lost = set(saved) - set(marks)
-        for partition in lost:
-            self.offset_lost(partition, saved[partition], -1, -1)
         self.consumer.assign(assignment)
         log.info("assigned", extra={"topic": topic, "offsets": {tp.partition: tp.offset for tp in assignment}})
 
-    def offset_lost(self, partition: int, offset: int, low: int, high: int) -> int | None:
+    def offset_lost(self, partition: int, offset: int, low: int, high: int) -> None:
         topic = self.s.train_topic
         message = (f"checkpointed offset {offset} of {topic}[{partition}] is not on the broker "
                    f"(it has {low}..{high}); was the topic deleted or the broker's data lost?")
@@ -137,7 +143,6 @@ class Trainer:
         self.state.offset_resets.append({"topic": topic, "partition": partition, "lost_offset": offset,
                                          "ledger_before": old, "at": time.time()})
         self.state.offsets.get(topic, {}).pop(partition, None)
-        return OFFSET_BEGINNING
 
     # --- the loop -----------------------------------------------------------------------------
     def train(self, batch: Batch) -> None:
@@ -194,11 +199,8 @@ class Trainer:
     def commit_offsets(self) -> None:
         """Mirror the checkpointed offsets to Kafka so lag tools see the trainer's progress."""
         offsets = [TopicPartition(t, p, o) for t, parts in self.state.offsets.items() for p, o in parts.items()]
-        if offsets and self.consumer is not None:
-            try:
-                self.consumer.commit(offsets=offsets, asynchronous=True)
-            except Exception as exc:  # lag monitoring must never stop training
-                log.warning("offset commit failed", extra={"error": str(exc)})
+        if offsets and self.reader is not None:
+            self.reader.commit(offsets)
 
     def publish(self) -> None:
         """Checkpoint, then publish the checkpointed model as the next version."""
@@ -269,17 +271,11 @@ class Trainer:
                  | {"window_accuracy": values["window_accuracy"]})
 
     def lag(self) -> int | None:
-        if self.consumer is None:
+        """Records on the broker not yet trained on (from the reader's cached high watermarks)."""
+        if self.reader is None or not self.reader.high_watermarks:
             return None
-        total = 0
-        for partition, offset in self.state.offsets.get(self.s.train_topic, {}).items():
-            try:
-                _, high = self.consumer.get_watermark_offsets(TopicPartition(self.s.train_topic, partition),
-                                                              cached=True)
-            except Exception:
-                return None
-            total += max(high - offset, 0) if high >= 0 else 0
-        return total
+        done = self.state.offsets.get(self.s.train_topic, {})
+        return sum(max(high - done.get(p, 0), 0) for p, high in self.reader.high_watermarks.items())
 
     def status(self) -> dict[str, Any]:
         return {"component": "trainer", "records_trained": self.state.records_trained,
@@ -296,7 +292,7 @@ class Trainer:
         if width is not None:
             self.build_learner(width)
         self.assign()
-        reader = BatchReader(self.consumer, s.batch_size, s.batch_max_wait_ms / 1000, width).start()
+        reader = self.reader = BatchReader(self.consumer, s.batch_size, s.batch_max_wait_ms / 1000, width).start()
         self.health.ready = True
         ckpt = Schedule(s.checkpoint_every_seconds)
         publish = Schedule(s.publish_every_seconds, s.publish_every_batches)
@@ -316,8 +312,8 @@ class Trainer:
                     reader.stop()
                     self.offset_lost_while_running(str(exc))
                     self.assign()
-                    reader = BatchReader(self.consumer, s.batch_size, s.batch_max_wait_ms / 1000,
-                                         self.state.width).start()
+                    reader = self.reader = BatchReader(self.consumer, s.batch_size, s.batch_max_wait_ms / 1000,
+                                                       self.state.width).start()
                     continue
                 now = time.monotonic()
                 if batch is not None:
@@ -348,6 +344,7 @@ class Trainer:
         deadline = time.monotonic() + s.stop_grace_seconds
         self.publish()
         self.checkpoint()
+        reader.flush_commit()  # the reader thread has stopped: safe to commit from here
         self.report()
         self.kafka.flush(max(deadline - time.monotonic(), 1.0))
         if self.consumer is not None:

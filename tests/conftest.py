@@ -1,0 +1,61 @@
+"""Shared fixtures: the real embedded broker, fresh topics per test, component processes."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from streamtrain.lib import kafka_io
+from streamtrain.lib.broker import BrokerError, EmbeddedBroker, tansu_binary
+from streamtrain.lib.config import CommonSettings
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / ".artifacts"
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[EmbeddedBroker]:
+    """One tansu broker for the session (tests isolate themselves with their own topics)."""
+    try:
+        tansu_binary()
+    except BrokerError as exc:
+        pytest.skip(f"embedded broker missing: {exc}")
+    with EmbeddedBroker().start() as running:
+        yield running
+
+
+@pytest.fixture
+def topics(broker: EmbeddedBroker) -> dict[str, str]:
+    """Five fresh topics (2 partitions each) and the env that points components at them."""
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    env = {
+        "STREAMTRAIN_BOOTSTRAP_SERVERS": broker.bootstrap,
+        "STREAMTRAIN_TRAIN_TOPIC": f"{prefix}.train",
+        "STREAMTRAIN_TEST_TOPIC": f"{prefix}.test",
+        "STREAMTRAIN_METRICS_TOPIC": f"{prefix}.metrics",
+        "STREAMTRAIN_MODEL_EVENTS_TOPIC": f"{prefix}.model-events",
+        "STREAMTRAIN_DEAD_LETTER_TOPIC": f"{prefix}.dead-letter",
+    }
+    settings = common_settings(env)
+    kafka_io.create_topics(kafka_io.admin(settings, "tests"), kafka_io.topic_names(settings), partitions=2)
+    return env
+
+
+def common_settings(env: dict[str, str]) -> CommonSettings:
+    return CommonSettings(**{k.removeprefix("STREAMTRAIN_").lower(): v for k, v in env.items()
+                             if k.startswith("STREAMTRAIN_") and k.removeprefix("STREAMTRAIN_").lower()
+                             in CommonSettings.model_fields})
+
+
+@pytest.fixture
+def artifacts(request: pytest.FixtureRequest) -> Path:
+    """A folder kept after the run (CI can upload it): plots, screenshots, logs."""
+    path = ARTIFACTS / request.node.name.replace("/", "_")
+    path.mkdir(parents=True, exist_ok=True)
+    return path

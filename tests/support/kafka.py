@@ -1,0 +1,43 @@
+"""Read what the broker holds, by consuming it (the embedded broker's watermarks are not exact)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from confluent_kafka import Consumer, TopicPartition
+
+from streamtrain.lib import kafka_io
+
+
+def read_all(bootstrap: str, topic: str, idle: float = 2.0, timeout: float = 120.0) -> list[Any]:
+    """Every record of a topic: consume from offset 0 until nothing arrives for `idle` seconds."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "tests-reader", "enable.auto.commit": False})
+    try:
+        consumer.assign([TopicPartition(topic, p, 0) for p in kafka_io.partitions_of(consumer, topic)])
+        messages: list[Any] = []
+        last = time.monotonic()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() - last < idle and time.monotonic() < deadline:
+            batch = [m for m in consumer.consume(10_000, 0.2) if m.error() is None]
+            if batch:
+                messages.extend(batch)
+                last = time.monotonic()
+        return messages
+    finally:
+        consumer.close()
+
+
+def partition_ends(bootstrap: str, topic: str) -> dict[int, int]:
+    """{partition: next offset} of what the topic holds, checking offsets are gap-free from 0."""
+    ends: dict[int, int] = {}
+    counts: dict[int, int] = {}
+    for msg in read_all(bootstrap, topic):
+        ends[msg.partition()] = max(ends.get(msg.partition(), 0), msg.offset() + 1)
+        counts[msg.partition()] = counts.get(msg.partition(), 0) + 1
+    assert ends == counts, f"{topic}: offsets are not contiguous from 0: ends {ends}, counts {counts}"
+    return ends
+
+
+def headers(msg: Any) -> dict[str, str]:
+    return {k: v.decode() for k, v in (msg.headers() or [])}
