@@ -10,22 +10,21 @@ from pathlib import Path
 import pytest
 from chartkit import REPO
 
-# A stand-in for the top-level Makefile: it includes mk/*.mk and defines PY; `images` is mk/docker.mk's
-# target, stubbed when that file is not there yet.
+# A stand-in for the top-level Makefile: it includes mk/kind.mk and defines PY. `images` (mk/docker.mk, not
+# part of these recipes) is stubbed: its recipe calls $(MAKE), which `make -n` would really run.
 STUB = """VENV = .venv
 PY = $(VENV)/bin/python
 include mk/kind.mk
-{docker}
+images:
+\t@echo build-images-stub
 """
 
 
 def _make_n(tmp_path: Path, *targets: str, extra: tuple[str, ...] = ()) -> str:
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
-    docker_mk = REPO / "mk" / "docker.mk"
-    docker = "include mk/docker.mk" if docker_mk.is_file() else "images:\n\t@echo build-images-stub"
     makefile = tmp_path / "Makefile"
-    makefile.write_text(STUB.format(docker=docker))
+    makefile.write_text(STUB)
     result = subprocess.run(
         ["make", "--no-print-directory", "-n", "-f", str(makefile), "-C", str(REPO), *extra, *targets],
         capture_output=True,
@@ -73,9 +72,20 @@ def test_make_n_prints_the_expected_chain(tmp_path: Path) -> None:
 
 def test_deploy_builds_images_before_loading_them(tmp_path: Path) -> None:
     out = _make_n(tmp_path, "deploy")
+    assert 0 <= out.find("build-images-stub") < out.find("kind load docker-image")
+
+
+def test_kind_variables_agree_with_docker_mk() -> None:
+    """The tag `make images` builds is the tag `make deploy` loads and installs."""
     docker_mk = REPO / "mk" / "docker.mk"
-    marker = "build-images-stub" if not docker_mk.is_file() else "docker"
-    assert out.find(marker) < out.find("kind load docker-image")
+    if not docker_mk.is_file():
+        pytest.skip("mk/docker.mk is not there yet")
+    kind_mk = (REPO / "mk" / "kind.mk").read_text()
+    docker = docker_mk.read_text()
+    for variable in ("IMAGE_REPO ?=", "STREAMTRAIN_VERSION ?=", "GIT_REV ?=", "IMAGE_TAG ?="):
+        ours = next(line for line in kind_mk.splitlines() if line.startswith(variable))
+        theirs = next(line for line in docker.splitlines() if line.startswith(variable))
+        assert ours == theirs
 
 
 def test_undeploy_deletes_topics_before_the_release(tmp_path: Path) -> None:

@@ -312,7 +312,13 @@ def test_default_deny_and_a_policy_per_component(rendered: list[dict[str, Any]])
         egress_ports = {(port["port"], port["protocol"]) for rule in spec["egress"] for port in rule["ports"]}
         assert egress_ports == {(53, "UDP"), (53, "TCP"), (kafka_port, "TCP")}
         kafka_rule = next(r for r in spec["egress"] if r["ports"][0]["port"] == kafka_port)
-        assert kafka_rule["to"][0]["podSelector"]["matchLabels"]["strimzi.io/cluster"] == f"{RELEASE}-kafka"
+        # The labels Strimzi's own <cluster>-kafka-bootstrap Service selects broker pods by.
+        assert kafka_rule["to"][0]["podSelector"]["matchLabels"] == {
+            "strimzi.io/cluster": f"{RELEASE}-kafka",
+            "strimzi.io/kind": "Kafka",
+            "strimzi.io/name": f"{RELEASE}-kafka-kafka",
+            "strimzi.io/broker-role": "true",
+        }
     # The deny policy must not catch Strimzi's pods (the entity operator needs the API server).
     strimzi_pod = {
         "strimzi.io/cluster": f"{RELEASE}-kafka",
