@@ -31,7 +31,7 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
     reason = Cluster.unavailable(context, namespace, release)
     if reason:
         pytest.skip(reason)
-    # These tests change the release (new streams, a trainer restart, upgrade, uninstall): a plain `pytest tests`
+    # These tests change the release (streams, trainer restart, upgrade, uninstall): a plain `pytest tests`
     # must not run them against whatever cluster the current context happens to point at.
     if context is None and "e2e" not in (request.config.option.markexpr or ""):
         pytest.skip(
