@@ -38,7 +38,7 @@ VOLUME="$STACK-data"
 
 # How the chart runs the containers (restricted Pod Security Standard, read-only root).
 HARDENING=(--read-only --user 10001:10001 --cap-drop ALL --security-opt no-new-privileges
-           --tmpfs /tmp:rw,nosuid,nodev,size=256m,mode=1777)
+           --tmpfs '/tmp:rw,nosuid,nodev,size=256m,mode=1777')
 
 log() { echo "local: $*" >&2; }
 

@@ -25,7 +25,7 @@ STAMP="$DIR/.complete"
 if [ "${FORCE:-0}" != 1 ] && [ -f "$STAMP" ] \
    && [ "$STAMP" -nt constraints.txt ] && [ "$STAMP" -nt pyproject.toml ] \
    && [ "$STAMP" -nt docker/build-constraints.txt ]; then
-    echo "wheelhouse: $DIR is up to date ($(ls "$DIR"/*.whl | wc -l) wheels; FORCE=1 rebuilds)"
+    echo "wheelhouse: $DIR is up to date ($(find "$DIR" -name '*.whl' | wc -l) wheels; FORCE=1 rebuilds)"
     exit 0
 fi
 
@@ -42,12 +42,15 @@ trap 'rm -f "$REQS"' EXIT
 cat docker/build-constraints.txt >>"$REQS"
 
 echo "wheelhouse: pip wheel into $DIR"
-"$PIP" wheel --quiet --wheel-dir "$DIR" -c constraints.txt -r "$REQS"
+# (the grep drops pip's notes about index locations of this machine's pip.conf that do not exist)
+"$PIP" wheel --quiet --wheel-dir "$DIR" -c constraints.txt -r "$REQS" \
+    2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 # Nothing may be left that is not a wheel: --no-index installs cannot build sdists offline.
-if ls "$DIR" | grep -v '\.whl$' | grep -q .; then
-    echo "wheelhouse: non-wheel files in $DIR:" >&2
-    ls "$DIR" | grep -v '\.whl$' >&2
+others=$(find "$DIR" -mindepth 1 -maxdepth 1 ! -name '*.whl' ! -name .complete)
+if [ -n "$others" ]; then
+    echo "wheelhouse: non-wheel files in $DIR (sdists cannot be installed offline):" >&2
+    echo "$others" >&2
     exit 1
 fi
 touch "$STAMP"
-echo "wheelhouse: $(ls "$DIR"/*.whl | wc -l) wheels, $(du -sh "$DIR" | cut -f1)"
+echo "wheelhouse: $(find "$DIR" -name '*.whl' | wc -l) wheels, $(du -sh "$DIR" | cut -f1)"
