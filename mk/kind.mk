@@ -65,8 +65,8 @@ kind-up: kind-tools
 deploy: images kind-tools
 	$(KIND) load docker-image '$(IMAGE_REPO):$(IMAGE_TAG)' --name '$(KIND_CLUSTER)'
 	$(HELM) upgrade --install '$(RELEASE)' '$(CHART)' --kube-context '$(KUBE_CONTEXT)' --namespace '$(NAMESPACE)' \
-	  --values '$(CHART_VALUES)' --set 'image.repository=$(IMAGE_REPO)' --set 'image.tag=$(IMAGE_TAG)' \
-	  --set 'fullnameOverride=$(RELEASE)' --set 'kafka.clusterName=$(KAFKA_CLUSTER)'
+	  --values '$(CHART_VALUES)' --set-string 'image.repository=$(IMAGE_REPO)' --set-string 'image.tag=$(IMAGE_TAG)' \
+	  --set-string 'fullnameOverride=$(RELEASE)' --set-string 'kafka.clusterName=$(KAFKA_CLUSTER)'
 	$(KCTL) --namespace '$(NAMESPACE)' wait 'kafka/$(KAFKA_CLUSTER)' --for=condition=Ready --timeout='$(DEPLOY_TIMEOUT)'
 	$(KCTL) --namespace '$(NAMESPACE)' wait kafkatopics,kafkausers -l 'app.kubernetes.io/instance=$(RELEASE)' --for=condition=Ready --timeout=300s
 	$(KCTL) --namespace '$(NAMESPACE)' rollout status 'deployment/$(RELEASE)-trainer' --timeout='$(DEPLOY_TIMEOUT)'

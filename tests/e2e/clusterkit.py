@@ -269,9 +269,10 @@ class Cluster:
     def helm_values(self) -> dict[str, Any]:
         return json.loads(self.helm("get", "values", self.release, "--all", "--output", "json"))
 
-    def helm_upgrade(self, *sets: str) -> None:
+    def helm_upgrade(self, values: dict[str, Any]) -> None:
+        """helm upgrade --reuse-values with typed values (--set would turn 0.0005 into a string)."""
         chart = os.environ.get("STREAMTRAIN_CHART", str(REPO / "charts" / "streamtrain"))
         args = ["upgrade", self.release, chart, "--reuse-values"]
-        for item in sets:
-            args += ["--set", item]
+        for key, value in values.items():
+            args += ["--set-json", f"{key}={json.dumps(value)}"]
         self.helm(*args)

@@ -47,9 +47,10 @@ def stream_marks(cluster: Cluster) -> tuple[dict[str, dict[int, int]], dict[str,
 
 def wait_jobs_done(cluster: Cluster, timeout: float = STREAM_TIMEOUT) -> list[Any]:
     def done() -> list[Any] | None:
-        jobs = cluster.producer_jobs()
+        jobs = [j for j in cluster.producer_jobs() if j.metadata.deletion_timestamp is None]
         for job in jobs:
-            assert not job.status.failed or job.status.succeeded, f"producer Job {job.metadata.name} failed"
+            failed = any(c.type == "Failed" and c.status == "True" for c in job.status.conditions or [])
+            assert not failed, f"producer Job {job.metadata.name} failed: {job.status.conditions}"
         return jobs if jobs and all(job.status.succeeded for job in jobs) else None
 
     return wait_for("the producer Job to complete", done, timeout)
@@ -73,7 +74,7 @@ def start_new_stream(cluster: Cluster) -> tuple[int, str]:
     """helm upgrade with a new producer seed: a new Job, hence a new bounded stream. Returns (count, job)."""
     before = {job.metadata.name for job in cluster.producer_jobs()}
     seed = int(time.time()) % 1_000_000
-    cluster.helm_upgrade(f"producer.seed={seed}")
+    cluster.helm_upgrade({"producer.seed": seed})
     job = wait_for(
         "the new producer Job",
         lambda: next((j for j in cluster.producer_jobs() if j.metadata.name not in before), None),
@@ -254,7 +255,7 @@ def test_helm_upgrade_rolls_the_trainer_and_keeps_the_model_lineage(cluster: Clu
     old_rate = float(cluster.configmap_env("trainer")["STREAMTRAIN_LEARNING_RATE"])
     new_rate = old_rate / 2
     seed = int(time.time()) % 1_000_000
-    cluster.helm_upgrade(f"trainer.learningRate={new_rate}", f"producer.seed={seed}")
+    cluster.helm_upgrade({"trainer.learningRate": new_rate, "producer.seed": seed})
     assert float(cluster.configmap_env("trainer")["STREAMTRAIN_LEARNING_RATE"]) == new_rate
     rolled = wait_for(
         "the trainer to roll",
