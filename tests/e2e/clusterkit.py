@@ -124,9 +124,7 @@ class Cluster:
         except Exception as exc:
             return f"no Kubernetes cluster reachable through {where}: {type(exc).__name__}: {exc}"
         try:
-            client.ApiextensionsV1Api().read_custom_resource_definition(
-                "kafkas.kafka.strimzi.io", _request_timeout=10
-            )
+            client.ApiextensionsV1Api().read_custom_resource_definition("kafkas.kafka.strimzi.io", _request_timeout=10)
         except Exception:
             return f"the Strimzi CRDs are not installed in the cluster of {where}; run `make kind-up`"
         try:
@@ -149,9 +147,7 @@ class Cluster:
         )["items"]
 
     def kafka(self) -> dict[str, Any]:
-        return self.custom.get_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, "kafkas", self.kafka_name
-        )
+        return self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, "kafkas", self.kafka_name)
 
     @staticmethod
     def ready(obj: dict[str, Any]) -> bool:
@@ -163,9 +159,7 @@ class Cluster:
     def pods(self, component: str) -> list[Any]:
         return [
             p
-            for p in self.core.list_namespaced_pod(
-                self.namespace, label_selector=self.selector(component)
-            ).items
+            for p in self.core.list_namespaced_pod(self.namespace, label_selector=self.selector(component)).items
             if p.metadata.deletion_timestamp is None
         ]
 

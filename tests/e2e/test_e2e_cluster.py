@@ -98,9 +98,7 @@ def test_topics_and_users_are_ready_with_their_secrets(cluster: Cluster) -> None
         objects = wait_for(
             f"{plural} Ready",
             lambda plural=plural: (
-                objs
-                if (objs := cluster.custom_objects(plural)) and all(cluster.ready(o) for o in objs)
-                else None
+                objs if (objs := cluster.custom_objects(plural)) and all(cluster.ready(o) for o in objs) else None
             ),
             300,
         )
@@ -111,9 +109,7 @@ def test_topics_and_users_are_ready_with_their_secrets(cluster: Cluster) -> None
         assert ("password" if auth == "scram-sha-512" else "user.key") in secret.data
     ca = cluster.core.read_namespaced_secret(f"{cluster.kafka_name}-cluster-ca-cert", cluster.namespace)
     assert "ca.crt" in ca.data
-    for name in cluster.core.list_namespaced_config_map(
-        cluster.namespace, label_selector=cluster.selector()
-    ).items:
+    for name in cluster.core.list_namespaced_config_map(cluster.namespace, label_selector=cluster.selector()).items:
         assert not any(key.endswith("PASSWORD") for key in (name.data or {}))
 
 
@@ -177,9 +173,7 @@ def test_evaluator_accuracy_passes_the_pipeline_threshold(cluster: Cluster) -> N
         status = cluster.status("evaluator")
         accuracy = status.get("accuracy")
         return (
-            status
-            if status.get("model_version") and accuracy is not None and accuracy >= ACCURACY_THRESHOLD
-            else None
+            status if status.get("model_version") and accuracy is not None and accuracy >= ACCURACY_THRESHOLD else None
         )
 
     try:
@@ -226,11 +220,7 @@ def test_new_stream_arrives_and_a_trainer_restart_mid_stream_keeps_exactly_once(
     new = wait_for(
         "a new Ready trainer pod",
         lambda: next(
-            (
-                p
-                for p in cluster.pods("trainer")
-                if p.metadata.name != old.metadata.name and cluster.pod_ready(p)
-            ),
+            (p for p in cluster.pods("trainer") if p.metadata.name != old.metadata.name and cluster.pod_ready(p)),
             None,
         ),
         grace + 600,
@@ -260,28 +250,20 @@ def test_helm_upgrade_rolls_the_trainer_and_keeps_the_model_lineage(cluster: Clu
     rolled = wait_for(
         "the trainer to roll",
         lambda: next(
-            (
-                p
-                for p in cluster.pods("trainer")
-                if p.metadata.name != trainer.metadata.name and cluster.pod_ready(p)
-            ),
+            (p for p in cluster.pods("trainer") if p.metadata.name != trainer.metadata.name and cluster.pod_ready(p)),
             None,
         ),
         900,
     )
     assert rolled.metadata.name != trainer.metadata.name
-    assert evaluator.metadata.name in {p.metadata.name for p in cluster.pods("evaluator")}, (
-        "the evaluator rolled too"
-    )
+    assert evaluator.metadata.name in {p.metadata.name for p in cluster.pods("evaluator")}, "the evaluator rolled too"
     wait_jobs_done(cluster)
     train, _ = stream_marks(cluster)
     state = wait_trained_all(cluster, train)
     check_exactly_once(state, train)
     after = wait_for(
         "a version published after the upgrade",
-        lambda: when(
-            cluster.inspect("trainer"), lambda r: max(v["version"] for v in r["versions"]) > last_version
-        ),
+        lambda: when(cluster.inspect("trainer"), lambda r: max(v["version"] for v in r["versions"]) > last_version),
         300,
     )
     # Lineage: numbering continues after the upgrade (no restart from 1), and the new versions carry on from
@@ -333,9 +315,7 @@ def test_helm_uninstall_removes_the_release_and_keeps_the_pvc_only_if_asked(clus
         return not any(listings)
 
     wait_for("every object of the release to be deleted", gone, 600)
-    claims = {
-        p.metadata.name for p in cluster.core.list_namespaced_persistent_volume_claim(cluster.namespace).items
-    }
+    claims = {p.metadata.name for p in cluster.core.list_namespaced_persistent_volume_claim(cluster.namespace).items}
     assert (claim.metadata.name in claims) == keep, (
         f"keepOnUninstall={keep} but PVC present={claim.metadata.name in claims}"
     )

@@ -1,0 +1,382 @@
+"""A dry run of the cluster suite against a simulated deployment (virtual time, no cluster).
+
+The cluster suite cannot run on the project's machines. This runs its test functions in order against a
+fake `Cluster` that behaves like a healthy release, and then against faulty ones. The suite must pass on
+the healthy release, and each fault must fail the test that is meant to catch it. This checks the suite's
+own logic: its waits, its arithmetic and its assertions. It does not check the Kubernetes API calls that
+clusterkit makes.
+"""
+
+from __future__ import annotations
+
+import json
+import types
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import clusterkit
+import pytest
+import test_e2e_cluster as suite
+
+PARTITIONS = 3
+TOPICS = {"train": "streamtrain.train", "test": "streamtrain.test"}
+
+
+def ns(**kwargs: Any) -> types.SimpleNamespace:
+    return types.SimpleNamespace(**kwargs)
+
+
+class Clock:
+    """Virtual time: sleep() advances it and lets the simulation run."""
+
+    def __init__(self, on_tick: Callable[[float], None]) -> None:
+        self.now = 1_000_000.0
+        self.on_tick = on_tick
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        step = 0.5
+        while seconds > 0:
+            self.now += min(step, seconds)
+            self.on_tick(min(step, seconds))
+            seconds -= step
+
+
+class Sim:
+    """A release: a bounded producer Job, one trainer (Recreate), one evaluator, a model volume."""
+
+    def __init__(self, faults: set[str]) -> None:
+        self.faults = faults
+        self.count = 2276
+        self.rate = 20.0
+        self.produced = 0.0  # of the current Job
+        self.job = self.new_job(seed=7)
+        self.train = dict.fromkeys(range(PARTITIONS), 0)
+        self.test = dict.fromkeys(range(PARTITIONS), 0)
+        self.sent = 0
+        self.trained = dict.fromkeys(range(PARTITIONS), 0)
+        self.overlaps: list[dict[str, Any]] = []
+        self.versions: list[dict[str, Any]] = []
+        self.since_publish = 0.0
+        self.trainer_n = 0
+        self.trainer = self.new_pod("trainer")
+        self.evaluator = self.new_pod("evaluator")
+        self.stopping: dict[str, float] = {}  # pod name -> seconds until gone
+        self.starting = 0.0  # seconds until the next trainer pod is Ready
+        self.learning_rate = "0.001"
+        self.installed = True
+        self.deleted: set[str] = set()  # plurals whose objects were deleted
+        self.pvc = True
+        self.clock = Clock(self.tick)
+
+    def new_job(self, seed: int) -> types.SimpleNamespace:
+        self.produced = 0.0
+        return ns(
+            metadata=ns(name=f"streamtrain-producer-{seed:08x}", deletion_timestamp=None),
+            status=ns(succeeded=None, failed=None, conditions=[]),
+        )
+
+    def new_pod(self, component: str) -> types.SimpleNamespace:
+        self.trainer_n += 1
+        return ns(
+            metadata=ns(name=f"streamtrain-{component}-{self.trainer_n}", deletion_timestamp=None),
+            spec=ns(node_name="kind-control-plane", termination_grace_period_seconds=40),
+            status=ns(
+                phase="Running",
+                pod_ip=f"10.244.0.{self.trainer_n}",
+                container_statuses=[ns(restart_count=0)],
+                conditions=[ns(type="Ready", status="True")],
+            ),
+            ready=True,
+        )
+
+    # ------------------------------------------------------------ the world moving on
+    def tick(self, dt: float) -> None:
+        for name in list(self.stopping):
+            self.stopping[name] -= dt
+            if self.stopping[name] <= 0:
+                del self.stopping[name]
+        if self.trainer is None and not self.stopping:
+            self.starting -= dt
+            if self.starting <= 0:
+                self.trainer = self.new_pod("trainer")
+                if "retrain-after-restart" in self.faults:
+                    self.trained[0] = max(0, self.trained[0] - 10)
+                    self.overlaps.append(
+                        {
+                            "topic": TOPICS["train"],
+                            "partition": 0,
+                            "start": self.trained[0],
+                            "end": self.trained[0] + 10,
+                        }
+                    )
+        if self.job.status.succeeded is None and self.installed:
+            before = int(self.produced)
+            self.produced = min(self.count, self.produced + self.rate * dt)
+            for _ in range(before, int(self.produced)):
+                self.sent += 1
+                if "lose-records" in self.faults and self.sent % 97 == 0:
+                    continue
+                target = self.test if self.sent % 5 == 0 else self.train
+                target[self.sent % PARTITIONS] += 1
+            if self.produced >= self.count:
+                self.job.status.succeeded = 1
+        if self.trainer is not None:
+            budget = 0 if "trainer-stalls" in self.faults and len(self.versions) >= 2 else int(60 * dt)
+            for p in range(PARTITIONS):
+                step = min(budget, self.train[p] - self.trained[p])
+                self.trained[p] += step
+            self.since_publish += dt
+            records = sum(self.trained.values())
+            if self.since_publish >= 5 and (not self.versions or records > self.versions[-1]["records_trained"]):
+                self.since_publish = 0
+                self.versions.append({"version": len(self.versions) + 1, "ok": True, "records_trained": records})
+
+    # ------------------------------------------------------------ what the suite reads
+    def state(self) -> dict[str, Any]:
+        return {
+            "records_trained": sum(self.trained.values()),
+            "records_dead_lettered": 0,
+            "ledger": {TOPICS["train"]: {str(p): [[0, n]] for p, n in self.trained.items() if n}},
+            "overlaps": list(self.overlaps),
+        }
+
+    def stop_trainer(self) -> None:
+        old, self.trainer = self.trainer, None
+        self.stopping[old.metadata.name] = 45 if "sigkill" in self.faults else 3
+        self.starting = 15
+
+
+class FakeCluster:
+    """Duck-types clusterkit.Cluster for the calls the suite makes."""
+
+    namespace, release, kafka_name, context = "streamtrain", "streamtrain", "streamtrain-kafka", "kind-streamtrain"
+
+    def __init__(self, sim: Sim) -> None:
+        self.sim = sim
+        s = sim
+        empty = ns(items=[])
+        self.core = ns(
+            read_namespaced_secret=lambda name, _ns: ns(
+                data={"ca.crt": "x"} if name.endswith("-ca-cert") else {"password": "x", "sasl.jaas.config": "x"}
+            ),
+            list_namespaced_config_map=lambda _ns, label_selector="": ns(
+                items=[ns(data=self.configmap_env(c)) for c in ("producer", "trainer", "evaluator")]
+                if s.installed
+                else []
+            ),
+            delete_namespaced_pod=lambda name, _ns: s.stop_trainer(),
+            list_namespaced_service=lambda *a, **k: empty,
+            list_namespaced_service_account=lambda *a, **k: empty,
+            list_namespaced_pod=lambda *a, **k: ns(items=[p for p in (s.trainer, s.evaluator) if p and s.installed]),
+            list_namespaced_persistent_volume_claim=lambda *a, **k: ns(
+                items=[ns(metadata=ns(name="streamtrain-models"))] if s.pvc else []
+            ),
+        )
+        self.batch = ns(
+            read_namespaced_job=lambda name, _ns: s.job,
+            list_namespaced_job=lambda *a, **k: ns(items=[s.job] if s.installed else []),
+        )
+        self.apps = ns(list_namespaced_deployment=lambda *a, **k: empty)
+        self.net = ns(list_namespaced_network_policy=lambda *a, **k: empty)
+        self.custom = ns(delete_namespaced_custom_object=lambda _g, _v, _ns, plural, _name: s.deleted.add(plural))
+
+    # objects
+    def selector(self, component: str | None = None) -> str:
+        return clusterkit.Cluster.selector(self, component)  # type: ignore[arg-type]
+
+    @staticmethod
+    def ready(obj: dict[str, Any]) -> bool:
+        return clusterkit.Cluster.ready(obj)
+
+    def kafka(self) -> dict[str, Any]:
+        return {
+            "status": {
+                "conditions": [{"type": "Ready", "status": "True"}],
+                "listeners": [{"name": "clients", "bootstrapServers": "streamtrain-kafka-kafka-bootstrap:9093"}],
+            }
+        }
+
+    def custom_objects(self, plural: str) -> list[dict[str, Any]]:
+        if not self.sim.installed or plural in self.sim.deleted:
+            return []
+        ready = {"conditions": [{"type": "Ready", "status": "True"}]}
+        if plural == "kafkanodepools":
+            return [{"spec": {"replicas": 1}, "status": {"replicas": 1}}]
+        if plural == "kafkatopics":
+            return [{"metadata": {"name": f"t{i}"}, "status": ready} for i in range(5)]
+        if plural == "kafkausers":
+            return [
+                {
+                    "metadata": {"name": f"streamtrain-{c}"},
+                    "spec": {"authentication": {"type": "scram-sha-512"}},
+                    "status": ready,
+                }
+                for c in ("producer", "trainer", "evaluator")
+            ]
+        return []
+
+    def pods(self, component: str) -> list[Any]:
+        pod = self.sim.trainer if component == "trainer" else self.sim.evaluator
+        return [pod] if pod else []
+
+    @staticmethod
+    def pod_ready(pod: Any) -> bool:
+        return clusterkit.Cluster.pod_ready(pod)
+
+    def ready_pod(self, component: str, timeout: float = 600) -> Any:
+        return clusterkit.wait_for(f"a Ready {component} pod", lambda: next(iter(self.pods(component)), None), timeout)
+
+    def producer_jobs(self) -> list[Any]:
+        return [self.sim.job] if self.sim.installed else []
+
+    def configmap_env(self, component: str) -> dict[str, str]:
+        env = {
+            "STREAMTRAIN_TRAIN_TOPIC": TOPICS["train"],
+            "STREAMTRAIN_TEST_TOPIC": TOPICS["test"],
+            "STREAMTRAIN_BOOTSTRAP_SERVERS": "streamtrain-kafka-kafka-bootstrap.streamtrain.svc:9093",
+            "STREAMTRAIN_HTTP_PORT": {"producer": "9101", "trainer": "9102", "evaluator": "9103"}[component],
+            "STREAMTRAIN_MODEL_DIR": "/data/models",
+            "STREAMTRAIN_LEARNING_RATE": self.sim.learning_rate,
+            "STREAMTRAIN_COUNT": str(self.sim.count),
+        }
+        return env
+
+    def helm_values(self) -> dict[str, Any]:
+        return {"persistence": {"keepOnUninstall": True, "accessMode": "ReadWriteOnce"}}
+
+    # exec and probes
+    def exec(self, pod: Any, argv: list[str], timeout: float = 120) -> str:
+        if argv == ["streamtrain", "inspect"]:
+            return json.dumps(self.inspect("trainer"))
+        if argv[:2] == ["id", "-u"]:
+            return "10001\n"
+        if argv[0] == "touch" and not argv[1].startswith("/tmp/"):
+            raise RuntimeError(f"touch: cannot touch '{argv[1]}': Read-only file system")
+        return ""
+
+    def connect(self, pod: Any, host: str, port: int) -> str:
+        return "open" if host.startswith("streamtrain-kafka-kafka-bootstrap") else "blocked"
+
+    def watermarks(self, component: str, *topics: str) -> dict[str, dict[int, int]]:
+        marks = self.sim.train if component == "trainer" else self.sim.test
+        return {topics[0]: dict(marks)}
+
+    def inspect(self, component: str = "trainer") -> dict[str, Any]:
+        assert self.ready_pod(component)
+        state = self.sim.state() if component == "trainer" else None
+        return {"versions": [dict(v) for v in self.sim.versions], "checkpoint": state, "ledger_problems": []}
+
+    def status(self, component: str, pod: Any = None) -> dict[str, Any]:
+        versions = self.sim.versions
+        accuracy = 0.6 if "low-accuracy" in self.sim.faults else 0.95
+        return {
+            "model_version": versions[-1]["version"] if versions else None,
+            "accuracy": accuracy if versions else None,
+            "records_evaluated": sum(self.sim.test.values()),
+            "versions_loaded": [v["version"] for v in versions],
+        }
+
+    def gone_or_exit_code(self, name: str) -> str | int | None:
+        return None if name in self.sim.stopping else "gone"
+
+    # helm
+    def helm(self, *args: str, timeout: float = 900) -> str:
+        if args[0] == "uninstall":
+            self.sim.installed = False
+            self.sim.trainer = self.sim.evaluator = None
+            self.sim.pvc = "delete-pvc" not in self.sim.faults
+        return ""
+
+    def helm_upgrade(self, values: dict[str, Any]) -> None:
+        if "producer.seed" in values:
+            self.sim.job = self.sim.new_job(int(values["producer.seed"]))
+        if "trainer.learningRate" in values:
+            self.sim.learning_rate = str(values["trainer.learningRate"])
+            self.sim.stop_trainer()
+            if "evaluator-rolls" in self.sim.faults:
+                self.sim.evaluator = self.sim.new_pod("evaluator")
+
+
+SUITE = [
+    suite.test_kafka_cluster_is_ready,
+    suite.test_topics_and_users_are_ready_with_their_secrets,
+    suite.test_component_pods_are_ready_and_locked_down,
+    suite.test_network_policies_confine_the_components,
+    suite.test_the_deployed_stream_is_trained_and_published,
+    suite.test_evaluator_accuracy_passes_the_pipeline_threshold,
+    suite.test_new_stream_arrives_and_a_trainer_restart_mid_stream_keeps_exactly_once,
+    suite.test_helm_upgrade_rolls_the_trainer_and_keeps_the_model_lineage,
+    suite.test_helm_uninstall_removes_the_release_and_keeps_the_pvc_only_if_asked,
+]
+
+
+@pytest.fixture
+def simulate(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[set[str]], FakeCluster]]:
+    def make(faults: set[str]) -> FakeCluster:
+        sim = Sim(faults)
+        monkeypatch.setattr(clusterkit, "time", sim.clock)
+        monkeypatch.setattr(suite, "time", sim.clock)
+        for name in ("STREAMTRAIN_E2E_NETPOL", "STREAMTRAIN_E2E_UNINSTALL"):
+            monkeypatch.delenv(name, raising=False)
+        return FakeCluster(sim)
+
+    yield make
+
+
+def test_the_suite_passes_on_a_healthy_release(simulate: Callable[[set[str]], FakeCluster]) -> None:
+    cluster = simulate(set())
+    for test in SUITE:
+        test(cluster)  # type: ignore[arg-type]
+    assert cluster.sim.versions[-1]["version"] >= 3 and not cluster.sim.installed and cluster.sim.pvc
+
+
+@pytest.mark.parametrize(
+    ("fault", "failing_test", "message"),
+    [
+        ("low-accuracy", "test_evaluator_accuracy_passes_the_pipeline_threshold", "window accuracy >= 0.9"),
+        ("trainer-stalls", "test_the_deployed_stream_is_trained_and_published", "the trainer to checkpoint all"),
+        (
+            "lose-records",
+            "test_new_stream_arrives_and_a_trainer_restart_mid_stream_keeps_exactly_once",
+            "the producer's records did not all arrive exactly once",
+        ),
+        (
+            "retrain-after-restart",
+            "test_new_stream_arrives_and_a_trainer_restart_mid_stream_keeps_exactly_once",
+            "exactly-once ledger broken",
+        ),
+        (
+            "sigkill",
+            "test_new_stream_arrives_and_a_trainer_restart_mid_stream_keeps_exactly_once",
+            "the trainer needed the whole grace period",
+        ),
+        (
+            "evaluator-rolls",
+            "test_helm_upgrade_rolls_the_trainer_and_keeps_the_model_lineage",
+            "the evaluator rolled too",
+        ),
+        (
+            "delete-pvc",
+            "test_helm_uninstall_removes_the_release_and_keeps_the_pvc_only_if_asked",
+            "keepOnUninstall=True",
+        ),
+    ],
+)
+def test_each_fault_fails_the_test_meant_to_catch_it(
+    simulate: Callable[[set[str]], FakeCluster], fault: str, failing_test: str, message: str
+) -> None:
+    cluster = simulate({fault})
+    for test in SUITE:
+        if test.__name__ == failing_test:
+            with pytest.raises((AssertionError, pytest.fail.Exception)) as error:
+                test(cluster)  # type: ignore[arg-type]
+            assert message in str(error.value)
+            return
+        test(cluster)  # type: ignore[arg-type]
+    pytest.fail(f"{failing_test} is not in the suite")
