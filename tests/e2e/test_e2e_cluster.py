@@ -17,10 +17,9 @@ from clusterkit import Cluster, wait_for, when
 
 pytestmark = pytest.mark.e2e
 
-try:  # the same threshold as the process-level pipeline test (same data set and window in k8s/)
-    from tests.integration.test_pipeline import ACCURACY_THRESHOLD
-except ImportError:
-    ACCURACY_THRESHOLD = 0.90
+# The process-level pipeline test's threshold (tests/integration/test_pipeline.py; the kind values stream the
+# same data set with the same window). Kept equal by a test in test_e2e_dryrun.py.
+ACCURACY_THRESHOLD = 0.90
 STREAM_TIMEOUT = float(os.environ.get("STREAMTRAIN_E2E_TIMEOUT", "900"))
 
 

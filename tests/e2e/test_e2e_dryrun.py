@@ -10,6 +10,7 @@ clusterkit makes.
 from __future__ import annotations
 
 import json
+import re
 import types
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import clusterkit
 import pytest
 import test_e2e_cluster as suite
+import yaml
 
 PARTITIONS = 3
 TOPICS = {"train": "streamtrain.train", "test": "streamtrain.test"}
@@ -380,3 +382,13 @@ def test_each_fault_fails_the_test_meant_to_catch_it(
             return
         test(cluster)  # type: ignore[arg-type]
     pytest.fail(f"{failing_test} is not in the suite")
+
+
+def test_accuracy_threshold_and_data_match_the_pipeline_test() -> None:
+    pipeline = clusterkit.REPO / "tests" / "integration" / "test_pipeline.py"
+    if not pipeline.is_file():
+        pytest.skip(f"{pipeline} is not there")
+    found = re.search(r"^ACCURACY_THRESHOLD = ([0-9.]+)$", pipeline.read_text(), re.MULTILINE)
+    assert found and float(found.group(1)) == suite.ACCURACY_THRESHOLD
+    kind = yaml.safe_load((clusterkit.REPO / "k8s" / "streamtrain-kind-values.yaml").read_text())
+    assert kind["producer"]["source"] == "breast-cancer" and kind["evaluator"]["window"] == 200
