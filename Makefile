@@ -38,7 +38,7 @@ test-fast: venv ## unit tests only
 	$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
 
 lint: venv ## ruff and mypy
-	$(VENV)/bin/ruff check components tests benchmarks
+	$(VENV)/bin/ruff check components tests $(wildcard benchmarks)
 	$(VENV)/bin/mypy
 
 clean: ## remove the venv, caches and demo output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -114,8 +115,6 @@ class Component:
         for run in range(1, self.runs + 1):
             for line in (self.log_dir / f"{self.name}-{run}.log").read_text(errors="replace").splitlines():
                 if line.startswith("{"):
-                    try:
+                    with contextlib.suppress(ValueError):
                         out.append(json.loads(line))
-                    except ValueError:
-                        pass
         return out

@@ -15,13 +15,14 @@ from confluent_kafka import TopicPartition
 from prometheus_client import Counter, Gauge
 
 from streamtrain import PROCESS_START
+from streamtrain.evaluator import plot
+from streamtrain.evaluator.watcher import ModelWatcher
 from streamtrain.lib import http, kafka_io
 from streamtrain.lib.batches import Batch, BatchReader
 from streamtrain.lib.config import EvaluatorSettings
 from streamtrain.lib.metrics import Totals, Window
-from streamtrain.lib.runtime import StopFlag, write_summary
-from streamtrain.evaluator import plot
-from streamtrain.evaluator.watcher import ModelWatcher
+from streamtrain.lib.runtime import StopFlag, Throughput, write_summary
+from streamtrain.lib.tfio_reader import TfioBatchReader
 
 log = logging.getLogger("streamtrain.evaluator")
 
@@ -79,8 +80,9 @@ class Evaluator:
             self.totals.add(scores, d.labels)
             self.per_version.setdefault(current.version, Totals()).add(scores, d.labels)
             EVALUATED.inc(int(d.labels.size))
-        for partition, _start, end in batch.ranges():
-            self.next_offsets[partition] = max(self.next_offsets.get(partition, 0), end)
+        if batch.offsets.size and batch.offsets[0] >= 0:  # the tensorflow-io backend has no offsets
+            for partition, _start, end in batch.ranges():
+                self.next_offsets[partition] = max(self.next_offsets.get(partition, 0), end)
         self.kafka.poll(0)
         return True
 
@@ -94,13 +96,14 @@ class Evaluator:
         row = {"ts_ms": int(time.time() * 1000), "records_evaluated": self.totals.records,
                "model_version": current.version if current else None, "accuracy": window["accuracy"],
                "loss": window["loss"], "auc": window["auc"], "records_per_second": round(rate, 1)}
-        if window["accuracy"] is not None:
-            ACCURACY.set(window["accuracy"])
-            LOSS.set(window["loss"])
-            if window["auc"] is not None:
-                AUC.set(window["auc"])
-            if window["records"] >= min(self.s.window, 200):
-                self.best_accuracy = max(self.best_accuracy or 0.0, window["accuracy"])
+        accuracy, loss, auc = window["accuracy"], window["loss"], window["auc"]
+        if accuracy is not None and loss is not None:
+            ACCURACY.set(accuracy)
+            LOSS.set(loss)
+            if auc is not None:
+                AUC.set(auc)
+            if int(window["records"] or 0) >= min(self.s.window, 200):
+                self.best_accuracy = max(self.best_accuracy or 0.0, accuracy)
         RATE.set(rate)
         if current is not None:
             VERSION.set(current.version)
@@ -144,22 +147,29 @@ class Evaluator:
         }
 
     consumer: Any = None
-    reader: BatchReader | None = None
+    reader: BatchReader | TfioBatchReader | None = None
 
     def run(self) -> dict[str, Any]:
         s = self.s
         if s.http_port:
             http.serve(s.http_host, s.http_port, self.health, self.status)
         self.watcher.start()
-        self.consumer = kafka_io.consumer(s, "evaluator", s.group_id, **{
-            "auto.offset.reset": s.start_offset, "session.timeout.ms": s.session_timeout_ms,
-            "heartbeat.interval.ms": max(s.session_timeout_ms // 5, 500),
-            "max.poll.interval.ms": max(s.session_timeout_ms + 1000, 30_000)})
-        self.consumer.subscribe([s.test_topic])
-        reader = self.reader = BatchReader(self.consumer, s.batch_size, s.batch_max_wait_ms / 1000, None).start()
+        reader: BatchReader | TfioBatchReader
+        if s.ingest == "tensorflow-io":
+            reader = self.reader = TfioBatchReader(s, s.test_topic, s.group_id, s.batch_size, None, "group",
+                                                   s.idle_exit_seconds, "evaluator").start()
+        else:
+            self.consumer = kafka_io.consumer(s, "evaluator", s.group_id, **{
+                "auto.offset.reset": s.start_offset, "session.timeout.ms": s.session_timeout_ms,
+                "heartbeat.interval.ms": max(s.session_timeout_ms // 5, 500),
+                "max.poll.interval.ms": max(s.session_timeout_ms + 1000, 30_000)})
+            self.consumer.subscribe([s.test_topic])
+            reader = self.reader = BatchReader(self.consumer, s.batch_size, s.batch_max_wait_ms / 1000,
+                                               None).start()
         self.health.ready = True
         started = time.monotonic()
         first_metric_s: float | None = None
+        throughput = Throughput()
         last_record = time.monotonic()
         next_report = next_plot = time.monotonic()
         pending: Batch | None = None
@@ -177,7 +187,8 @@ class Evaluator:
                         self.watcher.changed.wait(0.2)
                         self.watcher.changed.clear()
                         continue
-                    first_metric_s = first_metric_s or now - PROCESS_START
+                    throughput.mark(self.totals.records + self.dead_lettered)
+                    first_metric_s = first_metric_s or time.monotonic() - PROCESS_START
                 if now >= next_report:
                     self.report()
                     next_report = now + s.metrics_every_seconds
@@ -197,9 +208,11 @@ class Evaluator:
         reader.flush_commit()  # the reader thread has stopped: safe to commit from here
         self.write_report()
         self.kafka.flush(10)
-        self.consumer.close()
+        if self.consumer is not None:
+            self.consumer.close()
         summary = {**self.status(), "stopped_by": reason, "seconds": round(time.monotonic() - started, 3),
-                   "first_metric_seconds": first_metric_s, "dead_letter_reasons": self.dead.by_reason}
+                   "first_metric_seconds": first_metric_s, **throughput.summary(),
+                   "dead_letter_reasons": self.dead.by_reason}
         log.info("evaluator stopped", extra={k: summary[k] for k in ("records_evaluated", "model_version",
                                                                      "accuracy", "best_accuracy", "stopped_by")})
         write_summary(s.summary_file, summary)

@@ -81,7 +81,7 @@ def to_batch(messages: list[Message], width: int | None) -> Batch:
     values = [m.value() for m in messages]
     decoded, width = decode_batch(keys, values, width)
     return Batch(
-        topic=messages[0].topic() if messages else "",
+        topic=(messages[0].topic() or "") if messages else "",
         partitions=np.fromiter((m.partition() for m in messages), np.int32, len(messages)),
         offsets=np.fromiter((m.offset() for m in messages), np.int64, len(messages)),
         timestamps=np.fromiter((m.timestamp()[1] for m in messages), np.int64, len(messages)),

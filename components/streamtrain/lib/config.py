@@ -139,7 +139,9 @@ class ProducerSettings(CommonSettings):
     rate: float = Field(0.0, ge=0, description="records per second; 0 = as fast as possible")
     test_fraction: float = Field(0.2, ge=0, lt=1, description="fraction of records sent to the test topic")
     seed: int = Field(42, description="seed for generators, shuffling and the train/test split")
-    n_features: int | None = Field(None, ge=1, le=10_000, description="features of the generators (susy: 18, drift: 10)")
+    n_features: int | None = Field(
+        None, ge=1, le=10_000, description="features of the generators (susy: 18, drift: 10)"
+    )
     drift_type: Literal["abrupt", "gradual"] = Field("abrupt", description="how the drift generator changes concept")
     drift_points: Annotated[list[int], NoDecode] = Field(
         default_factory=list, description="record indices where the drift generator changes concept, comma-separated"
@@ -216,7 +218,9 @@ class TrainerSettings(_ConsumerSettings):
         description="when checkpointed offsets no longer exist on the broker: fail (exit 3), or keep the model "
         "and continue from the earliest offset",
     )
-    stop_grace_seconds: float = Field(25.0, gt=0, description="time allowed to finish the batch and checkpoint on SIGTERM")
+    stop_grace_seconds: float = Field(
+        25.0, gt=0, description="time allowed to finish the batch and checkpoint on SIGTERM"
+    )
 
     @field_validator("model")
     @classmethod

@@ -46,7 +46,7 @@ def serve(host: str, port: int, health: Health, status: Callable[[], dict[str, A
     routes.update(extra or {})
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_GET(self) -> None:
             route = routes.get(self.path.split("?", 1)[0])
             code, ctype, body = route() if route else (404, "text/plain", b"not found\n")
             self.send_response(code)

@@ -92,7 +92,7 @@ def create_topics(client: AdminClient, topics: Iterable[str], partitions: int, t
         return []
     futures = client.create_topics([NewTopic(t, num_partitions=partitions, replication_factor=1) for t in wanted],
                                    operation_timeout=timeout)
-    for topic, future in futures.items():
+    for future in futures.values():
         try:
             future.result(timeout)
         except KafkaException as exc:
@@ -115,7 +115,7 @@ def wait_for_topics(client: AdminClient, topics: Iterable[str], timeout: float =
         time.sleep(0.2)
 
 
-def partitions_of(client: Consumer | AdminClient, topic: str, timeout: float = 30.0) -> list[int]:
+def partitions_of(client: Consumer | Producer | AdminClient, topic: str, timeout: float = 30.0) -> list[int]:
     """Partition ids of a topic; waits for metadata so a fresh topic is seen."""
     deadline = time.monotonic() + timeout
     while True:
@@ -154,7 +154,7 @@ def records_exist(settings: CommonSettings, topic: str, offsets: dict[int, int],
         while len(answered) < len(offsets) and time.monotonic() < deadline:
             for msg in probe.consume(num_messages=len(offsets), timeout=0.5):
                 partition = msg.partition()
-                if partition in answered:
+                if partition is None or partition in answered:
                     continue
                 answered.add(partition)
                 if msg.error() is None and msg.offset() == offsets[partition]:
@@ -177,7 +177,7 @@ class DeadLetters:
 
     def send(self, key: bytes | None, value: bytes | None, reason: str,
              source_topic: str = "", partition: int = -1, offset: int = -1) -> None:
-        headers = [
+        headers: list[tuple[str, str | bytes | None]] = [
             (H_REASON, reason.encode()),
             (H_SOURCE_TOPIC, source_topic.encode()),
             (H_SOURCE_PARTITION, str(partition).encode()),

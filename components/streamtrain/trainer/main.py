@@ -21,7 +21,8 @@ from streamtrain.lib.batches import Batch, BatchReader, OffsetLost
 from streamtrain.lib.checkpoint import TrainerState
 from streamtrain.lib.config import TrainerSettings
 from streamtrain.lib.metrics import Totals, Window
-from streamtrain.lib.runtime import StopFlag, write_summary
+from streamtrain.lib.runtime import StopFlag, Throughput, write_summary
+from streamtrain.lib.tfio_reader import TfioBatchReader
 from streamtrain.trainer.learner import Learner
 
 log = logging.getLogger("streamtrain.trainer")
@@ -76,7 +77,7 @@ class Trainer:
         self.dead = kafka_io.DeadLetters(self.kafka, settings.dead_letter_topic, "trainer")
         self.published_at_state = -1  # records_trained of the newest published version
         self.consumer: Any = None
-        self.reader: BatchReader | None = None
+        self.reader: BatchReader | TfioBatchReader | None = None
         self._rate_mark = (time.monotonic(), 0)
         self._checkpointed = -1  # records consumed at the last checkpoint
         self._checkpointed_version = -1
@@ -123,10 +124,9 @@ class Trainer:
                 self.offset_lost(partition, offset, low, high)
         assignment = []
         for partition in marks:
-            offset = self.state.offsets.get(topic, {}).get(partition)
-            if offset is None:
-                offset = OFFSET_BEGINNING if self.s.start_offset == "earliest" else OFFSET_END
-            assignment.append(TopicPartition(topic, partition, offset))
+            saved_offset = self.state.offsets.get(topic, {}).get(partition)
+            start = OFFSET_BEGINNING if self.s.start_offset == "earliest" else OFFSET_END
+            assignment.append(TopicPartition(topic, partition, start if saved_offset is None else saved_offset))
         self.consumer.assign(assignment)
         log.info("assigned", extra={"topic": topic, "offsets": {tp.partition: tp.offset for tp in assignment}})
 
@@ -167,8 +167,9 @@ class Trainer:
             self.state.preq_correct += preq.correct
             self.state.preq_loss_sum += preq.loss_sum
             self.state.newest_record_ms = max(self.state.newest_record_ms, int(batch.timestamps[d.good].max()))
-        for partition, start, end in batch.ranges():
-            self.state.record_range(batch.topic, partition, start, end)
+        if batch.offsets.size and batch.offsets[0] >= 0:  # the tensorflow-io backend has no offsets
+            for partition, start, end in batch.ranges():
+                self.state.record_range(batch.topic, partition, start, end)
         self.state.records_trained += int(d.labels.size)
         self.state.records_dead_lettered += len(d.bad)
         self.state.batches += 1
@@ -291,8 +292,14 @@ class Trainer:
         width = self.state.width or s.n_features
         if width is not None:
             self.build_learner(width)
-        self.assign()
-        reader = self.reader = BatchReader(self.consumer, s.batch_size, s.batch_max_wait_ms / 1000, width).start()
+        reader: BatchReader | TfioBatchReader
+        if s.ingest == "tensorflow-io":
+            reader = self.reader = TfioBatchReader(s, s.train_topic, s.group_id, s.batch_size, width, "batch",
+                                                   s.idle_exit_seconds, "trainer").start()
+        else:
+            self.assign()
+            reader = self.reader = BatchReader(self.consumer, s.batch_size, s.batch_max_wait_ms / 1000,
+                                               width).start()
         self.health.ready = True
         ckpt = Schedule(s.checkpoint_every_seconds)
         publish = Schedule(s.publish_every_seconds, s.publish_every_batches)
@@ -300,6 +307,7 @@ class Trainer:
         last_record = time.monotonic()
         started = time.monotonic()
         first_batch_s: float | None = None
+        throughput = Throughput()
         reason = "stop signal"
         try:
             while not self.stop:
@@ -318,7 +326,8 @@ class Trainer:
                 now = time.monotonic()
                 if batch is not None:
                     self.train(batch)
-                    first_batch_s = first_batch_s or now - PROCESS_START
+                    throughput.mark(self.state.records_trained)
+                    first_batch_s = first_batch_s or time.monotonic() - PROCESS_START  # trained, not fetched
                     last_record = now
                     ckpt.tick()
                     publish.tick()
@@ -335,7 +344,8 @@ class Trainer:
                 if s.max_records and self.state.records_trained + self.state.records_dead_lettered >= s.max_records:
                     reason = "max records"
                     break
-                if s.idle_exit_seconds and now - last_record >= s.idle_exit_seconds:
+                if s.idle_exit_seconds and (now - last_record >= s.idle_exit_seconds
+                                            or (isinstance(reader, TfioBatchReader) and reader.finished.is_set())):
                     reason = "idle"
                     break
         finally:
@@ -350,7 +360,8 @@ class Trainer:
         if self.consumer is not None:
             self.consumer.close()
         summary = {**self.status(), "stopped_by": reason, "seconds": round(time.monotonic() - started, 3),
-                   "first_batch_seconds": first_batch_s, "dead_letter_reasons": self.dead.by_reason,
+                   "first_batch_seconds": first_batch_s, **throughput.summary(),
+                   "dead_letter_reasons": self.dead.by_reason,
                    "ledger": self.state.ledger, "overlaps": self.state.overlaps}
         log.info("trainer stopped", extra={k: v for k, v in summary.items() if k not in ("ledger",)})
         write_summary(s.summary_file, summary)

@@ -1,0 +1,21 @@
+"""Unit-test fixtures: quiet TensorFlow, no STREAMTRAIN_* leaking in from the caller's environment."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import settings
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+settings.register_profile("unit", deadline=None, derandomize=False, print_blob=True)
+settings.load_profile("unit")
+
+
+@pytest.fixture(autouse=True)
+def _clean_streamtrain_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings read STREAMTRAIN_* variables; tests start from none of them."""
+    for name in list(os.environ):
+        if name.startswith("STREAMTRAIN_"):
+            monkeypatch.delenv(name)
