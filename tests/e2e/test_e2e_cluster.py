@@ -69,6 +69,25 @@ def wait_trained_all(
     return wait_for(f"the trainer to checkpoint all {total(train)} train records", caught_up, timeout)
 
 
+def stream_trained_exactly_once(cluster: Cluster) -> dict[str, Any]:
+    """Wait for the producer Jobs and the trainer; the checkpoint ledger covers the train topic once."""
+    wait_jobs_done(cluster)
+    train, _ = stream_marks(cluster)
+    state = wait_trained_all(cluster, train)
+    check_exactly_once(state, train)
+    return state
+
+
+def wait_new_trainer(cluster: Cluster, old_name: str, timeout: float) -> Any:
+    return wait_for(
+        "a new Ready trainer pod",
+        lambda: next(
+            (p for p in cluster.pods("trainer") if p.metadata.name != old_name and cluster.pod_ready(p)), None
+        ),
+        timeout,
+    )
+
+
 def start_new_stream(cluster: Cluster) -> tuple[int, str]:
     """helm upgrade with a new producer seed: a new Job, hence a new bounded stream. Returns (count, job)."""
     before = {job.metadata.name for job in cluster.producer_jobs()}
@@ -148,10 +167,7 @@ def test_network_policies_confine_the_components(cluster: Cluster) -> None:
 
 # ---------------------------------------------------------------- the deployed stream
 def test_the_deployed_stream_is_trained_and_published(cluster: Cluster) -> None:
-    wait_jobs_done(cluster)
-    train, _ = stream_marks(cluster)
-    state = wait_trained_all(cluster, train)
-    check_exactly_once(state, train)
+    stream_trained_exactly_once(cluster)
     report = wait_for(
         "two published versions",
         lambda: when(cluster.inspect("trainer"), lambda r: len([v for v in r["versions"] if v["ok"]]) >= 2),
@@ -216,14 +232,7 @@ def test_new_stream_arrives_and_a_trainer_restart_mid_stream_keeps_exactly_once(
     # grace period ran out and the kubelet would have killed it.
     assert time.monotonic() - deleted_at < grace, f"the trainer needed the whole grace period ({grace}s)"
     assert exit_code == "gone", f"the trainer exited {exit_code} on SIGTERM"
-    new = wait_for(
-        "a new Ready trainer pod",
-        lambda: next(
-            (p for p in cluster.pods("trainer") if p.metadata.name != old.metadata.name and cluster.pod_ready(p)),
-            None,
-        ),
-        grace + 600,
-    )
+    new = wait_new_trainer(cluster, old.metadata.name, grace + 600)
     assert new.metadata.name != old.metadata.name
     wait_jobs_done(cluster)
     train_after, test_after = stream_marks(cluster)
@@ -246,20 +255,10 @@ def test_helm_upgrade_rolls_the_trainer_and_keeps_the_model_lineage(cluster: Clu
     seed = int(time.time()) % 1_000_000
     cluster.helm_upgrade({"trainer.learningRate": new_rate, "producer.seed": seed})
     assert float(cluster.configmap_env("trainer")["STREAMTRAIN_LEARNING_RATE"]) == new_rate
-    rolled = wait_for(
-        "the trainer to roll",
-        lambda: next(
-            (p for p in cluster.pods("trainer") if p.metadata.name != trainer.metadata.name and cluster.pod_ready(p)),
-            None,
-        ),
-        900,
-    )
+    rolled = wait_new_trainer(cluster, trainer.metadata.name, 900)
     assert rolled.metadata.name != trainer.metadata.name
     assert evaluator.metadata.name in {p.metadata.name for p in cluster.pods("evaluator")}, "the evaluator rolled too"
-    wait_jobs_done(cluster)
-    train, _ = stream_marks(cluster)
-    state = wait_trained_all(cluster, train)
-    check_exactly_once(state, train)
+    state = stream_trained_exactly_once(cluster)
     after = wait_for(
         "a version published after the upgrade",
         lambda: when(cluster.inspect("trainer"), lambda r: max(v["version"] for v in r["versions"]) > last_version),
