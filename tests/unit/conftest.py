@@ -5,12 +5,8 @@ from __future__ import annotations
 import os
 
 import pytest
-from hypothesis import settings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-settings.register_profile("unit", deadline=None, derandomize=False, print_blob=True)
-settings.load_profile("unit")
 
 
 @pytest.fixture(autouse=True)

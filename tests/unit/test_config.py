@@ -85,7 +85,8 @@ def test_cli_flag_overrides_env_and_env_fills_the_rest(monkeypatch: pytest.Monke
 
 
 def test_cli_list_flag_and_broker_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
-    producer = config.load(ProducerSettings, parse("produce", "--source", "drift", "--drift-points", "10,20,30"))
+    args = parse("produce", "--source", "drift", "--drift-points", "10,20,30")
+    producer = config.load(ProducerSettings, args)
     assert (producer.source, producer.drift_points) == ("drift", [10, 20, 30])
     monkeypatch.setenv("STREAMTRAIN_BROKER_PORT", "19092")
     monkeypatch.setenv("STREAMTRAIN_PORT", "1")  # not the broker's variable
@@ -95,7 +96,8 @@ def test_cli_list_flag_and_broker_prefix(monkeypatch: pytest.MonkeyPatch) -> Non
 
 # --- invalid values ----------------------------------------------------------------------------------------
 
-# (settings class, given values, field named in the error, a fragment of the reason); "{file}" is an existing file.
+# (settings class, given values, field named in the error, a fragment of the reason);
+# "{file}" stands for an existing file.
 INVALID: list[tuple[type[BaseSettings], dict[str, Any], str, str]] = [
     (ProducerSettings, {"rate": "-1"}, "rate", "greater than or equal to 0"),
     (TrainerSettings, {"batch_size": "0"}, "batch_size", "greater than or equal to 1"),
@@ -110,8 +112,10 @@ INVALID: list[tuple[type[BaseSettings], dict[str, Any], str, str]] = [
     (ProducerSettings, {"csv_path": "/nonexistent/data.csv"}, "csv_path", "no such file"),
     (TrainerSettings, {"ssl_ca_location": "/nonexistent/ca.pem"}, "ssl_ca_location", "no such file"),
     (TrainerSettings, {"sasl_password_file": "/nonexistent/pw"}, "sasl_password_file", "no such file"),
-    (TrainerSettings, {"security_protocol": "SASL_SSL", "sasl_password": SECRET}, "sasl_username", "required"),
-    (TrainerSettings, {"security_protocol": "SASL_PLAINTEXT", "sasl_username": "u"}, "sasl_password", "--sasl-"),
+    (TrainerSettings, {"security_protocol": "SASL_SSL", "sasl_password": SECRET},
+     "sasl_username", "required"),
+    (TrainerSettings, {"security_protocol": "SASL_PLAINTEXT", "sasl_username": "u"},
+     "sasl_password", "--sasl-"),
     (TrainerSettings, {"ssl_certificate_location": "{file}"}, "ssl_key_location", "together"),
     (TrainerSettings, {"ssl_key_location": "{file}"}, "ssl_key_location", "together"),
     (TrainerSettings, {"model": "resnet"}, "model", "expected mlp"),
@@ -139,8 +143,8 @@ def _materialise(values: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
 
 @pytest.mark.parametrize(("settings_cls", "values", "field", "reason"), INVALID,
                          ids=[f"{c.__name__}-{'-'.join(v)}-{f}" for c, v, f, _ in INVALID])
-def test_invalid_value_raises_one_line_naming_flag_and_env(settings_cls: type[BaseSettings], values: dict[str, Any],
-                                                           field: str, reason: str, tmp_path: Path) -> None:
+def test_invalid_value_raises_one_line_naming_flag_and_env(
+        settings_cls: type[BaseSettings], values: dict[str, Any], field: str, reason: str, tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         config.load(settings_cls, _materialise(values, tmp_path))
     message = str(caught.value)
@@ -196,7 +200,8 @@ def test_sasl_password_never_in_error(values: dict[str, Any]) -> None:
     assert caught.value.__cause__ is None and caught.value.__suppress_context__  # no chained pydantic dump
 
 
-def test_sasl_password_never_on_stderr(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_sasl_password_never_on_stderr(monkeypatch: pytest.MonkeyPatch,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("STREAMTRAIN_SASL_PASSWORD", SECRET)
     code = cli.main(["train", "--security-protocol", "SASL_SSL", "--batch-size", "0"])
     out, err = capsys.readouterr()
@@ -257,7 +262,8 @@ def test_env_names_include_known_variables() -> None:
 
 @pytest.mark.parametrize("settings_cls", ALL_SETTINGS, ids=lambda c: c.__name__)
 def test_every_field_has_a_description(settings_cls: type[BaseSettings]) -> None:
-    missing = [name for name, info in settings_cls.model_fields.items() if not (info.description or "").strip()]
+    missing = [name for name, info in settings_cls.model_fields.items()
+               if not (info.description or "").strip()]
     assert missing == []
 
 
