@@ -1,4 +1,4 @@
-"""Model factories: built-ins, user models (.keras file, module:function), shape checks, running statistics."""
+"""Model factories: built-ins, user models (.keras file, module:function), shapes, running statistics."""
 
 from __future__ import annotations
 
@@ -162,7 +162,8 @@ def test_running_standardization_matches_numpy_over_batches(sizes: list[int]) ->
     layer.build((None, width))
     batches = []
     for i, size in enumerate(sizes):  # the distribution moves between batches
-        batch = rng.normal(loc=[0, 3, -2, 10 + i], scale=[1, 2, 0.5, 3], size=(size, width)).astype(np.float32)
+        batch = rng.normal(loc=[0, 3, -2, 10 + i], scale=[1, 2, 0.5, 3], size=(size, width))
+        batch = batch.astype(np.float32)
         batches.append(batch)
         layer.update(batch)
     everything = np.concatenate(batches).astype(np.float64)
