@@ -60,6 +60,31 @@ def test_training_on_a_separable_stream_reduces_loss(spec: str) -> None:
     assert np.mean(prequential[-10:]) < 0.5 * np.mean(prequential[:3])
 
 
+def test_replayed_rows_are_trained_on_but_not_scored_nor_counted() -> None:
+    rng = np.random.default_rng(5)
+    x, y = separable(rng, 16)
+    y[10:] = 1 - y[10:]  # replayed rows that pull the other way, so their effect shows
+    a = Learner(models.build("logreg", 4, seed=0), learning_rate=0.05)
+    b = Learner(models.build("logreg", 4, seed=0), learning_rate=0.05)
+    before = a.model(x[:10], training=False).numpy()[:, 0]
+    scores = a.step(x, y, fresh=10)  # rows 10..15 are replayed
+    assert scores.shape == (10,)
+    np.testing.assert_allclose(scores, before, rtol=1e-5, atol=1e-6)
+    layer = models.standardizer(a.model)
+    assert layer is not None and float(layer.count.numpy()) == 10
+    np.testing.assert_allclose(layer.mean.numpy(), x[:10].mean(axis=0), rtol=1e-4, atol=1e-4)
+    b.step(x[:10], y[:10])  # the fresh rows alone: the same statistics ...
+    b_layer = models.standardizer(b.model)
+    assert b_layer is not None
+    np.testing.assert_allclose(b_layer.mean.numpy(), layer.mean.numpy())
+    for _ in range(3):  # ... but other gradients (Adam's first step is ±lr whatever their size, so go on)
+        a.step(x, y, fresh=10)
+        b.step(x[:10], y[:10])
+    kernel_a = a.model.get_layer("probability").get_weights()[0]
+    kernel_b = b.model.get_layer("probability").get_weights()[0]
+    assert np.abs(kernel_a - kernel_b).max() > 0.05  # the replayed rows did contribute to the update
+
+
 def test_record_weights_weigh_the_loss() -> None:
     """A zero weight removes a record from the gradient: training on it alone changes nothing."""
     model = models.build("logreg", 4)
