@@ -15,8 +15,8 @@ from streamtrain.trainer.learner import Learner
 
 def sample_state() -> TrainerState:
     state = TrainerState(records_trained=150, records_dead_lettered=2, batches=3, width=4, last_version=2,
-                         preq_records=150, preq_correct=120, preq_loss_sum=55.5, newest_record_ms=1_700_000_000_123,
-                         extra={"note": "x"})
+                         preq_records=150, preq_correct=120, preq_loss_sum=55.5,
+                         newest_record_ms=1_700_000_000_123, extra={"note": "x"})
     state.record_range("train", 0, 0, 100)
     state.record_range("train", 1, 7, 50)
     state.record_range("train", 1, 50, 59)
@@ -27,7 +27,8 @@ def arrays() -> tuple[list[np.ndarray], list[np.ndarray]]:
     rng = np.random.default_rng(0)
     weights = [rng.normal(size=(4, 3)).astype(np.float32), rng.normal(size=3).astype(np.float32),
                np.float32(7.0).reshape(())]
-    optimizer = [np.int64(12).reshape(()), np.float32(0.001).reshape(()), rng.normal(size=(4, 3)).astype(np.float32)]
+    optimizer = [np.int64(12).reshape(()), np.float32(0.001).reshape(()),
+                 rng.normal(size=(4, 3)).astype(np.float32)]
     return weights, optimizer
 
 
