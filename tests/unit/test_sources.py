@@ -140,7 +140,7 @@ def test_csv_header_yes_and_no(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("column", "keys", "values"), [
-    (0, [b"1", b"0"], [b"2,3,4", b"6,7,8"]),
+    (0, [b"1", b"0"], [b"2,3,1", b"6,7,0"]),
     (-1, [b"1", b"0"], [b"1,2,3", b"0,6,7"]),
     (2, [b"3", b"7"], [b"1,2,1", b"0,6,0"]),
     (-2, [b"3", b"7"], [b"1,2,1", b"0,6,0"]),
