@@ -81,9 +81,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         },
         "evaluator": {"replicas": 3},
         "networkPolicy": {
-            "metricsFrom": [
-                {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
-            ]
+            "metricsFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
         },
     },
     "plain-listener": {"kafka": {"listener": {"tls": False, "authentication": "none"}}},

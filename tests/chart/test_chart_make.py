@@ -134,7 +134,4 @@ def test_kind_recipes_are_shellcheck_clean(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout
     broken = tmp_path / "broken.sh"
     broken.write_text("#!/usr/bin/env bash\nfor f in $(ls *.yaml); do kubectl apply -f $f; done\n")
-    assert (
-        subprocess.run([shellcheck, "--shell=bash", str(broken)], capture_output=True, check=False).returncode
-        != 0
-    )
+    assert subprocess.run([shellcheck, "--shell=bash", str(broken)], capture_output=True, check=False).returncode != 0

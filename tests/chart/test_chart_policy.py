@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from chartkit import (
     CHART,
-    COMPONENTS,
     RELEASE,
     RUNTIME_ENV,
     SETTINGS,
@@ -149,10 +148,7 @@ def test_credential_settings_point_into_secret_volumes(rendered: list[dict[str, 
             secret = volumes[mount["name"]]["secret"]
             assert path.name in {item["path"] for item in secret["items"]}
             if name == "STREAMTRAIN_SSL_CA_LOCATION":
-                assert (
-                    secret["secretName"] == f"{kafka['metadata']['name']}-cluster-ca-cert"
-                    and path.name == "ca.crt"
-                )
+                assert secret["secretName"] == f"{kafka['metadata']['name']}-cluster-ca-cert" and path.name == "ca.crt"
             else:
                 assert secret["secretName"] in users
                 assert secret["secretName"] == env.get("STREAMTRAIN_SASL_USERNAME", secret["secretName"])
@@ -238,9 +234,7 @@ def test_env_is_exactly_what_each_component_reads(rendered: list[dict[str, Any]]
         missing = (required_common | required[component]) - set(env)
         assert not missing, f"{component} lacks {sorted(missing)}"
         assert env["STREAMTRAIN_HTTP_HOST"] == "0.0.0.0"
-        port = next(
-            p["containerPort"] for p in pod_spec(workload)["containers"][0]["ports"] if p["name"] == "http"
-        )
+        port = next(p["containerPort"] for p in pod_spec(workload)["containers"][0]["ports"] if p["name"] == "http")
         assert env["STREAMTRAIN_HTTP_PORT"] == str(port)
 
 
@@ -268,25 +262,16 @@ def test_the_components_accept_the_rendered_settings(
 
 def test_extra_env_names_in_the_schema_follow_the_code() -> None:
     """values.schema.json lists the settings extraEnv may carry; it must track the settings classes."""
+    from sync_extra_env import allowed_extra_env
+
     schema = json.loads((CHART / "values.schema.json").read_text())
-    docs = render({})
-    for component in COMPONENTS:
-        allowed = set(schema["properties"][component]["properties"]["extraEnv"]["propertyNames"]["enum"])
-        managed = set(effective_env(docs, component_workload(docs, component))[component]) - RUNTIME_ENV
-        connection = {
-            "STREAMTRAIN_SASL_PASSWORD",
-            "STREAMTRAIN_SASL_USERNAME",
-            "STREAMTRAIN_SASL_MECHANISM",
-            "STREAMTRAIN_SASL_PASSWORD_FILE",
-            "STREAMTRAIN_SSL_CA_LOCATION",
-            "STREAMTRAIN_SSL_CERTIFICATE_LOCATION",
-            "STREAMTRAIN_SSL_KEY_LOCATION",
-        }
-        expected = st_config.env_names(SETTINGS[component]) - managed - connection
-        assert allowed == expected, (
-            f"{component}: update extraEnv in values.schema.json; missing {sorted(expected - allowed)}, "
-            f"stale {sorted(allowed - expected)}"
+    for component, expected in allowed_extra_env().items():
+        allowed = schema["properties"][component]["properties"]["extraEnv"]["propertyNames"]["enum"]
+        assert set(allowed) == set(expected), (
+            f"{component}: run `.venv/bin/python tests/chart/sync_extra_env.py`; the schema lacks "
+            f"{sorted(set(expected) - set(allowed))} and has stale {sorted(set(allowed) - set(expected))}"
         )
+        assert "STREAMTRAIN_SASL_PASSWORD" not in allowed
 
 
 def test_extra_env_reaches_the_container() -> None:
@@ -333,8 +318,7 @@ def test_kafka_listener_admits_only_the_components(default_docs: list[dict[str, 
     peers = listener["networkPolicyPeers"]
     for workload in workloads(default_docs):
         assert any(
-            selector_matches(p["podSelector"], workload["spec"]["template"]["metadata"]["labels"])
-            for p in peers
+            selector_matches(p["podSelector"], workload["spec"]["template"]["metadata"]["labels"]) for p in peers
         )
     assert not any(selector_matches(p["podSelector"], {"app.kubernetes.io/instance": RELEASE}) for p in peers)
 

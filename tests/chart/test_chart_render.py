@@ -64,9 +64,7 @@ def test_kubernetes_objects_validate_strictly(
         try:
             kubernetes_validate.validate(strip(doc), KUBE_VERSION, strict=True)
         except kubernetes_validate.ValidationError as exc:
-            pytest.fail(
-                f"{value_set[0]}: {doc['kind']}/{doc['metadata']['name']} ({doc['_template']}): {exc}"
-            )
+            pytest.fail(f"{value_set[0]}: {doc['kind']}/{doc['metadata']['name']} ({doc['_template']}): {exc}")
         checked += 1
     assert checked >= 15
 
@@ -79,9 +77,7 @@ def test_kubernetes_validation_can_fail() -> None:
 
 def _strimzi_validate(tmp_path: Path, docs: list[dict[str, Any]]) -> subprocess.CompletedProcess[str]:
     if not (STRIMZI_CRDS / "validate.py").is_file():
-        pytest.skip(
-            f"Strimzi CRDs not found: {STRIMZI_CRDS} (shared strimzi-crds folder beside the repo) is absent"
-        )
+        pytest.skip(f"Strimzi CRDs not found: {STRIMZI_CRDS} (shared strimzi-crds folder beside the repo) is absent")
     target = tmp_path / "strimzi.yaml"
     target.write_text(yaml.safe_dump_all([strip(d) for d in docs], sort_keys=False))
     return subprocess.run(

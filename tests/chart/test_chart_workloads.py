@@ -40,9 +40,7 @@ def test_shared_model_volume_rw_for_trainer_ro_for_evaluators(rendered: list[dic
     for component in ("trainer", "evaluator"):
         workload = component_workload(rendered, component)
         spec = pod_spec(workload)
-        volume = next(
-            v for v in spec["volumes"] if v.get("persistentVolumeClaim", {}).get("claimName") == claim
-        )
+        volume = next(v for v in spec["volumes"] if v.get("persistentVolumeClaim", {}).get("claimName") == claim)
         mount = next(m for m in spec["containers"][0]["volumeMounts"] if m["name"] == volume["name"])
         mounts[component] = (
             volume["persistentVolumeClaim"].get("readOnly", False),
@@ -73,9 +71,7 @@ def test_evaluators_colocate_with_the_trainer_for_readwriteonce() -> None:
     assert selector_matches(terms[0]["labelSelector"], trainer_labels)
     production = render(VALUE_SETS["production"])
     assert "affinity" not in pod_spec(component_workload(production, "evaluator"))
-    assert one(production, "PersistentVolumeClaim", f"{RELEASE}-models")["spec"]["accessModes"] == [
-        "ReadWriteMany"
-    ]
+    assert one(production, "PersistentVolumeClaim", f"{RELEASE}-models")["spec"]["accessModes"] == ["ReadWriteMany"]
 
 
 def test_user_affinity_is_kept_next_to_colocation() -> None:
@@ -92,9 +88,7 @@ def test_user_affinity_is_kept_next_to_colocation() -> None:
             ]
         }
     }
-    affinity = pod_spec(component_workload(render({"evaluator": {"affinity": anti}}), "evaluator"))[
-        "affinity"
-    ]
+    affinity = pod_spec(component_workload(render({"evaluator": {"affinity": anti}}), "evaluator"))["affinity"]
     assert affinity["podAntiAffinity"] == anti["podAntiAffinity"] and "podAffinity" in affinity
 
 
@@ -133,16 +127,12 @@ def test_evaluator_pdb_only_when_it_can_help() -> None:
 def test_pvc_kept_on_uninstall_only_when_asked() -> None:
     kept = one(render({}), "PersistentVolumeClaim", f"{RELEASE}-models")
     assert kept["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
-    dropped = one(
-        render({"persistence": {"keepOnUninstall": False}}), "PersistentVolumeClaim", f"{RELEASE}-models"
-    )
+    dropped = one(render({"persistence": {"keepOnUninstall": False}}), "PersistentVolumeClaim", f"{RELEASE}-models")
     assert "helm.sh/resource-policy" not in dropped["metadata"].get("annotations", {})
     existing = render({"persistence": {"existingClaim": "my-models"}})
     assert not of_kind(existing, "PersistentVolumeClaim")
     volume = next(
-        v
-        for v in pod_spec(component_workload(existing, "trainer"))["volumes"]
-        if "persistentVolumeClaim" in v
+        v for v in pod_spec(component_workload(existing, "trainer"))["volumes"] if "persistentVolumeClaim" in v
     )
     assert volume["persistentVolumeClaim"]["claimName"] == "my-models"
 
@@ -164,14 +154,9 @@ def test_services_and_service_monitor_reach_the_metrics_port() -> None:
     docs = render(VALUE_SETS["service-monitor"])
     monitor = one(docs, "ServiceMonitor", RELEASE)
     assert monitor["metadata"]["labels"]["release"] == "prometheus"
-    assert (
-        monitor["spec"]["endpoints"][0]["port"] == "http"
-        and monitor["spec"]["endpoints"][0]["path"] == "/metrics"
-    )
+    assert monitor["spec"]["endpoints"][0]["port"] == "http" and monitor["spec"]["endpoints"][0]["path"] == "/metrics"
     services = [
-        s
-        for s in of_kind(docs, "Service")
-        if selector_matches(monitor["spec"]["selector"], s["metadata"]["labels"])
+        s for s in of_kind(docs, "Service") if selector_matches(monitor["spec"]["selector"], s["metadata"]["labels"])
     ]
     assert len(services) == 3
     for service in services:
@@ -233,9 +218,7 @@ def test_kafka_users_have_least_privilege_acls(default_docs: list[dict[str, Any]
 def test_acls_follow_renamed_topics_and_groups() -> None:
     docs = render({"topics": {"train": {"name": "ml.train.v2"}}, "evaluator": {"groupId": "eval-b"}})
     acls = _acls(docs)
-    assert ("topic", "ml.train.v2", "Write") in acls["producer"] and ("topic", "ml.train.v2", "Read") in acls[
-        "trainer"
-    ]
+    assert ("topic", "ml.train.v2", "Write") in acls["producer"] and ("topic", "ml.train.v2", "Read") in acls["trainer"]
     assert ("group", "eval-b", "Read") in acls["evaluator"]
     env = effective_env(docs, component_workload(docs, "trainer"))["trainer"]
     assert env["STREAMTRAIN_TRAIN_TOPIC"] == "ml.train.v2"
@@ -291,9 +274,7 @@ def test_production_sizing() -> None:
     assert pool["replicas"] == 3
     assert pool["storage"]["type"] == "jbod"
     volume = pool["storage"]["volumes"][0]
-    assert (
-        volume["type"] == "persistent-claim" and volume["size"] == "100Gi" and volume["class"] == "fast-ssd"
-    )
+    assert volume["type"] == "persistent-claim" and volume["size"] == "100Gi" and volume["class"] == "fast-ssd"
     kafka = one(docs, "Kafka", f"{RELEASE}-kafka")["spec"]["kafka"]
     assert kafka["rack"] == {"topologyKey": "topology.kubernetes.io/zone"}
     assert kafka["config"]["min.insync.replicas"] == 2 and kafka["config"]["default.replication.factor"] == 3
@@ -308,9 +289,7 @@ def test_external_nodeport_listener_matches_the_kind_port_mappings() -> None:
 
     docs = render(VALUE_SETS["kind"])
     listener = next(
-        lst
-        for lst in one(docs, "Kafka", f"{RELEASE}-kafka")["spec"]["kafka"]["listeners"]
-        if lst["type"] == "nodeport"
+        lst for lst in one(docs, "Kafka", f"{RELEASE}-kafka")["spec"]["kafka"]["listeners"] if lst["type"] == "nodeport"
     )
     ports = {listener["configuration"]["bootstrap"]["nodePort"]} | {
         b["nodePort"] for b in listener["configuration"]["brokers"]
@@ -329,9 +308,7 @@ def test_external_nodeport_listener_matches_the_kind_port_mappings() -> None:
 
 
 def test_topic_finalizers_can_be_switched_off() -> None:
-    kafka = one(
-        render({"kafka": {"entityOperator": {"topicFinalizers": False}}}), "Kafka", f"{RELEASE}-kafka"
-    )
+    kafka = one(render({"kafka": {"entityOperator": {"topicFinalizers": False}}}), "Kafka", f"{RELEASE}-kafka")
     env = kafka["spec"]["entityOperator"]["template"]["topicOperatorContainer"]["env"]
     assert {"name": "STRIMZI_USE_FINALIZERS", "value": "false"} in env
 
