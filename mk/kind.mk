@@ -44,12 +44,12 @@ KCTL = $(KUBECTL) --context '$(KUBE_CONTEXT)'
 
 .PHONY: kind-up deploy undeploy kind-down e2e chart-lint kind-tools
 
-kind-tools:
+kind-tools: ## check that kind, kubectl, helm and docker are on PATH
 	@for tool in '$(KIND)' '$(KUBECTL)' '$(HELM)' docker; do \
 	  command -v "$$tool" >/dev/null 2>&1 || { echo "missing tool: $$tool (see docs/kubernetes.md)" >&2; exit 1; }; \
 	done
 
-kind-up: kind-tools
+kind-up: kind-tools ## kind cluster (k8s/kind-config.yaml) + Strimzi operator $(STRIMZI_VERSION); waits for it
 	@if $(KIND) get clusters 2>/dev/null | grep -qx '$(KIND_CLUSTER)'; then \
 	  echo 'kind cluster $(KIND_CLUSTER) exists'; \
 	else \
@@ -62,7 +62,7 @@ kind-up: kind-tools
 	  --values '$(STRIMZI_VALUES)' --set 'watchNamespaces={$(NAMESPACE)}' --wait --timeout 10m
 	$(KCTL) --namespace '$(STRIMZI_NAMESPACE)' rollout status deployment/strimzi-cluster-operator --timeout=300s
 
-deploy: images kind-tools
+deploy: images kind-tools ## images, kind load, helm upgrade --install; waits for Kafka, topics, users, pods
 	$(KIND) load docker-image '$(IMAGE_REPO):$(IMAGE_TAG)' --name '$(KIND_CLUSTER)'
 	$(HELM) upgrade --install '$(RELEASE)' '$(CHART)' --kube-context '$(KUBE_CONTEXT)' --namespace '$(NAMESPACE)' \
 	  --values '$(CHART_VALUES)' --set-string 'image.repository=$(IMAGE_REPO)' --set-string 'image.tag=$(IMAGE_TAG)' \
@@ -77,19 +77,19 @@ deploy: images kind-tools
 
 # KafkaTopics and KafkaUsers carry finalizers that only the entity operator removes: delete them while it still
 # runs, before `helm uninstall` deletes the Kafka cluster (and with it the entity operator).
-undeploy: kind-tools
+undeploy: kind-tools ## delete KafkaTopics/KafkaUsers, then helm uninstall (the model PVC may be kept)
 	$(KCTL) --namespace '$(NAMESPACE)' delete kafkatopics,kafkausers -l 'app.kubernetes.io/instance=$(RELEASE)' \
 	  --ignore-not-found --wait --timeout=300s
 	$(HELM) uninstall '$(RELEASE)' --kube-context '$(KUBE_CONTEXT)' --namespace '$(NAMESPACE)' --ignore-not-found --wait --timeout 10m
 	@echo "The model volume is kept when persistence.keepOnUninstall is true: $(KUBECTL) --context $(KUBE_CONTEXT) -n $(NAMESPACE) get pvc"
 
-kind-down: kind-tools
+kind-down: kind-tools ## delete the kind cluster
 	$(KIND) delete cluster --name '$(KIND_CLUSTER)'
 
-e2e:
+e2e: ## cluster-level tests (tests/e2e, marker e2e) against KUBE_CONTEXT
 	STREAMTRAIN_KUBE_CONTEXT='$(KUBE_CONTEXT)' STREAMTRAIN_NAMESPACE='$(NAMESPACE)' STREAMTRAIN_RELEASE='$(RELEASE)' \
 	  STREAMTRAIN_CHART='$(CHART)' STREAMTRAIN_E2E_UNINSTALL='$(E2E_UNINSTALL)' \
 	  '$(PY)' -m pytest tests/e2e -m e2e -v -p no:cacheprovider
 
-chart-lint:
+chart-lint: ## static chart tests: render, helm lint, schemas, policies, make -n, shellcheck
 	'$(PY)' -m pytest tests/chart -q
