@@ -49,7 +49,7 @@ kind-tools: ## check that kind, kubectl, helm and docker are on PATH
 	  command -v "$$tool" >/dev/null 2>&1 || { echo "missing tool: $$tool (see docs/kubernetes.md)" >&2; exit 1; }; \
 	done
 
-kind-up: kind-tools ## kind cluster (k8s/kind-config.yaml) + Strimzi operator $(STRIMZI_VERSION); waits for it
+kind-up: kind-tools ## kind cluster (k8s/kind-config.yaml) + the pinned Strimzi operator; waits for it
 	@if $(KIND) get clusters 2>/dev/null | grep -qx '$(KIND_CLUSTER)'; then \
 	  echo 'kind cluster $(KIND_CLUSTER) exists'; \
 	else \
