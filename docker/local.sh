@@ -90,7 +90,7 @@ up() {
     # shellcheck disable=SC2046,SC2086
     docker run -d --name "$STACK-evaluator" --label "$LABEL" --network "$NET" --network-alias evaluator \
         "${HARDENING[@]}" -v "$VOLUME:/data:ro" \
-        --tmpfs /var/lib/streamtrain/reports:rw,nosuid,nodev,size=256m,mode=1777 \
+        --tmpfs /var/lib/streamtrain/reports:rw,nosuid,nodev,size=256m,uid=10001,gid=10001 \
         --env-file "$ENV_DIR/common.env" --env-file "$ENV_DIR/evaluator.env" \
         $(publish 9103) ${LOCAL_EVALUATOR_ARGS:-} "$APP" evaluate >/dev/null
     # shellcheck disable=SC2046,SC2086

@@ -21,6 +21,8 @@ BROKER_IMAGE_REPO ?= streamtrain-broker
 STREAMTRAIN_VERSION ?= $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' pyproject.toml)
 GIT_REV ?= $(shell git rev-parse --short=7 HEAD 2>/dev/null || echo unknown)
 IMAGE_TAG ?= $(STREAMTRAIN_VERSION)-$(GIT_REV)
+# Fix the tag once per make run (a commit landing mid-run must not change it between targets).
+IMAGE_TAG := $(IMAGE_TAG)
 
 # auto | online | offline
 IMAGE_SOURCE ?= auto
@@ -50,7 +52,7 @@ images: docker-engine ## streamtrain:<tag> + streamtrain-broker:<tag> (online if
 	     || timeout 300 docker pull -q '$(ONLINE_BASE_IMAGE)' >/dev/null 2>&1; then source=online; \
 	  else source=offline; echo "images: $(ONLINE_BASE_IMAGE) cannot be had: building offline"; fi; \
 	fi; \
-	$(MAKE) --no-print-directory "images-$$source"
+	$(MAKE) --no-print-directory "images-$$source" IMAGE_TAG='$(IMAGE_TAG)'
 
 images-online: docker-engine ## images FROM python:3.11-slim with the package index
 	$(DOCKER_ENV) BASE_IMAGE='$(ONLINE_BASE_IMAGE)' WHEEL_SOURCE=index docker/images.sh

@@ -77,6 +77,7 @@ ENV_FILES = {
         "STREAMTRAIN_BATCH_SIZE": "64",
         "STREAMTRAIN_BATCH_MAX_WAIT_MS": "100",
         "STREAMTRAIN_SESSION_TIMEOUT_MS": "6000",
+        "STREAMTRAIN_PLOT_EVERY_SECONDS": "2",
     },
 }
 
@@ -100,6 +101,12 @@ import json, sys
 sys.path.insert(0, "/support")
 from kafka import partition_ends
 print(json.dumps({t: partition_ends("broker:9092", t) for t in sys.argv[1:]}))
+"""
+
+REPORT_SIZES = r"""
+import json, os
+d = os.environ["STREAMTRAIN_REPORT_DIR"]
+print(json.dumps({name: os.path.getsize(os.path.join(d, name)) for name in os.listdir(d)}))
 """
 
 FETCH = r"""
@@ -216,6 +223,7 @@ def _run_story(story: Story, env_dir: Path) -> None:
         for path in ("/data/models/probe", "/data/checkpoints/probe", "/opt/probe", "/tmp/probe")
     }
     facts["health"] = {c: dockerkit.health(names[c]) for c in ("broker", "evaluator")}
+    facts["reports"] = docker("exec", names["evaluator"], "python3", "-c", REPORT_SIZES).stdout
     facts["partition_ends"] = {topic: {int(p): end for p, end in ends.items()} for topic, ends in json.loads(
         _helper(story, "-c", PARTITION_ENDS, TRAIN_TOPIC, TEST_TOPIC,
                 mounts=(f"{REPO / 'tests' / 'support'}:/support:ro",))).items()}
@@ -265,6 +273,9 @@ def test_containers_run_hardened_as_the_chart_runs_them(story: Story) -> None:
     assert story.facts["evaluator_writes"] == {"/data/models/probe": 1, "/data/checkpoints/probe": 1,
                                                "/opt/probe": 1, "/tmp/probe": 0}
     assert story.facts["health"] == {"broker": "healthy", "evaluator": "healthy"}
+    # ...and its report directory (a tmpfs owned by the image's user, an emptyDir in the chart).
+    reports = json.loads(story.facts["reports"])
+    assert reports.get("accuracy.csv", 0) > 0 and reports.get("accuracy.png", 0) > 1000, reports
 
 
 def test_exact_counts_end_to_end(story: Story) -> None:
