@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import io
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import cast
 
 import numpy as np
 
 MAX_VALUE_BYTES = 64 * 1024
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+# Labels the fast path accepts as they are (the tutorial writes 0.0/1.0); others go record by record.
+_CANONICAL_LABELS = {b"0": 0.0, b"1": 1.0, b"0.0": 0.0, b"1.0": 1.0}
 FORMAT_HEADER = "streamtrain.format"
 CSV_FORMAT = b"csv"
 
@@ -80,11 +84,13 @@ def _decode_fast(keys: list[bytes | None], values: list[bytes | None], width: in
         if max(map(len, values)) > MAX_VALUE_BYTES:  # type: ignore[arg-type]  # None raises TypeError
             return None
         # numpy's C loadtxt is ~3x faster than splitting in Python; it rejects ragged or non-numeric rows.
-        x = np.loadtxt(cast(list[bytes], values), delimiter=",", dtype=np.float32, comments=None, ndmin=2)
-        y = np.array(keys).astype(np.float32)
-    except (TypeError, ValueError):
-        return None
-    if x.shape != (n, width) or y.shape != (n,) or not np.isfinite(x).all() or not np.isin(y, (0.0, 1.0)).all():
+        with warnings.catch_warnings():  # an empty value makes loadtxt warn; the slow path names it
+            warnings.simplefilter("ignore")
+            x = np.loadtxt(cast(list[bytes], values), delimiter=",", dtype=np.float32, comments=None, ndmin=2)
+        y = np.array([_CANONICAL_LABELS[k] for k in keys], np.float32)  # type: ignore[index]
+    except (KeyError, TypeError, ValueError):
+        return None  # any other spelling of a label is judged record by record
+    if x.shape != (n, width) or not np.isfinite(x).all():
         return None  # empty or multi-line values change the row count
     return Decoded(x, y, np.arange(n))
 
@@ -132,6 +138,8 @@ def decode_record(key: bytes | None, value: bytes | None, width: int | None) -> 
             raise ValueError(f"non-numeric: column {column} is {shown!r}") from None
         if not math.isfinite(number):
             raise ValueError(f"non-finite: column {column} is {part.strip()}")
+        if abs(number) > FLOAT32_MAX:
+            raise ValueError(f"non-finite: column {column} ({part.strip()[:20]}) overflows float32")
         row.append(number)
     return row, decode_label(key)
 

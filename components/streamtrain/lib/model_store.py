@@ -103,9 +103,11 @@ def verify(path: Path) -> dict[str, Any]:
     manifest = read_manifest(path)
     for rel, expected in manifest["files"].items():
         file = path / rel
-        if not file.is_file():
-            raise CorruptVersion(f"version {path.name}: {rel} is missing")
-        if file.stat().st_size != expected["bytes"] or atomic.sha256_file(file) != expected["sha256"]:
+        try:
+            intact = file.stat().st_size == expected["bytes"] and atomic.sha256_file(file) == expected["sha256"]
+        except FileNotFoundError:  # torn, or removed by retention while we read
+            raise CorruptVersion(f"version {path.name}: {rel} is missing") from None
+        if not intact:
             raise CorruptVersion(f"version {path.name}: checksum mismatch in {rel}")
     return manifest
 
@@ -155,6 +157,8 @@ def newest(base: Path, name: str, skip: set[int] | None = None, above: int = 0) 
         try:
             return Version(number, root / str(number), verify(root / str(number)))
         except CorruptVersion as exc:
+            if not (root / str(number)).exists():
+                continue  # retention removed it while we looked: not a fault
             log.warning("skipping model version", extra={"version": number, "reason": str(exc)})
             if skip is not None:
                 skip.add(number)

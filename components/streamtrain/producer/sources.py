@@ -187,13 +187,14 @@ def drift_arrays(rng: np.random.Generator, start: int, n: int, weights: list[np.
                  kind: str, width: int, label_noise: float) -> tuple[np.ndarray, np.ndarray]:
     index = np.arange(start, start + n)
     x = rng.normal(0, 1, (n, weights[0].size))
-    concept = np.searchsorted(np.asarray(points, dtype=np.int64), index, side="right")
-    if kind == "gradual" and points:
-        # Before each point p, blend towards the next concept over [p - width/2, p + width/2).
-        nxt = np.searchsorted(np.asarray(points, dtype=np.int64), index + width // 2, side="right")
-        bounds = np.asarray(points)[np.minimum(nxt - 1, len(points) - 1)] if len(points) else index
-        share = np.clip((index - (bounds - width / 2)) / width, 0, 1)
-        concept = np.where((nxt > concept) & (rng.random(n) < share), nxt, concept)
+    concept = np.zeros(n, np.int64)
+    for k, point in enumerate(points):  # later points override earlier ones
+        if kind == "gradual":
+            # The share of the next concept rises linearly over [point - width/2, point + width/2).
+            share = np.clip((index - (point - width / 2)) / width, 0.0, 1.0)
+            concept[rng.random(n) < share] = k + 1
+        else:
+            concept[index >= point] = k + 1
     w = np.stack(weights)[concept]
     y = ((x * w).sum(axis=1) > 0).astype(np.float32)
     noise = rng.random(n) < label_noise
