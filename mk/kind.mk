@@ -31,6 +31,8 @@ CHART ?= charts/streamtrain
 CHART_VALUES ?= k8s/streamtrain-kind-values.yaml
 KAFKA_CLUSTER ?= $(RELEASE)-kafka
 DEPLOY_TIMEOUT ?= 900s
+# Pod Security Standard enforced on NAMESPACE (pod-security.kubernetes.io/enforce); empty = not labelled.
+POD_SECURITY ?= restricted
 # The last e2e test uninstalls the release (1); set 0 to keep it running afterwards.
 E2E_UNINSTALL ?= 1
 
@@ -57,6 +59,8 @@ kind-up: kind-tools ## kind cluster (k8s/kind-config.yaml) + the pinned Strimzi 
 	fi
 	$(KCTL) create namespace '$(STRIMZI_NAMESPACE)' --dry-run=client -o yaml | $(KCTL) apply -f -
 	$(KCTL) create namespace '$(NAMESPACE)' --dry-run=client -o yaml | $(KCTL) apply -f -
+	$(if $(POD_SECURITY),$(KCTL) label namespace '$(NAMESPACE)' --overwrite \
+	  'pod-security.kubernetes.io/enforce=$(POD_SECURITY)' 'pod-security.kubernetes.io/warn=$(POD_SECURITY)')
 	$(HELM) upgrade --install strimzi '$(STRIMZI_CHART)' --version '$(STRIMZI_VERSION)' \
 	  --kube-context '$(KUBE_CONTEXT)' --namespace '$(STRIMZI_NAMESPACE)' \
 	  --values '$(STRIMZI_VALUES)' --set 'watchNamespaces={$(NAMESPACE)}' --wait --timeout 10m

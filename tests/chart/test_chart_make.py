@@ -49,6 +49,8 @@ def test_make_n_prints_the_expected_chain(tmp_path: Path) -> None:
         "--image 'kindest/node:v1.34.0'",
         "create namespace 'strimzi'",
         "create namespace 'streamtrain'",
+        "label namespace 'streamtrain' --overwrite",
+        "'pod-security.kubernetes.io/enforce=restricted'",
         "helm upgrade --install strimzi 'oci://quay.io/strimzi-helm/strimzi-kafka-operator'",
         "--version '1.2.0'",
         "--values 'k8s/strimzi-values.yaml' --set 'watchNamespaces={streamtrain}' --wait",

@@ -151,6 +151,25 @@ def test_component_pods_are_ready_and_locked_down(cluster: Cluster) -> None:
     )
 
 
+def test_the_namespace_enforces_the_restricted_pod_security_standard(cluster: Cluster) -> None:
+    """`make kind-up` labels the namespace; the API server then admits only restricted pods, ours included."""
+    from kubernetes.client.exceptions import ApiException
+
+    labels = cluster.core.read_namespace(cluster.namespace).metadata.labels or {}
+    if labels.get("pod-security.kubernetes.io/enforce") != "restricted":
+        pytest.skip(f"namespace {cluster.namespace} does not enforce restricted (make kind-up POD_SECURITY=restricted)")
+    assert cluster.ready_pod("trainer") and cluster.ready_pod("evaluator")
+    root_pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "streamtrain-e2e-root-probe"},
+        "spec": {"containers": [{"name": "c", "image": "busybox", "securityContext": {"runAsUser": 0}}]},
+    }
+    with pytest.raises(ApiException) as error:
+        cluster.core.create_namespaced_pod(cluster.namespace, root_pod, dry_run="All")
+    assert error.value.status == 403 and "PodSecurity" in str(error.value.body)
+
+
 def test_network_policies_confine_the_components(cluster: Cluster) -> None:
     if os.environ.get("STREAMTRAIN_E2E_NETPOL", "1") != "1":
         pytest.skip("STREAMTRAIN_E2E_NETPOL=0: this cluster's CNI does not enforce NetworkPolicies")

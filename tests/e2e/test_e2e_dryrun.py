@@ -173,6 +173,8 @@ class FakeCluster:
                 else []
             ),
             delete_namespaced_pod=lambda name, _ns: s.stop_trainer(),
+            read_namespace=lambda name: ns(metadata=ns(labels={"pod-security.kubernetes.io/enforce": "restricted"})),
+            create_namespaced_pod=self.admit,
             list_namespaced_service=lambda *a, **k: empty,
             list_namespaced_service_account=lambda *a, **k: empty,
             list_namespaced_pod=lambda *a, **k: ns(items=[p for p in (s.trainer, s.evaluator) if p and s.installed]),
@@ -187,6 +189,15 @@ class FakeCluster:
         self.apps = ns(list_namespaced_deployment=lambda *a, **k: empty)
         self.net = ns(list_namespaced_network_policy=lambda *a, **k: empty)
         self.custom = ns(delete_namespaced_custom_object=lambda _g, _v, _ns, plural, _name: s.deleted.add(plural))
+
+    def admit(self, namespace: str, pod: dict[str, Any], dry_run: str | None = None) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        root = any(c.get("securityContext", {}).get("runAsUser") == 0 for c in pod["spec"]["containers"])
+        if root and "no-pod-security" not in self.sim.faults:
+            error = ApiException(status=403, reason="Forbidden")
+            error.body = 'pods "x" is forbidden: violates PodSecurity "restricted:latest": runAsUser=0'
+            raise error
 
     # objects
     def selector(self, component: str | None = None) -> str:
@@ -309,6 +320,7 @@ SUITE = [
     suite.test_kafka_cluster_is_ready,
     suite.test_topics_and_users_are_ready_with_their_secrets,
     suite.test_component_pods_are_ready_and_locked_down,
+    suite.test_the_namespace_enforces_the_restricted_pod_security_standard,
     suite.test_network_policies_confine_the_components,
     suite.test_the_deployed_stream_is_trained_and_published,
     suite.test_evaluator_accuracy_passes_the_pipeline_threshold,
@@ -341,6 +353,7 @@ def test_the_suite_passes_on_a_healthy_release(simulate: Callable[[set[str]], Fa
 @pytest.mark.parametrize(
     ("fault", "failing_test", "message"),
     [
+        ("no-pod-security", "test_the_namespace_enforces_the_restricted_pod_security_standard", "DID NOT RAISE"),
         ("low-accuracy", "test_evaluator_accuracy_passes_the_pipeline_threshold", "window accuracy >= 0.9"),
         ("trainer-stalls", "test_the_deployed_stream_is_trained_and_published", "the trainer to checkpoint all"),
         (
