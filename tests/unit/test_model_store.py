@@ -156,6 +156,34 @@ def test_unusable_manifest(tmp_path: Path, model: keras.Model, text: str) -> Non
         model_store.verify(version.path)
 
 
+@pytest.mark.parametrize("tamper", ["entry-not-a-dict", "entry-null", "no-sha256", "no-bytes", "directory"])
+def test_tampered_manifest_is_a_corrupt_version_and_newest_skips_it(tmp_path: Path, model: keras.Model,
+                                                                     tamper: str) -> None:
+    """'A torn or tampered version fails its checksums and is skipped' - never an error of another type,
+    which would end the evaluator's watcher thread (it catches CorruptVersion only)."""
+    publish(tmp_path, model, 1)
+    version = publish(tmp_path, model, 2)
+    manifest = json.loads((version.path / "manifest.json").read_text())
+    entry = manifest["files"]["model.keras"]
+    if tamper == "entry-not-a-dict":
+        manifest["files"]["model.keras"] = entry["bytes"]
+    elif tamper == "entry-null":
+        manifest["files"]["model.keras"] = None
+    elif tamper == "no-sha256":
+        del entry["sha256"]
+    elif tamper == "no-bytes":
+        del entry["bytes"]
+    else:  # a directory where the file was, of the size the manifest claims
+        (version.path / "model.keras").unlink()
+        (version.path / "model.keras").mkdir()
+        entry["bytes"] = (version.path / "model.keras").stat().st_size
+    (version.path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CorruptVersion):
+        model_store.verify(version.path)
+    found = model_store.newest(tmp_path, NAME)
+    assert found is not None and found.number == 1
+
+
 def test_incompatible_width(tmp_path: Path, model: keras.Model) -> None:
     version = publish(tmp_path, model, 1)
     model_store.verify(version.path)  # the files are fine ...
