@@ -19,6 +19,11 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 ARTIFACTS = Path(__file__).resolve().parent.parent / ".artifacts"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--kube-context", default=None,
+                     help="kube context for tests/e2e (default: STREAMTRAIN_KUBE_CONTEXT or the current context)")
+
+
 @pytest.fixture(scope="session")
 def broker() -> Iterator[EmbeddedBroker]:
     """One tansu broker for the session (tests isolate themselves with their own topics)."""

@@ -104,6 +104,9 @@ def run(settings: DemoSettings) -> int:
                                             plot_every_seconds=10, session_timeout_ms=6000,
                                             summary_file=work / "evaluator-summary.json"), work / "logs")
         children += [trainer, evaluator]
+        # Stream only once both consumers listen, so the plot shows the model learning from record one.
+        _wait("the trainer and evaluator to start", lambda: trainer.status() is not None
+              and evaluator.status() is not None, 120, children)
         producer = Child("producer", _env(base, broker.bootstrap, source=settings.source,
                                           csv_path=settings.csv_path, count=settings.count, rate=settings.rate,
                                           summary_file=work / "producer-summary.json",

@@ -42,6 +42,7 @@ def write_png(path: Path, rows: list[dict[str, Any]], title: str = "streamtrain:
     ax.set_xlabel("test records evaluated")
     ax.set_ylabel("score")
     ax.set_ylim(0.0, 1.0)
+    ax.set_xlim(left=0)
     ax.grid(alpha=0.3)
     ax.set_title(f"{title} (grey lines: new model versions)")
     ax.legend(loc="lower right")
