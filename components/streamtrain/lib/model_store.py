@@ -103,10 +103,14 @@ def verify(path: Path) -> dict[str, Any]:
     manifest = read_manifest(path)
     for rel, expected in manifest["files"].items():
         file = path / rel
+        if not isinstance(expected, dict) or not {"bytes", "sha256"} <= expected.keys():
+            raise CorruptVersion(f"version {path.name}: manifest entry of {rel} is malformed")
         try:
             intact = file.stat().st_size == expected["bytes"] and atomic.sha256_file(file) == expected["sha256"]
         except FileNotFoundError:  # torn, or removed by retention while we read
             raise CorruptVersion(f"version {path.name}: {rel} is missing") from None
+        except OSError as exc:
+            raise CorruptVersion(f"version {path.name}: {rel} is unreadable ({exc.__class__.__name__})") from None
         if not intact:
             raise CorruptVersion(f"version {path.name}: checksum mismatch in {rel}")
     return manifest

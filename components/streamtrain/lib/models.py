@@ -38,8 +38,9 @@ class RunningStandardization(keras.layers.Layer):
         n_b = ops.cast(ops.shape(batch)[0], "float32")
         n_a = self.count
         n = n_a + n_b
-        mean_b = ops.mean(batch, axis=0)
-        var_b = ops.var(batch, axis=0)
+        # Sums over max(n_b, 1), so an empty batch leaves the statistics as they were (not NaN).
+        mean_b = ops.sum(batch, axis=0) / ops.maximum(n_b, 1.0)
+        var_b = ops.sum(ops.square(batch - mean_b), axis=0) / ops.maximum(n_b, 1.0)
         var_a = ops.where(n_a > 0, self.variance, ops.zeros_like(self.variance))
         delta = mean_b - self.mean
         share = n_b / ops.maximum(n, 1.0)
