@@ -62,18 +62,16 @@ def _evaluate(settings: Any) -> int:
 
 
 def _broker(settings: Any) -> int:
-    from streamtrain.lib import kafka_io
     from streamtrain.lib.broker import EmbeddedBroker
     from streamtrain.lib.runtime import StopFlag
 
     stop = StopFlag().install()
-    with EmbeddedBroker(settings.host, settings.port, settings.advertised_host, settings.cert,
-                        settings.key, None).start(stdout=None) as broker:
-        if settings.topics:
-            common = CommonSettings(bootstrap_servers=broker.bootstrap)
-            kafka_io.create_topics(kafka_io.admin(common, "broker"), settings.topics, settings.partitions)
-        print(json.dumps({"bootstrap_servers": broker.bootstrap, "pid": broker.process.pid if broker.process
-                          else None}), flush=True)
+    with EmbeddedBroker(settings.host, settings.port, settings.advertised_host, settings.cert, settings.key,
+                        client_ca=settings.client_ca).start(stdout=None) as broker:
+        if settings.topics:  # with tansu's own client on its loopback port: no client certificate needed
+            broker.create_topics(settings.topics, settings.partitions)
+        print(json.dumps({"bootstrap_servers": broker.bootstrap, "tls": broker.tls,
+                          "pid": broker.process.pid if broker.process else None}), flush=True)
         while not stop and broker.process is not None and broker.process.poll() is None:
             stop.wait(0.5)
     return 0

@@ -262,8 +262,11 @@ class BrokerSettings(BaseSettings):
     host: str = Field("127.0.0.1", description="listen address; loopback unless you mean otherwise")
     port: int = Field(9092, ge=0, le=65535, description="listen port; 0 picks a free one")
     advertised_host: str | None = Field(None, description="host name clients should use (default: --host)")
-    cert: Path | None = Field(None, description="TLS certificate (PEM) to serve")
-    key: Path | None = Field(None, description="TLS private key (PEM)")
+    cert: Path | None = Field(None, description="TLS certificate (PEM) to serve; clients then use SSL")
+    key: Path | None = Field(None, description="TLS private key (PEM) of the certificate")
+    client_ca: Path | None = Field(
+        None, description="with TLS, require client certificates signed by this CA (PEM): mutual TLS"
+    )
     topics: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="topics to create once up, comma-separated"
     )
@@ -340,6 +343,21 @@ def load(settings_cls: type[S], args: argparse.Namespace | dict[str, Any] | None
         error = exc.errors()[0]
         field_error = (error.get("ctx") or {}).get("error")
         if isinstance(field_error, _FieldError):
+    @field_validator("cert", "key", "client_ca")
+    @classmethod
+    def _check_pem_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no such file: {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_tls(self) -> BrokerSettings:
+        if (self.cert is None) != (self.key is None):
+            raise _field_error("key", "the TLS certificate and key go together")
+        if self.client_ca is not None and self.cert is None:
+            raise _field_error("client_ca", "mutual TLS needs --cert and --key too")
+        return self
+
             raise ConfigError(_describe(field_error.field, prefix, str(field_error))) from None
         field = str(error["loc"][0]) if error["loc"] else "?"
         message = error["msg"].removeprefix("Value error, ")
