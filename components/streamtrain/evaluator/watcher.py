@@ -28,6 +28,8 @@ LOADS = Counter("streamtrain_evaluator_model_loads_total", "Model versions loade
 REJECTIONS = Counter("streamtrain_evaluator_model_rejections_total", "Model versions refused", ["reason"])
 LOAD_SECONDS = Gauge("streamtrain_evaluator_model_load_seconds", "Time to verify and load the newest version")
 
+HISTORY_LIMIT = 1000  # loaded versions kept in /status (versions_loaded)
+
 
 @dataclass
 class LoadedModel:
@@ -97,7 +99,10 @@ class ModelWatcher:
         if self._events is None:
             return bool(self._stop.wait(timeout))
         announced = False
-        for msg in self._events.consume(num_messages=100, timeout=timeout):
+        # poll() returns as soon as an event arrives (consume(100, t) would wait out t for 100 of them);
+        # then take whatever else is queued without waiting.
+        first = self._events.poll(timeout)
+        for msg in [first, *self._events.consume(num_messages=100, timeout=0)] if first is not None else []:
             if msg.error() is not None:
                 continue
             try:
@@ -133,7 +138,10 @@ class ModelWatcher:
             LOAD_SECONDS.set(time.monotonic() - started)
             self.history.append({"version": number, "loaded_at_ms": loaded.loaded_at_ms,
                                  "newest_record_ms": manifest.get("newest_record_ms"),
-                                 "records_trained": manifest.get("records_trained")})
+                                 "records_trained": manifest.get("records_trained"),
+                                 # which records the version holds: freshness is measured against these
+                                 "offsets": manifest.get("offsets")})
+            del self.history[:-HISTORY_LIMIT]  # a long-running evaluator loads thousands of versions
             self.changed.set()
             log.info("model version loaded", extra={"version": number,
                                                     "records_trained": manifest.get("records_trained"),

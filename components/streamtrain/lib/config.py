@@ -213,6 +213,11 @@ class TrainerSettings(_ConsumerSettings):
     publish_every_batches: int = Field(0, ge=0, description="publish a model version every N batches; 0 = off")
     publish_every_seconds: float = Field(10.0, ge=0, description="publish a model version every T seconds; 0 = off")
     keep_versions: int = Field(5, ge=1, description="published versions to keep in the model store")
+    savedmodel_every_seconds: float = Field(
+        0.0, ge=0, description="write the SavedModel (TF Serving's format, ~0.2 s or more) into a version at most "
+        "every T seconds; versions in between hold only model.keras (~0.03 s), which the evaluator loads; the "
+        "first and the final version always have it; 0 = every version",
+    )
     on_offset_loss: Literal["fail", "restart-from-earliest"] = Field(
         "fail",
         description="when checkpointed offsets no longer exist on the broker: fail (exit 3), or keep the model "

@@ -81,6 +81,7 @@ class Trainer:
         self._rate_mark = (time.monotonic(), 0)
         self._checkpointed = -1  # records consumed at the last checkpoint
         self._checkpointed_version = -1
+        self._savedmodel_at = -float("inf")  # when a version last carried the SavedModel
 
     # --- set-up -------------------------------------------------------------------------------
     def restore(self) -> None:
@@ -203,7 +204,7 @@ class Trainer:
         if offsets and self.reader is not None:
             self.reader.commit(offsets)
 
-    def publish(self) -> None:
+    def publish(self, final: bool = False) -> None:
         """Checkpoint, then publish the checkpointed model as the next version."""
         if self.learner is None or self.state.records_trained == self.published_at_state:
             return
@@ -223,8 +224,12 @@ class Trainer:
             "metrics": self.metric_values(),
         }
         try:
+            every = self.s.savedmodel_every_seconds
+            savedmodel = final or every == 0 or time.monotonic() - self._savedmodel_at >= every
             published = model_store.publish(self.s.model_dir, self.s.model_name, self.learner.model, version,
-                                            info, self.s.keep_versions)
+                                            info, self.s.keep_versions, savedmodel=savedmodel)
+            if savedmodel:
+                self._savedmodel_at = time.monotonic()
         except OSError as exc:
             PUBLISH_FAIL.inc()
             log.error("publishing failed; earlier versions are untouched and the next publication retries",
@@ -352,7 +357,7 @@ class Trainer:
             reader.stop()
         # Stopping: what was trained is checkpointed and published; the producer queue is flushed.
         deadline = time.monotonic() + s.stop_grace_seconds
-        self.publish()
+        self.publish(final=True)
         self.checkpoint()
         reader.flush_commit()  # the reader thread has stopped: safe to commit from here
         self.report()

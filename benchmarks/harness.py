@@ -1,0 +1,317 @@
+"""Plumbing for the benchmarks: component processes with memory sampling, topic filling, reading back.
+
+Components run as real processes (`python -m streamtrain ...`), configured by environment like pods.
+Counts come from the producer's acknowledgements and from consuming, never from the embedded
+broker's high watermarks (tansu reports the base offset of the last record batch + 1).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from streamtrain.lib import codec, kafka_io
+from streamtrain.lib.broker import free_port
+from streamtrain.lib.config import CommonSettings
+from streamtrain.producer.sources import susy_arrays
+
+COMMANDS = {"producer": "produce", "trainer": "train", "evaluator": "evaluate"}
+
+
+def proc_memory_mb(pid: int) -> tuple[float, float] | None:
+    """(VmRSS, VmHWM) of a running process in MB, from /proc; None once it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    values = {}
+    for line in text.splitlines():
+        if line.startswith(("VmRSS:", "VmHWM:")):
+            name, amount = line.split(":", 1)
+            values[name] = int(amount.split()[0]) / 1024
+    if len(values) < 2:
+        return None
+    return values["VmRSS"], values["VmHWM"]
+
+
+@dataclass
+class Sample:
+    seconds: float  # since the process was started
+    rss_mb: float
+    hwm_mb: float
+    records: int | None  # records handled so far, from /status (None if it did not answer)
+
+
+@dataclass
+class Component:
+    """One streamtrain component as a process, with /proc memory and /status progress sampled."""
+
+    kind: str  # producer, trainer or evaluator
+    env: dict[str, str]
+    workdir: Path
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+    sample_every: float = 0.25
+    samples: list[Sample] = field(default_factory=list)
+    process: subprocess.Popen[bytes] | None = None
+    started: float = 0.0
+    port: int = 0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _sampler: threading.Thread | None = None
+
+    @property
+    def summary_path(self) -> Path:
+        return self.workdir / f"{self.name}.summary.json"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / f"{self.name}.log"
+
+    def start(self) -> Component:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMTRAIN_")}
+        env.update({"TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg", "STREAMTRAIN_LOG_FORMAT": "json",
+                    "STREAMTRAIN_HTTP_HOST": "127.0.0.1", "STREAMTRAIN_HTTP_PORT": str(self.port),
+                    "STREAMTRAIN_SUMMARY_FILE": str(self.summary_path)})
+        env.update(self.env)
+        env.update({f"STREAMTRAIN_{k.upper()}": str(v) for k, v in self.options.items()})
+        self.summary_path.unlink(missing_ok=True)
+        with self.log_path.open("wb") as log:
+            self.started = time.monotonic()
+            self.process = subprocess.Popen([sys.executable, "-m", "streamtrain", COMMANDS[self.kind]],
+                                            env=env, stdout=log, stderr=subprocess.STDOUT)
+        self._sampler = threading.Thread(target=self._sample, name=f"sample-{self.name}", daemon=True)
+        self._sampler.start()
+        return self
+
+    def status(self, timeout: float = 1.0) -> dict[str, Any] | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/status", timeout=timeout) as response:
+                data: dict[str, Any] = json.load(response)
+                return data
+        except (OSError, ValueError):
+            return None
+
+    def records(self, status: dict[str, Any] | None) -> int | None:
+        if status is None:
+            return None
+        if self.kind == "trainer":
+            return int(status.get("records_trained", 0)) + int(status.get("records_dead_lettered", 0))
+        if self.kind == "evaluator":
+            return int(status.get("records_evaluated", 0)) + int(status.get("records_dead_lettered", 0))
+        produced = status.get("produced") or {}
+        return int(sum(produced.values()))
+
+    def _sample(self) -> None:
+        assert self.process is not None
+        while not self._stop.is_set() and self.process.poll() is None:
+            memory = proc_memory_mb(self.process.pid)
+            records = self.records(self.status(timeout=0.5))
+            if memory is not None:
+                self.samples.append(Sample(time.monotonic() - self.started, *memory, records))
+            self._stop.wait(self.sample_every)
+
+    def wait_for(self, predicate: Any, timeout: float, what: str) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = self.status()
+            if status is not None and predicate(status):
+                return status
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited ({self.process.returncode}) waiting for {what}\n"
+                                   + self.log_tail())
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.name}: timed out waiting for {what}\n" + self.log_tail())
+
+    def wait(self, timeout: float) -> dict[str, Any]:
+        """Wait for the process to exit by itself; returns its summary."""
+        assert self.process is not None
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            raise RuntimeError(f"{self.name} did not finish within {timeout:.0f}s\n{self.log_tail()}") from None
+        return self._finish(code)
+
+    def stop(self, timeout: float = 60) -> dict[str, Any] | None:
+        """SIGTERM (the component finishes its batch, publishes, writes its summary); kill after `timeout`."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        try:
+            return self._finish(self.process.returncode)
+        except RuntimeError:
+            return None
+
+    def _finish(self, code: int) -> dict[str, Any]:
+        self._stop.set()
+        if self._sampler is not None:
+            self._sampler.join(5)
+        if code != 0 or not self.summary_path.exists():
+            raise RuntimeError(f"{self.name} exited with {code}\n{self.log_tail()}")
+        summary: dict[str, Any] = json.loads(self.summary_path.read_text())
+        return summary
+
+    def log_tail(self, lines: int = 25) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def memory(self, from_records: int, to_records: int) -> dict[str, Any]:
+        """Peak RSS, and RSS growth between the first samples at or past two record counts."""
+        peak = max((s.hwm_mb for s in self.samples), default=None)
+        counted = [s for s in self.samples if s.records is not None]
+        low = next((s for s in counted if s.records is not None and s.records >= from_records), None)
+        # The process exits right at the end: take the last sample it answered, if it is near `to_records`.
+        high = counted[-1] if counted else None
+        result: dict[str, Any] = {"peak_rss_mb": round(peak, 1) if peak is not None else None,
+                                  "samples": len(self.samples)}
+        if low is not None and high is not None and high.records is not None and low.records is not None:
+            result.update({
+                "rss_at_low_mb": round(low.rss_mb, 1), "records_at_low": low.records,
+                "rss_at_high_mb": round(high.rss_mb, 1), "records_at_high": high.records,
+                "rss_growth_mb": round(high.rss_mb - low.rss_mb, 1),
+            })
+        return result
+
+
+def settings_for(bootstrap: str) -> CommonSettings:
+    return CommonSettings(bootstrap_servers=bootstrap)
+
+
+def create_topics(bootstrap: str, names: list[str], partitions: int) -> None:
+    kafka_io.create_topics(kafka_io.admin(settings_for(bootstrap), "bench"), names, partitions)
+
+
+def encode(x: np.ndarray, y: np.ndarray) -> tuple[list[bytes], list[bytes]]:
+    return codec.encode_labels(y), codec.encode_rows(x)
+
+
+def fill(bootstrap: str, topic: str, count: int, seed: int, partitions: int = 1,
+         chunk: int = 65_536) -> dict[str, Any]:
+    """Produce `count` SUSY-shaped records (the producer's wire format), confirmed; returns counts and time."""
+    producer = kafka_io.producer(settings_for(bootstrap), "bench-fill", **{"linger.ms": 20})
+    acked = [0, 0]  # ok, failed
+
+    def delivered(err: Any, _msg: Any) -> None:
+        acked[1 if err is not None else 0] += 1
+
+    rng = np.random.default_rng(seed)
+    started = time.monotonic()
+    encode_seconds = 0.0
+    sent = 0
+    while sent < count:
+        n = min(chunk, count - sent)
+        t = time.monotonic()
+        keys, values = encode(*susy_arrays(rng, n))
+        encode_seconds += time.monotonic() - t
+        for i in range(n):
+            _produce(producer, topic, keys[i], values[i], (sent + i) % partitions, delivered)
+        sent += n
+        producer.poll(0)
+    producer.flush(300)
+    if acked[1] or acked[0] != count:
+        raise RuntimeError(f"filling {topic}: {acked[0]} of {count} records acknowledged, {acked[1]} failed")
+    return {"records": acked[0], "seconds": round(time.monotonic() - started, 2),
+            "encode_seconds": round(encode_seconds, 2)}
+
+
+def _produce(producer: Producer, topic: str, key: bytes, value: bytes, partition: int, callback: Any) -> None:
+    while True:
+        try:
+            producer.produce(topic, value=value, key=key, partition=partition, on_delivery=callback)
+            return
+        except BufferError:
+            producer.poll(0.05)
+
+
+def read(bootstrap: str, topic: str, limit: int | None = None, idle: float = 2.0,
+         timeout: float = 300.0) -> Iterator[list[Any]]:
+    """Every record of a topic from offset 0 (or the first `limit`), in consume() batches.
+
+    Ends when nothing arrives for `idle` seconds: fetching past the end returns nothing on tansu.
+    """
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-read-{time.time_ns()}",
+                         "enable.auto.commit": False, "fetch.wait.max.ms": 50,
+                         "queued.max.messages.kbytes": 262_144})
+    try:
+        consumer.assign([TopicPartition(topic, p, 0) for p in kafka_io.partitions_of(consumer, topic)])
+        seen = 0
+        last = time.monotonic()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() - last < idle and time.monotonic() < deadline:
+            batch = [m for m in consumer.consume(10_000, 0.2) if m.error() is None]
+            if not batch:
+                continue
+            last = time.monotonic()
+            if limit is not None:
+                batch = batch[: limit - seen]
+            seen += len(batch)
+            yield batch
+            if limit is not None and seen >= limit:
+                return
+    finally:
+        consumer.close()
+
+
+def read_decoded(bootstrap: str, topic: str, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first `limit` records of a topic decoded by the pipeline's codec (single partition: in order)."""
+    keys: list[bytes | None] = []
+    values: list[bytes | None] = []
+    for batch in read(bootstrap, topic, limit):
+        keys.extend(m.key() for m in batch)
+        values.extend(m.value() for m in batch)
+    decoded, _ = codec.decode_batch(keys, values, None)
+    if decoded.bad:
+        raise RuntimeError(f"{len(decoded.bad)} undecodable records in {topic}")
+    return decoded.features, decoded.labels
+
+
+def record_positions(bootstrap: str, topic: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(partition, offset, produce timestamp ms) of every record of a topic."""
+    parts: list[np.ndarray] = []
+    offs: list[np.ndarray] = []
+    stamps: list[np.ndarray] = []
+    for batch in read(bootstrap, topic):
+        parts.append(np.fromiter((m.partition() for m in batch), np.int32, len(batch)))
+        offs.append(np.fromiter((m.offset() for m in batch), np.int64, len(batch)))
+        stamps.append(np.fromiter((m.timestamp()[1] for m in batch), np.int64, len(batch)))
+    if not parts:
+        return np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(parts), np.concatenate(offs), np.concatenate(stamps)
+
+
+def git_revision(root: Path) -> tuple[str, bool]:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False).stdout.strip()
+
+    rev = git("rev-parse", "--short", "HEAD") or "unknown"
+    dirty = bool(git("status", "--porcelain", "--", "components", "benchmarks/__init__.py",
+                     "benchmarks/__main__.py", "benchmarks/harness.py", "benchmarks/suite.py",
+                     "benchmarks/report.py"))
+    return rev, dirty
+
+
+def load_average() -> list[float]:
+    return [round(v, 2) for v in os.getloadavg()]

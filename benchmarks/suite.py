@@ -1,0 +1,585 @@
+"""The seven benchmarks of the performance issue, run against the embedded broker on this machine.
+
+Each figure that machine noise moves is reported beside a reference measured in the same run
+(the in-memory training ceiling, the raw Kafka client, in-memory scoring, a bare TensorFlow import),
+and as the ratio of the two. `python -m benchmarks --help` lists the options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks import harness, report
+from benchmarks.harness import Component
+from streamtrain.lib.broker import EmbeddedBroker
+from streamtrain.lib.config import EvaluatorSettings, TrainerSettings
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+TRAINER_BATCH = int(TrainerSettings.model_fields["batch_size"].default)
+EVALUATOR_BATCH = int(EvaluatorSettings.model_fields["batch_size"].default)
+WIDTH = 18  # SUSY's features
+
+BENCHMARKS = ("trainer_throughput", "tutorial_loop", "producer", "evaluator", "freshness", "memory", "startup")
+
+TARGETS = {
+    "trainer_ratio": 0.80,  # of the in-memory ceiling at the same batch size
+    "tutorial_speedup": 50.0,
+    "producer_csv_rps": 200_000,
+    "evaluator_rps": 100_000,
+    "freshness_p95_s": 2.0,
+    "rss_growth_mb": 50.0,
+    "trainer_peak_rss_mb": 1536.0,
+    "startup_first_batch_s": 10.0,
+}
+
+
+@dataclass
+class Plan:
+    """How much of everything a run does; `--quick` shrinks it to a couple of minutes."""
+
+    mode: str
+    fill_records: int  # pre-filled train topic (the trainer, memory and evaluator runs read it)
+    memory_records: int  # trainer and evaluator runs that sample RSS (the issue: 0.5M to 5M)
+    memory_from: int
+    batch_1024_records: int
+    sweep_batches: list[int]
+    sweep_records: int
+    ceiling_seconds: float
+    tutorial_records: int
+    producer_records: int
+    generator_records: int
+    freshness_seconds: float  # measured window, after the warm-up
+    freshness_warmup: float
+    freshness_rate: float = 10_000.0
+    freshness_publish_seconds: float = 1.0
+    partitions: int = 1
+
+
+FULL = Plan("full", fill_records=5_000_000, memory_records=5_000_000, memory_from=500_000,
+            batch_1024_records=2_000_000, sweep_batches=[32, 64, 128, 512, 2048], sweep_records=300_000,
+            ceiling_seconds=5.0, tutorial_records=20_000, producer_records=1_000_000,
+            generator_records=500_000, freshness_seconds=300.0, freshness_warmup=15.0)
+QUICK = Plan("quick", fill_records=300_000, memory_records=300_000, memory_from=30_000,
+             batch_1024_records=300_000, sweep_batches=[64], sweep_records=60_000,
+             ceiling_seconds=1.5, tutorial_records=2_000, producer_records=100_000,
+             generator_records=50_000, freshness_seconds=25.0, freshness_warmup=5.0)
+
+
+@dataclass
+class Run:
+    plan: Plan
+    broker: EmbeddedBroker
+    work: Path
+    topics: dict[str, str]
+    results: dict[str, Any] = field(default_factory=dict)
+    trainer_runs: dict[int, dict[str, Any]] = field(default_factory=dict)  # batch size -> summary and memory
+    sample: tuple[np.ndarray, np.ndarray] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return self.broker.bootstrap
+
+    def env(self, **topics: str) -> dict[str, str]:
+        env = {"STREAMTRAIN_BOOTSTRAP_SERVERS": self.bootstrap}
+        names = {**self.topics, **topics}
+        env.update({f"STREAMTRAIN_{k.upper()}_TOPIC": v for k, v in names.items()})
+        return env
+
+    def data(self) -> tuple[np.ndarray, np.ndarray]:
+        """The first records of the filled train topic, decoded by the pipeline's codec."""
+        if self.sample is None:
+            self.sample = harness.read_decoded(self.bootstrap, self.topics["train"],
+                                               max(self.plan.tutorial_records, 65_536 if self.plan.mode == "full"
+                                                   else 20_000))
+        return self.sample
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+# --- references measured in this process ------------------------------------------------------------
+def train_ceiling(x: np.ndarray, y: np.ndarray, batch: int, seconds: float) -> float:
+    """Records/s of Keras train_on_batch on in-memory numpy batches: the same model, compiled as the trainer does."""
+    from streamtrain.lib import models
+    from streamtrain.trainer.learner import Learner
+
+    model = models.mlp(x.shape[1], seed=0)
+    Learner(model, 1e-3)  # compiles the model with the trainer's optimizer, loss and metric
+    return _timed_loop(lambda xb, yb: model.train_on_batch(xb, yb), x, y, batch, seconds)
+
+
+def learner_in_memory(x: np.ndarray, y: np.ndarray, batch: int, seconds: float) -> float:
+    """Records/s of the trainer's own step (score, update statistics, train) on in-memory batches."""
+    from streamtrain.lib import models
+    from streamtrain.trainer.learner import Learner
+
+    learner = Learner(models.mlp(x.shape[1], seed=0), 1e-3)
+    return _timed_loop(learner.step, x, y, batch, seconds)
+
+
+def _timed_loop(step: Any, x: np.ndarray, y: np.ndarray, batch: int, seconds: float) -> float:
+    n_batches = len(x) // batch
+    assert n_batches >= 1, "sample smaller than a batch"
+    for i in range(3):  # tracing and warm-up
+        j = i % n_batches
+        step(x[j * batch:(j + 1) * batch], y[j * batch:(j + 1) * batch])
+    done = 0
+    i = 0
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        j = i % n_batches
+        step(x[j * batch:(j + 1) * batch], y[j * batch:(j + 1) * batch])
+        done += batch
+        i += 1
+    return done / (time.perf_counter() - started)
+
+
+def predict_ceiling(x: np.ndarray, batch: int, seconds: float) -> float:
+    from streamtrain.evaluator.watcher import compile_predict
+    from streamtrain.lib import models
+
+    predict = compile_predict(models.mlp(x.shape[1], seed=0))
+    return _timed_loop(lambda xb, _yb: predict(xb).numpy(), x, np.zeros(len(x), np.float32), batch, seconds)
+
+
+# --- 1. trainer throughput -----------------------------------------------------------------------------
+def run_trainer(run: Run, batch: int, records: int, name: str, **options: Any) -> dict[str, Any]:
+    work = run.work / name
+    trainer = Component("trainer", run.env(), work, name, {
+        "batch_size": batch, "max_records": records, "model_dir": work / "models",
+        "checkpoint_dir": work / "checkpoints", "group_id": f"bench-{name}", **options}).start()
+    timeout = 120 + records / 2_000
+    summary = trainer.wait(timeout)
+    if summary["records_trained"] + summary["records_dead_lettered"] < records:
+        raise RuntimeError(f"{name}: trained {summary['records_trained']} of {records}")
+    result = {"summary": summary, "memory": trainer.memory(run.plan.memory_from, records)}
+    run.trainer_runs[batch] = result
+    return result
+
+
+def bench_trainer(run: Run) -> dict[str, Any]:
+    plan = run.plan
+    x, y = run.data()
+    rows = []
+    # Default batch first: that run reads the whole memory window, so it doubles as the memory benchmark.
+    sizes = [(TRAINER_BATCH, plan.memory_records), (1024, plan.batch_1024_records)]
+    sizes += [(b, plan.sweep_records) for b in plan.sweep_batches]
+    for batch, records in sizes:
+        log(f"trainer: ceiling at batch {batch}")
+        before = train_ceiling(x, y, batch, plan.ceiling_seconds)
+        in_memory = learner_in_memory(x, y, batch, plan.ceiling_seconds)
+        log(f"trainer: {records:,} records at batch {batch} from the topic (ceiling {before:,.0f}/s)")
+        result = run_trainer(run, batch, records, f"trainer-b{batch}")
+        rate = result["summary"]["steady_records_per_second"]
+        after = train_ceiling(x, y, batch, plan.ceiling_seconds)  # the ceiling brackets the run: drift shows
+        ceiling = (before + after) / 2
+        rows.append({"batch_size": batch, "records": records, "records_per_second": rate,
+                     "ceiling_records_per_second": round(ceiling, 1),
+                     "ceiling_before_after": [round(before, 1), round(after, 1)],
+                     "learner_in_memory_records_per_second": round(in_memory, 1),
+                     "ratio": round(rate / ceiling, 3), "default": batch == TRAINER_BATCH,
+                     "seconds": result["summary"]["seconds"],
+                     "prequential_accuracy": result["summary"]["prequential_accuracy"]})
+        log(f"trainer: batch {batch}: {rate:,.0f} records/s = {rate / ceiling:.2f} of the ceiling")
+    rows.sort(key=lambda r: r["batch_size"])
+    return {"target_ratio": TARGETS["trainer_ratio"], "results": rows,
+            "reference": "Keras train_on_batch of the same model on in-memory numpy batches of the same size",
+            "note": "records/s after the first batch (model building and tracing excluded), from the "
+                    "trainer's summary; the trainer publishes and checkpoints on its default schedule meanwhile"}
+
+
+# --- 2. the tutorial's online loop ----------------------------------------------------------------------
+def tutorial_model(width: int) -> Any:
+    """The TensorFlow Kafka tutorial's network, as the tutorial builds it (68,481 parameters on 18 features)."""
+    import keras
+
+    return keras.Sequential([
+        keras.Input(shape=(width,)),
+        keras.layers.Dense(128, activation="relu"),
+        keras.layers.Dropout(0.2),
+        keras.layers.Dense(256, activation="relu"),
+        keras.layers.Dropout(0.4),
+        keras.layers.Dense(128, activation="relu"),
+        keras.layers.Dropout(0.4),
+        keras.layers.Dense(1, activation="sigmoid"),
+    ])
+
+
+def tutorial_loop(x: np.ndarray, y: np.ndarray, mini: int = 100, epochs: int = 3,
+                  batch: int = 32) -> dict[str, Any]:
+    """The tutorial's online loop: per mini dataset of `batch.num.messages` records, shuffle(32), batch(32),
+    model.fit(epochs=3). Each mini dataset is scored before the fit (prequential); only the loop is timed."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(0)
+    model = tutorial_model(x.shape[1])
+    # The tutorial passes from_logits=True to a sigmoid output; fixed here as in the project's model.
+    model.compile(optimizer="adam", loss=keras.losses.BinaryCrossentropy(), metrics=["accuracy"])
+    correct = 0
+    fit_seconds = 0.0
+    for start in range(0, len(x), mini):
+        xb, yb = x[start:start + mini], y[start:start + mini]
+        scores = model(xb, training=False).numpy()[:, 0]
+        correct += int(((scores >= 0.5) == (yb >= 0.5)).sum())
+        t = time.perf_counter()
+        dataset = tf.data.Dataset.from_tensor_slices((xb, yb)).shuffle(buffer_size=32).batch(batch)
+        model.fit(dataset, epochs=epochs, verbose=0)
+        fit_seconds += time.perf_counter() - t
+    return {"records": len(x), "records_per_second": round(len(x) / fit_seconds, 1),
+            "prequential_accuracy": round(correct / len(x), 4), "parameters": model.count_params()}
+
+
+def learner_prequential(x: np.ndarray, y: np.ndarray, batch: int) -> float:
+    from streamtrain.lib import models
+    from streamtrain.trainer.learner import Learner
+
+    learner = Learner(models.mlp(x.shape[1], seed=0), 1e-3)
+    correct = 0
+    for start in range(0, len(x), batch):
+        scores = learner.step(x[start:start + batch], y[start:start + batch])
+        correct += int(((scores >= 0.5) == (y[start:start + batch] >= 0.5)).sum())
+    return correct / len(x)
+
+
+def bench_tutorial(run: Run) -> dict[str, Any]:
+    x, y = run.data()
+    x, y = x[: run.plan.tutorial_records], y[: run.plan.tutorial_records]
+    log(f"tutorial loop on the first {len(x):,} records of the train topic")
+    tutorial = tutorial_loop(x, y)
+    ours = learner_prequential(x, y, TRAINER_BATCH)
+    trainer = run.trainer_runs.get(TRAINER_BATCH)
+    trainer_rate = trainer["summary"]["steady_records_per_second"] if trainer else None
+    return {
+        "tutorial": tutorial,
+        "trainer_records_per_second": trainer_rate,
+        "speedup": round(trainer_rate / tutorial["records_per_second"], 1) if trainer_rate else None,
+        "trainer_prequential_accuracy_same_records": round(ours, 4),
+        "accuracy_difference": round(ours - tutorial["prequential_accuracy"], 4),
+        "target_speedup": TARGETS["tutorial_speedup"],
+        "note": f"the same {len(x):,} decoded records for both; trainer accuracy from its learner at batch "
+                f"{TRAINER_BATCH}; trainer throughput from the trainer benchmark at batch {TRAINER_BATCH}",
+    }
+
+
+# --- 3. producer ---------------------------------------------------------------------------------------
+def write_csv(path: Path, rows: int, seed: int) -> None:
+    """A SUSY-layout CSV (label first, 18 features), numbers at float32 precision."""
+    from streamtrain.producer.sources import susy_arrays
+
+    x, y = susy_arrays(np.random.default_rng(seed), rows)
+    table = np.concatenate([y[:, None], x], axis=1)
+    opener: Any = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "wb") as handle:
+        np.savetxt(handle, table, fmt="%.7g", delimiter=",")
+
+
+def run_producer(run: Run, name: str, **options: Any) -> dict[str, Any]:
+    topics = {"train": f"bench.{name}.train", "test": f"bench.{name}.test"}
+    harness.create_topics(run.bootstrap, list(topics.values()), run.plan.partitions)
+    producer = Component("producer", run.env(**topics), run.work / name, name, options).start()
+    summary = producer.wait(300)
+    if summary["failed"]:
+        raise RuntimeError(f"{name}: {summary['failed']} records not acknowledged")
+    return summary
+
+
+def raw_client(run: Run, keys: list[bytes], values: list[bytes]) -> float:
+    """The Kafka client alone: pre-encoded records produced with the producer's settings, delivery confirmed."""
+    from streamtrain.lib import kafka_io
+
+    topic = "bench.raw-client"
+    harness.create_topics(run.bootstrap, [topic], run.plan.partitions)
+    producer = kafka_io.producer(harness.settings_for(run.bootstrap), "bench-raw")
+    acked = [0]
+
+    def delivered(err: Any, _msg: Any) -> None:
+        if err is None:
+            acked[0] += 1
+
+    harness._produce(producer, topic, keys[0], values[0], 0, None)  # metadata and connection first
+    producer.flush(30)
+    started = time.perf_counter()
+    for i in range(len(values)):
+        harness._produce(producer, topic, keys[i], values[i], i % run.plan.partitions, delivered)
+        if i % 4096 == 0:
+            producer.poll(0)
+    producer.flush(120)
+    elapsed = time.perf_counter() - started
+    if acked[0] != len(values):
+        raise RuntimeError(f"raw client: {acked[0]} of {len(values)} acknowledged")
+    return len(values) / elapsed
+
+
+def bench_producer(run: Run) -> dict[str, Any]:
+    plan = run.plan
+    plain, packed = run.work / "susy.csv", run.work / "susy.csv.gz"
+    write_csv(plain, plan.producer_records, 11)
+    with plain.open("rb") as src, gzip.open(packed, "wb", compresslevel=6) as dst:
+        shutil.copyfileobj(src, dst)
+    lines = plain.read_bytes().splitlines()
+    keys = [line.partition(b",")[0] for line in lines]
+    values = [line.partition(b",")[2] for line in lines]
+    del lines
+    log(f"producer: raw client reference, {len(values):,} records")
+    raw = raw_client(run, keys, values)
+    results = {}
+    for name, options in (("csv", {"source": "csv", "csv_path": plain}),
+                          ("csv.gz", {"source": "csv", "csv_path": packed}),
+                          ("generator", {"source": "susy", "count": plan.generator_records})):
+        log(f"producer: {name}")
+        summary = run_producer(run, f"producer-{name.replace('.', '-')}", **options)
+        rate = summary["records_per_second"]
+        results[name] = {"records": summary["acknowledged"], "records_per_second": rate,
+                         "ratio_to_raw_client": round(rate / raw, 3)}
+        log(f"producer: {name}: {rate:,.0f} records/s")
+    return {"raw_client_records_per_second": round(raw, 1), "results": results,
+            "target_csv_records_per_second": TARGETS["producer_csv_rps"],
+            "reference": "confluent-kafka producing the same pre-split records with the producer's settings",
+            "note": "acknowledged records / seconds from the first record to the final flush (producer summary)"}
+
+
+# --- 4. evaluator -------------------------------------------------------------------------------------
+def publish_initial_model(models_dir: Path) -> None:
+    from streamtrain.lib import model_store, models
+
+    model_store.publish(models_dir, "streamtrain", models.mlp(WIDTH, seed=0), 1,
+                        {"records_trained": 0, "newest_record_ms": 0}, keep=5)
+
+
+def bench_evaluator(run: Run) -> dict[str, Any]:
+    plan = run.plan
+    x, _ = run.data()
+    ceiling = predict_ceiling(x, EVALUATOR_BATCH, plan.ceiling_seconds)
+    work = run.work / "evaluator"
+    publish_initial_model(work / "models")
+    log(f"evaluator: {plan.memory_records:,} records (in-memory scoring {ceiling:,.0f}/s)")
+    evaluator = Component("evaluator", run.env(test=run.topics["train"]), work, "evaluator", {
+        "model_dir": work / "models", "report_dir": work / "reports", "max_records": plan.memory_records,
+        "group_id": f"bench-evaluator-{time.time_ns()}", "session_timeout_ms": 6000}).start()
+    summary = evaluator.wait(180 + plan.memory_records / 5_000)
+    rate = summary["steady_records_per_second"]
+    run.results.setdefault("_evaluator", {"summary": summary,
+                                          "memory": evaluator.memory(plan.memory_from, plan.memory_records)})
+    log(f"evaluator: {rate:,.0f} records/s")
+    return {"records": summary["records_evaluated"], "records_per_second": rate,
+            "predict_ceiling_records_per_second": round(ceiling, 1), "ratio": round(rate / ceiling, 3),
+            "batch_size": EVALUATOR_BATCH, "target_records_per_second": TARGETS["evaluator_rps"],
+            "reference": "the evaluator's compiled predict on in-memory numpy batches of the same size"}
+
+
+# --- 5. freshness ------------------------------------------------------------------------------------
+def bench_freshness(run: Run) -> dict[str, Any]:
+    plan = run.plan
+    name = "freshness"
+    topics = {k: f"bench.{name}.{k}" for k in ("train", "test", "metrics", "model-events", "dead-letter")}
+    harness.create_topics(run.bootstrap, list(topics.values()), plan.partitions)
+    env = run.env(**{k.replace("-", "_"): v for k, v in topics.items()})
+    work = run.work / name
+    trainer = Component("trainer", env, work, "trainer", {
+        "model_dir": work / "models", "checkpoint_dir": work / "checkpoints", "n_features": WIDTH,
+        "publish_every_seconds": plan.freshness_publish_seconds, "group_id": "bench-freshness"}).start()
+    evaluator = Component("evaluator", env, work, "evaluator", {
+        "model_dir": work / "models", "report_dir": work / "reports", "group_id": "bench-freshness-eval",
+        "session_timeout_ms": 6000}).start()
+    total = plan.freshness_seconds + plan.freshness_warmup
+    count = int(plan.freshness_rate * total)
+    producer = Component("producer", env, work, "producer", {
+        "source": "susy", "rate": plan.freshness_rate, "count": count, "seed": 5})
+    try:
+        trainer.wait_for(lambda s: True, 60, "trainer up")
+        evaluator.wait_for(lambda s: True, 60, "evaluator up")
+        log(f"freshness: {plan.freshness_rate:,.0f} records/s for {total:.0f} s")
+        started_ms = time.time() * 1000
+        produced = producer.start().wait(total + 120)
+        n_train = produced["produced"]["train"]
+        trainer.wait_for(lambda s: s["records_trained"] + s["records_dead_lettered"] >= n_train, 120,
+                         "every train record")
+        trained = trainer.stop()
+        assert trained is not None
+        last = trained["last_version"]
+        evaluator.wait_for(lambda s: s["model_version"] == last, 60, f"version {last} loaded")
+        evaluated = evaluator.stop()
+        assert evaluated is not None
+    finally:
+        for component in (producer, trainer, evaluator):
+            component.stop(10)
+    partitions, offsets, stamps = harness.record_positions(run.bootstrap, topics["train"])
+    latencies, uncovered = freshness_latencies(evaluated["versions_loaded"], topics["train"], partitions,
+                                               offsets, stamps)
+    steady = stamps >= started_ms + plan.freshness_warmup * 1000
+    measured = latencies[steady & ~np.isnan(latencies)] / 1000
+    window = (stamps[steady].max() - stamps[steady].min()) / 1000 if steady.any() else 0.0
+    loads = evaluated["versions_loaded"]
+    versions = [v for v in loads if v.get("loaded_at_ms", 0) >= started_ms]
+    result = {
+        "input_records_per_second": plan.freshness_rate,
+        "train_records": len(stamps), "records_measured": int(measured.size),
+        "records_not_in_a_loaded_version": int(uncovered),
+        "window_seconds": round(float(window), 1), "warmup_seconds": plan.freshness_warmup,
+        "p50_seconds": _pct(measured, 50), "p95_seconds": _pct(measured, 95),
+        "max_seconds": round(float(measured.max()), 3) if measured.size else None,
+        "versions_loaded": len(versions),
+        "publish_every_seconds": plan.freshness_publish_seconds,
+        "trainer_batch_size": TRAINER_BATCH,
+        "target_p95_seconds": TARGETS["freshness_p95_s"],
+        "definition": "record produce timestamp -> evaluator loaded_at of the first version whose offsets "
+                      "include the record",
+    }
+    log(f"freshness: p50 {result['p50_seconds']} s, p95 {result['p95_seconds']} s, max {result['max_seconds']} s")
+    return result
+
+
+def _pct(values: np.ndarray, q: float) -> float | None:
+    return round(float(np.percentile(values, q)), 3) if values.size else None
+
+
+def freshness_latencies(loads: list[dict[str, Any]], topic: str, partitions: np.ndarray, offsets: np.ndarray,
+                        stamps: np.ndarray) -> tuple[np.ndarray, int]:
+    """Per record: ms from its produce timestamp until the evaluator loaded a version holding it (NaN: none)."""
+    latencies = np.full(len(stamps), np.nan)
+    for partition in np.unique(partitions):
+        ends = np.array([int((v.get("offsets") or {}).get(topic, {}).get(str(partition), 0)) for v in loads])
+        loaded = np.array([v["loaded_at_ms"] for v in loads], np.float64)
+        if ends.size == 0:
+            continue
+        ends = np.maximum.accumulate(ends)  # load order; a later version holds everything an earlier one did
+        mine = partitions == partition
+        first = np.searchsorted(ends, offsets[mine], side="right")  # first version with end > offset
+        inside = first < len(ends)
+        lat = np.full(int(mine.sum()), np.nan)
+        lat[inside] = loaded[first[inside]] - stamps[mine][inside]
+        latencies[mine] = lat
+    return latencies, int(np.isnan(latencies).sum())
+
+
+# --- 6. memory and 7. start-up (from the runs above) -----------------------------------------------------
+def bench_memory(run: Run) -> dict[str, Any]:
+    trainer = run.trainer_runs.get(TRAINER_BATCH)
+    evaluator = run.results.get("_evaluator")
+    return {
+        "trainer": trainer["memory"] if trainer else None,
+        "evaluator": evaluator["memory"] if evaluator else None,
+        "window_records": [run.plan.memory_from, run.plan.memory_records],
+        "target_growth_mb": TARGETS["rss_growth_mb"], "target_trainer_peak_mb": TARGETS["trainer_peak_rss_mb"],
+        "note": f"VmRSS/VmHWM from /proc every 0.25 s; trainer at batch {TRAINER_BATCH}, evaluator at "
+                f"batch {EVALUATOR_BATCH}; growth = RSS at the last sample (end of the run) minus RSS at "
+                f"the first sample past {run.plan.memory_from:,} records",
+    }
+
+
+def import_reference() -> float:
+    """Seconds for a bare interpreter to import TensorFlow and Keras: the floor under any start-up."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import tensorflow, keras"], check=True,
+                   env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    return time.perf_counter() - started
+
+
+def bench_startup(run: Run) -> dict[str, Any]:
+    reference = min(import_reference() for _ in range(2))
+    trainer = run.trainer_runs.get(TRAINER_BATCH)
+    evaluator = run.results.get("_evaluator")
+    first_batch = trainer["summary"]["first_batch_seconds"] if trainer else None
+    first_metric = evaluator["summary"]["first_metric_seconds"] if evaluator else None
+    return {
+        "trainer_first_batch_seconds": round(first_batch, 2) if first_batch else None,
+        "evaluator_first_metric_seconds": round(first_metric, 2) if first_metric else None,
+        "import_tensorflow_keras_seconds": round(reference, 2),
+        "trainer_ratio_to_import": round(first_batch / reference, 2) if first_batch else None,
+        "evaluator_ratio_to_import": round(first_metric / reference, 2) if first_metric else None,
+        "target_first_batch_seconds": TARGETS["startup_first_batch_s"],
+        "note": "from the package import at process start (as the summaries measure it) to the end of the first "
+                "trained batch / the first evaluated batch, with the topic already filled",
+    }
+
+
+RUNNERS = {
+    "trainer_throughput": bench_trainer, "tutorial_loop": bench_tutorial, "producer": bench_producer,
+    "evaluator": bench_evaluator, "freshness": bench_freshness, "memory": bench_memory, "startup": bench_startup,
+}
+# memory and start-up read the trainer and evaluator runs, so those go first.
+NEEDS = {"memory": ("trainer_throughput", "evaluator"), "startup": ("trainer_throughput", "evaluator"),
+         "tutorial_loop": ("trainer_throughput",)}
+ORDER = ("trainer_throughput", "evaluator", "tutorial_loop", "producer", "freshness", "memory", "startup")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small mode: a couple of minutes, same JSON shape")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="directory for the JSON and the plot")
+    parser.add_argument("--only", default="", help="comma-separated benchmarks to run (default: all)")
+    parser.add_argument("--keep-work", action="store_true", help="keep the work directory (logs, models)")
+    parser.add_argument("--freshness-seconds", type=float, help="override the freshness window")
+    parser.add_argument("--note", default="", help="free text stored in the JSON (e.g. what the machine was doing)")
+    args = parser.parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    if args.freshness_seconds:
+        plan.freshness_seconds = args.freshness_seconds
+    wanted = [b for b in args.only.split(",") if b] or list(BENCHMARKS)
+    unknown = set(wanted) - set(BENCHMARKS)
+    if unknown:
+        parser.error(f"unknown benchmarks: {sorted(unknown)}; choose from {', '.join(BENCHMARKS)}")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    rev, dirty = harness.git_revision(ROOT)
+    started = time.monotonic()
+    document: dict[str, Any] = {
+        "schema": 1, "mode": plan.mode, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "git_revision": rev,
+        "git_dirty": dirty, "note": args.note, "plan": asdict(plan), "targets": TARGETS,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                    "load_average_at_start": harness.load_average()},
+        "benchmarks": {},
+    }
+    work = Path(tempfile.mkdtemp(prefix="streamtrain-bench-"))
+    try:
+        with EmbeddedBroker() as broker:
+            topics = {"train": "bench.train", "test": "bench.test", "metrics": "bench.metrics",
+                      "model_events": "bench.model-events", "dead_letter": "bench.dead-letter"}
+            harness.create_topics(broker.bootstrap, list(topics.values()), plan.partitions)
+            run = Run(plan, broker, work, topics)
+            if {"trainer_throughput", "tutorial_loop", "evaluator", "memory", "startup"} & set(wanted):
+                log(f"filling {topics['train']} with {plan.fill_records:,} records")
+                document["fill"] = harness.fill(broker.bootstrap, topics["train"], plan.fill_records, seed=3,
+                                                partitions=plan.partitions)
+                log(f"filled: {document['fill']}")
+            selected = set(wanted) | {n for w in wanted for n in NEEDS.get(w, ())}
+            for name in (n for n in ORDER if n in selected):
+                log(f"--- {name}")
+                t = time.monotonic()
+                document["benchmarks"][name] = {**RUNNERS[name](run), "wall_seconds": round(time.monotonic() - t, 1)}
+    finally:
+        if args.keep_work:
+            log(f"work directory kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    document["machine"]["load_average_at_end"] = harness.load_average()
+    document["wall_seconds"] = round(time.monotonic() - started, 1)
+    document["table"] = report.rows(document)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = f"{time.strftime('%Y-%m-%d')}-{rev}{'-dirty' if dirty else ''}{'-quick' if args.quick else ''}"
+    path = args.out / f"{stem}.json"
+    if "trainer_throughput" in document["benchmarks"]:
+        plot_path = args.out / f"{stem}-throughput.png"
+        report.plot_throughput(document, plot_path)
+        document["plot"] = plot_path.name
+    path.write_text(json.dumps(document, indent=2, default=str) + "\n")
+    report.print_table(document)
+    log(f"results: {path}")
+    return 0
