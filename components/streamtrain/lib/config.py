@@ -282,6 +282,21 @@ class BrokerSettings(BaseSettings):
     def _split(cls, value: Any) -> Any:
         return [t for t in value.split(",") if t.strip()] if isinstance(value, str) else value
 
+    @field_validator("cert", "key", "client_ca")
+    @classmethod
+    def _check_pem_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no such file: {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_tls(self) -> BrokerSettings:
+        if (self.cert is None) != (self.key is None):
+            raise _field_error("key", "the TLS certificate and key go together")
+        if self.client_ca is not None and self.cert is None:
+            raise _field_error("client_ca", "mutual TLS needs --cert and --key too")
+        return self
+
 
 class DemoSettings(BaseSettings):
     """The whole pipeline on this machine: broker, producer, trainer and evaluator as processes."""
@@ -348,21 +363,6 @@ def load(settings_cls: type[S], args: argparse.Namespace | dict[str, Any] | None
         error = exc.errors()[0]
         field_error = (error.get("ctx") or {}).get("error")
         if isinstance(field_error, _FieldError):
-    @field_validator("cert", "key", "client_ca")
-    @classmethod
-    def _check_pem_file(cls, value: Path | None) -> Path | None:
-        if value is not None and not value.is_file():
-            raise ValueError(f"no such file: {value}")
-        return value
-
-    @model_validator(mode="after")
-    def _check_tls(self) -> BrokerSettings:
-        if (self.cert is None) != (self.key is None):
-            raise _field_error("key", "the TLS certificate and key go together")
-        if self.client_ca is not None and self.cert is None:
-            raise _field_error("client_ca", "mutual TLS needs --cert and --key too")
-        return self
-
             raise ConfigError(_describe(field_error.field, prefix, str(field_error))) from None
         field = str(error["loc"][0]) if error["loc"] else "?"
         message = error["msg"].removeprefix("Value error, ")
