@@ -135,6 +135,9 @@ COMMANDS: dict[str, tuple[type[BaseSettings], Callable[[Any], int], str]] = {
 }
 
 
+WATCHED = {"produce": "producer", "train": "trainer", "evaluate": "evaluator"}  # long-running Kafka clients
+
+
 class _OneLineParser(argparse.ArgumentParser):
     """Usage errors as one line (exit 2), like configuration errors."""
 
@@ -170,11 +173,20 @@ def main(argv: list[str] | None = None) -> int:
 
     logs.setup(getattr(settings, "log_level", "INFO"), getattr(settings, "log_format", "auto"))
     started = time.monotonic()
+    watch = None
+    if args.command in WATCHED:  # broker stall detection: a metric and a log line (lib/broker_watch.py)
+        from streamtrain.lib.broker_watch import BrokerWatch
+
+        assert isinstance(settings, CommonSettings)
+        watch = BrokerWatch(settings, WATCHED[args.command]).start()
     try:
         return run(settings)
     except KeyboardInterrupt:
         log.warning("interrupted", extra={"seconds": round(time.monotonic() - started, 1)})
         return 130
+    finally:
+        if watch is not None:
+            watch.stop()
 
 
 if __name__ == "__main__":

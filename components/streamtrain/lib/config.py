@@ -70,6 +70,12 @@ class CommonSettings(BaseSettings):
     http_host: str = Field("0.0.0.0", description="address of the /metrics, /healthz and /readyz endpoint")
     http_port: int = Field(0, ge=0, le=65535, description="port of the HTTP endpoint; 0 disables it")
     summary_file: Path | None = Field(None, description="write a JSON summary of the run here on exit")
+    broker_check_seconds: float = Field(
+        2.0, gt=0, le=3600, description="seconds between checks that the Kafka cluster answers (stall detection)"
+    )
+    broker_stall_seconds: float = Field(
+        5.0, gt=0, le=3600, description="a metadata request unanswered this long counts as a broker stall"
+    )
 
     @field_validator("bootstrap_servers")
     @classmethod

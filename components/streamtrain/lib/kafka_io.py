@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicCollection, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from streamtrain.lib.config import CommonSettings
@@ -135,6 +135,25 @@ def watermarks(client: Consumer, topic: str, timeout: float = 10.0) -> dict[int,
     """
     return {p: client.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout, cached=False)
             for p in partitions_of(client, topic)}
+
+
+def error_text(exc: BaseException) -> str:
+    """One line for a Kafka exception (KafkaException wraps a KafkaError)."""
+    inner = exc.args[0] if exc.args else exc
+    text = inner.str() if isinstance(inner, KafkaError) else str(inner)
+    return text.replace("\n", " ")[:300]
+
+
+def topic_id(client: AdminClient, topic: str, timeout: float = 10.0) -> str | None:
+    """The topic's id: Kafka gives each topic a random one at creation, so a re-created topic (or a
+    broker that lost its data and had it re-created) shows a new id. None if the topic does not exist
+    or the broker does not say (older brokers)."""
+    try:
+        description = client.describe_topics(TopicCollection([topic]), request_timeout=timeout)[topic].result(timeout)
+    except KafkaException:
+        return None
+    found = str(description.topic_id) if getattr(description, "topic_id", None) is not None else ""
+    return found if found and found != "AAAAAAAAAAAAAAAAAAAAAA" else None  # the all-zero id means "unknown"
 
 
 def records_exist(settings: CommonSettings, topic: str, offsets: dict[int, int], timeout: float = 5.0) -> set[int]:
