@@ -12,6 +12,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
@@ -23,6 +24,12 @@ log = logging.getLogger(__name__)
 
 class OffsetLost(RuntimeError):
     """The broker no longer has the offsets we were reading (for example it lost its data)."""
+
+
+class Guard(Protocol):
+    """Checks that the log is still the one the offsets belong to (lib/continuity.py's LogGuard)."""
+
+    def verify(self, holding: bool, stop: threading.Event) -> None: ...
 
 
 class WidthChanged(ValueError):
@@ -92,8 +99,10 @@ def to_batch(messages: list[Message], width: int | None) -> Batch:
 class BatchReader:
     """Consumes and decodes in a background thread; `get()` returns the next Batch or None on timeout."""
 
-    def __init__(self, consumer: Consumer, size: int, max_wait: float, width: int | None, prefetch: int = 2) -> None:
+    def __init__(self, consumer: Consumer, size: int, max_wait: float, width: int | None, prefetch: int = 2,
+                 guard: Guard | None = None) -> None:
         self.consumer = consumer
+        self.guard = guard  # runs here, in the thread that owns the consumer, before a batch is handed over
         self.size = size
         self.max_wait = max_wait
         self.width = width
@@ -115,6 +124,8 @@ class BatchReader:
                 self.flush_commit()
                 self._refresh_watermarks()
                 messages = consume(self.consumer, self.size, self.max_wait)
+                if self.guard is not None:
+                    self.guard.verify(bool(messages), self._stop)  # raises OffsetLost: the batch is dropped
                 if not messages:
                     continue
                 batch = to_batch(messages, self.width)

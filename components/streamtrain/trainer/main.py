@@ -7,6 +7,7 @@ The checkpoint is the source of truth for where to resume; Kafka commits only fe
 
 from __future__ import annotations
 
+import errno
 import logging
 import time
 from dataclasses import dataclass, field
@@ -16,10 +17,11 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, TopicPartition
 from prometheus_client import Counter, Gauge
 
 from streamtrain import PROCESS_START
-from streamtrain.lib import checkpoint, http, kafka_io, model_store, models
+from streamtrain.lib import atomic, checkpoint, http, kafka_io, model_store, models
 from streamtrain.lib.batches import Batch, BatchReader, OffsetLost
 from streamtrain.lib.checkpoint import TrainerState
 from streamtrain.lib.config import TrainerSettings
+from streamtrain.lib.continuity import LogGuard
 from streamtrain.lib.metrics import Totals, Window
 from streamtrain.lib.runtime import StopFlag, Throughput, write_summary
 from streamtrain.lib.tfio_reader import TfioBatchReader
@@ -40,6 +42,15 @@ CKPT_TIME = Gauge("streamtrain_trainer_last_checkpoint_timestamp_seconds", "When
 RATE = Gauge("streamtrain_trainer_records_per_second", "Records trained per second, last interval")
 LAG = Gauge("streamtrain_trainer_lag_records", "Records in the train topic not yet trained on")
 OFFSET_RESETS = Counter("streamtrain_trainer_offset_resets_total", "Times checkpointed offsets were gone")
+PUBLISH_FAILING = Gauge("streamtrain_trainer_publish_failing", "1 while the newest publication attempt failed")
+NO_SPACE = Gauge("streamtrain_trainer_model_store_no_space",
+                 "1 while publications fail because the model volume has no space left")
+
+
+def _no_space(exc: BaseException) -> bool:
+    """A full volume, whichever library wrote: errno ENOSPC or EDQUOT, or TensorFlow's message for it."""
+    return getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in str(exc) \
+        or "Disk quota exceeded" in str(exc)
 
 
 class OffsetLossError(RuntimeError):
@@ -77,6 +88,8 @@ class Trainer:
         self.dead = kafka_io.DeadLetters(self.kafka, settings.dead_letter_topic, "trainer")
         self.published_at_state = -1  # records_trained of the newest published version
         self.consumer: Any = None
+        self.guard: LogGuard | None = None
+        self.publish_failing = False  # the last publication failed (a full volume, say)
         self.reader: BatchReader | TfioBatchReader | None = None
         self._rate_mark = (time.monotonic(), 0)
         self._checkpointed = -1  # records consumed at the last checkpoint
@@ -92,6 +105,8 @@ class Trainer:
             log.info("resuming from checkpoint", extra={"path": str(self.restored.path),
                                                         "records_trained": self.state.records_trained,
                                                         "offsets": self.state.offsets})
+        # Staging directories of a trainer killed mid-publication: hidden from readers, but they take space.
+        atomic.clean_staging(model_store.model_root(self.s.model_dir, self.s.model_name))
         on_disk = model_store.version_numbers(self.s.model_dir, self.s.model_name)
         self.state.last_version = max([self.state.last_version, *on_disk])
         self.published_at_state = self.state.records_trained
@@ -111,9 +126,16 @@ class Trainer:
     def assign(self) -> None:
         """Assign every partition of the train topic at the checkpointed offsets (no consumer group)."""
         topic = self.s.train_topic
-        self.consumer = kafka_io.consumer(self.s, "trainer", self.s.group_id, **{"auto.offset.reset": "error"})
+        # The guard notes connection losses (error_cb) and checks the topic id (lib/continuity.py).
+        self.guard = LogGuard(self.s, topic, None)
+        self.consumer = kafka_io.consumer(self.s, "trainer", self.s.group_id,
+                                          **{"auto.offset.reset": "error", "error_cb": self.guard.error_cb})
         marks = kafka_io.watermarks(self.consumer, topic)
         saved = dict(self.state.offsets.get(topic, {}))
+        # Offsets belong to one incarnation of the topic: a re-created topic has a new id.
+        topic_id, saved_id = self.guard.current_id(), self.state.extra.get("topic_ids", {}).get(topic)
+        recreated = (f"the topic was re-created (id {saved_id}, now {topic_id})"
+                     if saved and saved_id and topic_id and saved_id != topic_id else None)
         # A position is fine if it lies within the watermarks; past the reported end, the record just
         # before it must still be fetchable (watermarks of some brokers lag), else the data is gone.
         past_end = {p: o - 1 for p, o in saved.items() if p in marks and o > marks[p][1]}
@@ -121,8 +143,11 @@ class Trainer:
         for partition, offset in saved.items():
             low, high = marks.get(partition, (-1, -1))
             gone = partition not in marks or offset < low or (partition in past_end and partition not in still_there)
-            if gone:
-                self.offset_lost(partition, offset, low, high)
+            if gone or recreated:
+                self.offset_lost(partition, offset, low, high, recreated)
+        if topic_id:
+            self.state.extra.setdefault("topic_ids", {})[topic] = topic_id  # checkpointed with the offsets
+            self.guard.expected_id = topic_id
         assignment = []
         for partition in marks:
             saved_offset = self.state.offsets.get(topic, {}).get(partition)
@@ -131,10 +156,10 @@ class Trainer:
         self.consumer.assign(assignment)
         log.info("assigned", extra={"topic": topic, "offsets": {tp.partition: tp.offset for tp in assignment}})
 
-    def offset_lost(self, partition: int, offset: int, low: int, high: int) -> None:
+    def offset_lost(self, partition: int, offset: int, low: int, high: int, why: str | None = None) -> None:
         topic = self.s.train_topic
-        message = (f"checkpointed offset {offset} of {topic}[{partition}] is not on the broker "
-                   f"(it has {low}..{high}); was the topic deleted or the broker's data lost?")
+        why = why or f"it has {low}..{high}; was the topic deleted or the broker's data lost?"
+        message = f"checkpointed offset {offset} of {topic}[{partition}] is not on the broker ({why})."
         OFFSET_RESETS.inc()
         if self.s.on_offset_loss == "fail":
             raise OffsetLossError(message + " Stopping (--on-offset-loss fail); use --on-offset-loss "
@@ -230,11 +255,24 @@ class Trainer:
                                             info, self.s.keep_versions, savedmodel=savedmodel)
             if savedmodel:
                 self._savedmodel_at = time.monotonic()
-        except OSError as exc:
+        except Exception as exc:  # OSError from Keras, ResourceExhaustedError & co from the SavedModel export
+            # model_store.publish removed its staging directory: the store holds exactly what it held before.
+            # The checkpoint just written holds the trained state; only the version number is taken back.
+            self.state.last_version = previous
+            no_space = _no_space(exc)
             PUBLISH_FAIL.inc()
+            PUBLISH_FAILING.set(1)
+            self.publish_failing = True
+            NO_SPACE.set(1 if no_space else 0)
             log.error("publishing failed; earlier versions are untouched and the next publication retries",
-                      extra={"version": version, "error": str(exc)})
+                      extra={"version": version, "error": f"{exc.__class__.__name__}: {str(exc)[:300]}",
+                             "no_space_left": no_space, "model_dir": str(self.s.model_dir)})
             return
+        if self.publish_failing:
+            log.warning("publishing works again", extra={"version": version})
+            self.publish_failing = False
+        PUBLISH_FAILING.set(0)
+        NO_SPACE.set(0)
         self.published_at_state = self.state.records_trained
         VERSION.set(version)
         kafka_io.send_json(self.kafka, self.s.model_events_topic, {
@@ -304,7 +342,7 @@ class Trainer:
         else:
             self.assign()
             reader = self.reader = BatchReader(self.consumer, s.batch_size, s.batch_max_wait_ms / 1000,
-                                               width).start()
+                                               width, guard=self.guard).start()
         self.health.ready = True
         ckpt = Schedule(s.checkpoint_every_seconds)
         publish = Schedule(s.publish_every_seconds, s.publish_every_batches)
@@ -323,10 +361,11 @@ class Trainer:
                     reason = "offset loss"
                     self.checkpoint()
                     reader.stop()
+                    self.consumer.close()  # assign() makes a new one
                     self.offset_lost_while_running(str(exc))
                     self.assign()
                     reader = self.reader = BatchReader(self.consumer, s.batch_size, s.batch_max_wait_ms / 1000,
-                                                       self.state.width).start()
+                                                       self.state.width, guard=self.guard).start()
                     continue
                 now = time.monotonic()
                 if batch is not None:
@@ -377,13 +416,11 @@ class Trainer:
         topic = self.s.train_topic
         if self.s.on_offset_loss == "fail":
             OFFSET_RESETS.inc()
-            raise OffsetLossError(f"the broker no longer has our offsets ({detail}); stopping "
-                                  "(--on-offset-loss fail)")
-        marks = kafka_io.watermarks(self.consumer, topic)
-        for partition, offset in list(self.state.offsets.get(topic, {}).items()):
-            low, high = marks.get(partition, (-1, -1))
-            if not low <= offset <= high:
-                self.offset_lost(partition, offset, low, high)
+            raise OffsetLossError(f"the broker no longer has our offsets of {topic} ({detail}); stopping "
+                                  "(--on-offset-loss fail). The last checkpoint holds exactly what was trained.")
+        # assign() re-checks every partition (topic id, watermarks, fetch probes) and resets the lost ones;
+        # watermarks alone cannot tell (the embedded broker's are inexact).
+        log.error("the broker lost data under our offsets; re-checking every partition", extra={"detail": detail})
 
 
 def run(settings: TrainerSettings, stop: StopFlag | None = None) -> dict[str, Any]:
