@@ -230,6 +230,16 @@ def _run_story(story: Story, env_dir: Path) -> None:
     facts["evaluator_stop"] = _stop(story, "evaluator")
 
 
+def _save_logs(story: Story) -> None:
+    """Keep every container's full log in .artifacts/containers/ (CI keeps that folder) before tear-down."""
+    folder = REPO / ".artifacts" / "containers"
+    folder.mkdir(parents=True, exist_ok=True)
+    for component in ("broker", "producer", "trainer", "evaluator"):
+        name = _container(story.stack, component)
+        proc = docker("logs", name, check=False, timeout=60)
+        (folder / f"{name}.log").write_text(proc.stdout + proc.stderr)
+
+
 @pytest.fixture(scope="module")
 def story(images: Images, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Story]:
     stack = f"st-test-{uuid.uuid4().hex[:8]}"
@@ -242,6 +252,7 @@ def story(images: Images, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         _run_story(told, env_dir)
     except BaseException as exc:  # keep it for after the tear-down
         error = exc
+        _save_logs(told)
     finally:
         try:
             dockerkit.script("local.sh", "down", env={"STACK": stack, "IMAGE_TAG": images.tag},
