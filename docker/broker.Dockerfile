@@ -8,11 +8,11 @@ FROM ${BASE_IMAGE} AS extract
 ARG WHEEL_SOURCE=index
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_ROOT_USER_ACTION=ignore
 COPY docker/build-constraints.txt .wheelhous[e] /wheels/
-COPY constraints.txt /src/
+COPY constraints.txt docker/build-ca.pe[m] /src/
 RUN set -eu; \
     case "$WHEEL_SOURCE" in \
         wheelhouse) args="--no-index --find-links /wheels" ;; \
-        index) args="" ;; \
+        index) args=""; if [ -f /src/build-ca.pem ]; then args="--cert /src/build-ca.pem"; fi ;; \
         *) echo "WHEEL_SOURCE must be index or wheelhouse, not '$WHEEL_SOURCE'" >&2; exit 2 ;; \
     esac; \
     python3 -m venv /tmp/pip; \
