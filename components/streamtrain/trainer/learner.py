@@ -25,13 +25,15 @@ class Learner:
         model.compile(optimizer=self.optimizer, loss=keras.losses.BinaryCrossentropy(), metrics=["accuracy"])
         self.standardizer = standardizer(model)
         signature = [tf.TensorSpec([None, self.width], tf.float32), tf.TensorSpec([None], tf.float32),
-                     tf.TensorSpec([None], tf.float32)]
+                     tf.TensorSpec([None], tf.float32), tf.TensorSpec([], tf.int32)]
         self._step = tf.function(self._step_fn, input_signature=signature, reduce_retracing=True)
 
-    def _step_fn(self, x: tf.Tensor, y: tf.Tensor, w: tf.Tensor) -> tf.Tensor:
-        before = self.model(x, training=False)[:, 0]  # test ...
+    def _step_fn(self, x: tf.Tensor, y: tf.Tensor, w: tf.Tensor, fresh: tf.Tensor) -> tf.Tensor:
+        # Rows [0, fresh) are new records; rows after them are replayed ones, trained on but neither
+        # scored (they are not part of the prequential stream) nor counted again in the statistics.
+        before = self.model(x[:fresh], training=False)[:, 0]  # test ...
         if self.standardizer is not None:
-            self.standardizer.update(x)  # ... then learn the input statistics ...
+            self.standardizer.update(x[:fresh])  # ... then learn the input statistics ...
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:  # ... and train
             p = tf.clip_by_value(self.model(x, training=True)[:, 0], EPS, 1 - EPS)
@@ -40,10 +42,16 @@ class Learner:
         self.optimizer.apply(tape.gradient(loss, variables), variables)
         return before
 
-    def step(self, features: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
-        """Score the batch with the model as it is, then train on it; returns the scores."""
+    def step(self, features: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None,
+             fresh: int | None = None) -> np.ndarray:
+        """Score the batch with the model as it is, then train on it; returns the scores.
+
+        weights: per-record sample weights (the loss is their weighted mean); fresh: how many leading
+        rows are new records (default all) — only those are scored and update the input statistics.
+        """
         w = np.ones(labels.size, np.float32) if weights is None else weights.astype(np.float32)
-        scores = self._step(tf.constant(features), tf.constant(labels), tf.constant(w))
+        n = labels.size if fresh is None else fresh
+        scores = self._step(tf.constant(features), tf.constant(labels), tf.constant(w), tf.constant(n, tf.int32))
         return np.asarray(scores.numpy())
 
     def set_learning_rate(self, value: float) -> None:
