@@ -204,6 +204,27 @@ class _ConsumerSettings(CommonSettings):
         return value
 
 
+def parse_class_weight(spec: str) -> dict[int, float] | str | None:
+    """--class-weight: 'none' -> None; 'balanced' -> 'balanced'; '0:1,1:5' -> {0: 1.0, 1: 5.0}."""
+    spec = spec.strip().lower()
+    if spec in ("", "none"):
+        return None
+    if spec == "balanced":
+        return "balanced"
+    weights: dict[int, float] = {}
+    for part in spec.split(","):
+        label, sep, value = part.partition(":")
+        try:
+            key, weight = int(label), float(value)
+        except ValueError:
+            key, weight = -1, -1.0
+        if not sep or key not in (0, 1) or not 0 <= weight < float("inf"):
+            raise ValueError(f"expected none, balanced or label:weight pairs with labels 0/1 and weights >= 0 "
+                             f"(like 0:1,1:5), got {spec!r}")
+        weights[key] = weight
+    return weights
+
+
 class TrainerSettings(_ConsumerSettings):
     """Online trainer: test-then-train on the train topic, checkpoints, publishes versions."""
 
@@ -232,6 +253,40 @@ class TrainerSettings(_ConsumerSettings):
     stop_grace_seconds: float = Field(
         25.0, gt=0, description="time allowed to finish the batch and checkpoint on SIGTERM"
     )
+    # Tracking a changing stream (trainer/adapt.py): drift detection and reactions, replay, class weights.
+    drift_detector: Literal["adwin", "page-hinkley", "none"] = Field(
+        "adwin", description="drift detector on the prequential error stream: adwin, page-hinkley or none"
+    )
+    drift_reaction: Literal["none", "boost-lr", "reset-optimizer", "reinit-output"] = Field(
+        "reset-optimizer", description="what a detected drift does: none (report only), boost-lr (raise the "
+        "learning rate for --drift-boost-batches), reset-optimizer (zero its state) or reinit-output "
+        "(re-initialise the output layer)",
+    )
+    drift_delta: float = Field(
+        0.002, gt=0, lt=1, description="ADWIN confidence: smaller means fewer false alarms and later detection"
+    )
+    drift_threshold: float = Field(80.0, gt=0, description="Page-Hinkley alarm threshold (lambda), in errors")
+    drift_min_change: float = Field(0.02, ge=0, description="Page-Hinkley tolerated error increase (delta)")
+    drift_warmup_records: int = Field(1000, ge=0, description="records trained before drifts are reported")
+    drift_cooldown_records: int = Field(1000, ge=0, description="records after a drift before the next is reported")
+    drift_lr_boost: float = Field(10.0, gt=1, le=1000, description="learning-rate factor of the boost-lr reaction")
+    drift_boost_batches: int = Field(50, ge=1, description="batches the boost-lr reaction lasts")
+    replay_size: int = Field(0, ge=0, le=10_000_000, description="records kept for replay; 0 = no replay")
+    replay_ratio: float = Field(
+        0.25, ge=0, lt=1, description="share of each training batch drawn from the replay buffer"
+    )
+    class_weight: str = Field(
+        "none", description="class weights: none, balanced (running estimate) or label:weight pairs like 0:1,1:5"
+    )
+    trace_file: Path | None = Field(
+        None, description="append a CSV line per batch (position, records, errors, loss, drift) for analysis"
+    )
+
+    @field_validator("class_weight")
+    @classmethod
+    def _check_class_weight(cls, value: str) -> str:
+        parse_class_weight(value)
+        return value
 
     @field_validator("model")
     @classmethod

@@ -25,6 +25,7 @@ from streamtrain.lib.continuity import LogGuard
 from streamtrain.lib.metrics import Totals, Window
 from streamtrain.lib.runtime import StopFlag, Throughput, write_summary
 from streamtrain.lib.tfio_reader import TfioBatchReader
+from streamtrain.trainer.adapt import Adaptation
 from streamtrain.trainer.learner import Learner
 
 log = logging.getLogger("streamtrain.trainer")
@@ -83,6 +84,7 @@ class Trainer:
         self.learner: Learner | None = None
         self.restored: checkpoint.Restored | None = None
         self.window = Window(2000)
+        self.adapt = Adaptation(settings)  # drift detection and reactions, replay, class weights
         self.health = http.Health()
         self.kafka = kafka_io.producer(settings, "trainer")
         self.dead = kafka_io.DeadLetters(self.kafka, settings.dead_letter_topic, "trainer")
@@ -110,6 +112,7 @@ class Trainer:
         on_disk = model_store.version_numbers(self.s.model_dir, self.s.model_name)
         self.state.last_version = max([self.state.last_version, *on_disk])
         self.published_at_state = self.state.records_trained
+        self.adapt.load(self.state.extra.get("adapt"))
         VERSION.set(self.state.last_version)
 
     def build_learner(self, width: int) -> None:
@@ -185,7 +188,9 @@ class Trainer:
             assert self.learner is not None
             if d.features.shape[1] != self.learner.width:
                 raise ValueError(f"records have {d.features.shape[1]} features, the model takes {self.learner.width}")
-            scores = self.learner.step(d.features, d.labels)
+            scores, drift_event = self.adapt.step(self.learner, d.features, d.labels, self.state.records_trained)
+            if drift_event is not None:
+                self.drift_event(drift_event)
             self.window.add(scores, d.labels)
             preq = Totals()
             preq.add(scores, d.labels)
@@ -203,12 +208,19 @@ class Trainer:
         BATCHES.inc()
         self.kafka.poll(0)
 
+    def drift_event(self, event: dict[str, Any]) -> None:
+        """Announce a drift on the metrics topic; the next manifest and /status list it too."""
+        kafka_io.send_json(self.kafka, self.s.metrics_topic, {
+            "component": "trainer", "event": "drift", "model_name": self.s.model_name,
+            "model_version": self.state.last_version, **event}, key="trainer")
+
     def checkpoint(self) -> bool:
         """Write a checkpoint if anything was consumed since the last one."""
         consumed = self.state.records_trained + self.state.records_dead_lettered
         if self.learner is None or (consumed == self._checkpointed and self.state.seq > 0
                                     and self.state.last_version == self._checkpointed_version):
             return self.learner is not None
+        self.state.extra["adapt"] = self.adapt.to_json()
         try:
             path = checkpoint.save(self.s.checkpoint_dir, self.state, self.learner.model.get_weights(),
                                    self.learner.optimizer_state(), self.s.keep_checkpoints)
@@ -247,6 +259,8 @@ class Trainer:
             "checkpoint_seq": self.state.seq,
             "model_spec": self.s.model,
             "metrics": self.metric_values(),
+            "drift_events": self.adapt.events,
+            "lag": self.lag(),
         }
         try:
             every = self.s.savedmodel_every_seconds
@@ -325,7 +339,7 @@ class Trainer:
         return {"component": "trainer", "records_trained": self.state.records_trained,
                 "records_dead_lettered": self.state.records_dead_lettered, "batches": self.state.batches,
                 "last_version": self.state.last_version, "checkpoint_seq": self.state.seq,
-                **self.metric_values()}
+                **self.metric_values(), **self.adapt.status()}
 
     def run(self) -> dict[str, Any]:
         s = self.s

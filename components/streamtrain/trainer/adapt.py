@@ -1,0 +1,211 @@
+"""What the trainer does around each test-then-train step to track a changing stream.
+
+Per batch: sample weights from the class weights; recent records replayed from the bounded buffer
+mixed in; the step itself (new records scored, everything trained on); the prequential errors fed to
+the drift detector; on a drift, the configured reaction, an event, and an empty replay buffer.
+Everything that must survive a restart (detector window, events, a learning-rate boost in progress,
+class counts) is plain JSON for the checkpoint's `extra` (the replay buffer refills after a restart).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, TextIO
+
+import numpy as np
+from prometheus_client import Counter, Gauge
+
+from streamtrain.lib.config import TrainerSettings, parse_class_weight
+from streamtrain.lib.metrics import log_loss
+from streamtrain.trainer import drift
+from streamtrain.trainer.learner import Learner
+from streamtrain.trainer.replay import ReplayBuffer
+
+log = logging.getLogger("streamtrain.trainer")
+
+DRIFT_EVENTS = Counter("streamtrain_trainer_drift_events_total",
+                       "Concept drifts detected on the prequential error stream")
+LEARNING_RATE = Gauge("streamtrain_trainer_learning_rate", "Learning rate in use (raised for a while after a drift)")
+REPLAY_RECORDS = Gauge("streamtrain_trainer_replay_records", "Records held in the replay buffer")
+ERROR_RATE = Gauge("streamtrain_trainer_drift_window_error", "Mean prequential error in the drift detector's window")
+
+KEEP_EVENTS = 200  # drift events kept in the state, the manifests and /status
+
+
+class ClassWeights:
+    """Per-record sample weights from the class: fixed ones, or 'balanced' from running class counts
+    (weight of class c = seen / (2 * seen_c), so both classes weigh the same in the loss)."""
+
+    def __init__(self, spec: str) -> None:
+        self.mode = parse_class_weight(spec)
+        self.counts = [0, 0]
+
+    @property
+    def active(self) -> bool:
+        return self.mode is not None
+
+    def of(self, labels: np.ndarray) -> np.ndarray | None:
+        """Weights for a batch (the balanced estimate first counts the batch's labels)."""
+        if self.mode is None:
+            return None
+        positive = labels >= 0.5
+        if self.mode == "balanced":
+            self.counts[1] += int(positive.sum())
+            self.counts[0] += int(labels.size - positive.sum())
+            total = self.counts[0] + self.counts[1]
+            w0, w1 = (total / (2.0 * max(c, 1)) for c in self.counts)
+        else:
+            assert isinstance(self.mode, dict)
+            w0, w1 = self.mode.get(0, 1.0), self.mode.get(1, 1.0)
+        return np.where(positive, w1, w0).astype(np.float32)
+
+    def current(self) -> dict[str, float] | None:
+        if self.mode is None:
+            return None
+        if self.mode == "balanced":
+            total = sum(self.counts)
+            return {str(c): total / (2.0 * max(n, 1)) for c, n in enumerate(self.counts)}
+        assert isinstance(self.mode, dict)
+        return {"0": self.mode.get(0, 1.0), "1": self.mode.get(1, 1.0)}
+
+
+class Adaptation:
+    def __init__(self, settings: TrainerSettings) -> None:
+        s = self.s = settings
+        self.detector = drift.make(s.drift_detector, s.drift_delta, s.drift_threshold, s.drift_min_change)
+        self.replay = ReplayBuffer(s.replay_size, s.replay_ratio, s.seed) if s.replay_size else None
+        self.weights = ClassWeights(s.class_weight)
+        self.events: list[dict[str, Any]] = []
+        self.event_count = 0
+        self.boost_left = 0  # batches still trained with the raised learning rate
+        self.last_event_at: int | None = None  # records_trained when the last drift was reported
+        self._lr: float | None = None
+        self._trace: TextIO | None = None
+
+    # --- the step -----------------------------------------------------------------------------
+    def step(self, learner: Learner, features: np.ndarray, labels: np.ndarray,
+             position: int) -> tuple[np.ndarray, dict[str, Any] | None]:
+        """Test-then-train one batch; returns the prequential scores and a drift event (or None).
+
+        position: records trained before this batch (the event says where in the stream it happened).
+        """
+        self._set_lr(learner)
+        weights = self.weights.of(labels)
+        x, y, w, fresh = features, labels, weights, int(labels.size)
+        if self.replay is not None:
+            rx, ry = self.replay.sample(fresh)
+            if ry.size:
+                rw = _replay_weights(self.weights, ry)
+                x, y = np.concatenate([features, rx]), np.concatenate([labels, ry])
+                w = np.concatenate([weights if weights is not None else np.ones(fresh, np.float32), rw])
+            self.replay.add(features, labels)
+            REPLAY_RECORDS.set(len(self.replay))
+        scores = learner.step(x, y, w, fresh)
+        if self.boost_left > 0:
+            self.boost_left -= 1
+        event = None
+        if self.detector is not None:
+            errors = (scores >= 0.5) != (labels >= 0.5)
+            change = self.detector.update(errors)
+            mean = getattr(self.detector, "mean", None)
+            if mean is not None:
+                ERROR_RATE.set(mean)
+            end = position + fresh
+            if change is not None and change.increase and self._may_report(end):
+                event = self._react(learner, change, end)
+        if self.s.trace_file is not None:
+            self._write_trace(position, scores, labels, event)
+        return scores, event
+
+    def _write_trace(self, position: int, scores: np.ndarray, labels: np.ndarray,
+                     event: dict[str, Any] | None) -> None:
+        """One CSV line per batch: where it ends in the stream, its size, prequential errors and loss."""
+        if self._trace is None:
+            assert self.s.trace_file is not None
+            self.s.trace_file.parent.mkdir(parents=True, exist_ok=True)
+            new = not self.s.trace_file.exists() or self.s.trace_file.stat().st_size == 0
+            self._trace = self.s.trace_file.open("a", buffering=1)
+            if new:
+                self._trace.write("records_trained,records,errors,loss_sum,drift,learning_rate\n")
+        errors = int(((scores >= 0.5) != (labels >= 0.5)).sum())
+        loss = float(log_loss(scores, labels).sum())
+        self._trace.write(f"{position + labels.size},{labels.size},{errors},{loss:.6g},{int(event is not None)},"
+                          f"{self._lr:.6g}\n")
+
+    def _may_report(self, at: int) -> bool:
+        if at < self.s.drift_warmup_records:
+            return False
+        return self.last_event_at is None or at - self.last_event_at >= self.s.drift_cooldown_records
+
+    def _set_lr(self, learner: Learner) -> None:
+        wanted = self.s.learning_rate * (self.s.drift_lr_boost if self.boost_left > 0 else 1.0)
+        if wanted != self._lr:
+            learner.set_learning_rate(wanted)
+            self._lr = wanted
+            LEARNING_RATE.set(wanted)
+
+    def _react(self, learner: Learner, change: drift.Change, at: int) -> dict[str, Any]:
+        reaction = self.s.drift_reaction
+        detail: dict[str, Any] = {}
+        if reaction == "boost-lr":
+            self.boost_left = self.s.drift_boost_batches
+            self._set_lr(learner)
+            detail = {"learning_rate": self._lr, "batches": self.s.drift_boost_batches}
+        elif reaction == "reset-optimizer":
+            detail = {"variables_zeroed": drift.reset_optimizer(learner.optimizer)}
+        elif reaction == "reinit-output":
+            seed = self.s.seed + self.event_count + 1
+            detail = {"layer": drift.reinit_output(learner.model, learner.optimizer, seed)}
+        if self.replay is not None:
+            detail["replay_dropped"] = len(self.replay)
+            self.replay.clear()
+            REPLAY_RECORDS.set(0)
+        self.event_count += 1
+        self.last_event_at = at
+        event = {
+            "id": self.event_count, "records_trained": at, "ts_ms": int(time.time() * 1000),
+            "detector": self.s.drift_detector, "reaction": reaction,
+            "error_before": round(change.before, 4), "error_after": round(change.after, 4),
+            "records_before": change.records_before, "records_after": change.records_after, **detail,
+        }
+        self.events = [*self.events, event][-KEEP_EVENTS:]
+        DRIFT_EVENTS.inc()
+        log.warning("concept drift detected", extra=event)
+        return event
+
+    # --- state --------------------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        return {"detector": self.detector.to_json() if self.detector is not None else None,
+                "events": self.events, "event_count": self.event_count, "boost_left": self.boost_left,
+                "last_event_at": self.last_event_at, "class_counts": self.weights.counts}
+
+    def load(self, data: dict[str, Any] | None) -> None:
+        if not data:
+            return
+        detector = data.get("detector")
+        if self.detector is not None and detector and detector.get("kind") == self.detector.kind:
+            self.detector.load(detector)
+        self.events = list(data.get("events", []))[-KEEP_EVENTS:]
+        self.event_count = int(data.get("event_count", len(self.events)))
+        self.boost_left = int(data.get("boost_left", 0)) if self.s.drift_reaction == "boost-lr" else 0
+        self.last_event_at = data.get("last_event_at")
+        counts = data.get("class_counts")
+        if isinstance(counts, list) and len(counts) == 2:
+            self.weights.counts = [int(c) for c in counts]
+        DRIFT_EVENTS.inc(0)
+
+    def status(self) -> dict[str, Any]:
+        return {"drift_detector": self.s.drift_detector, "drift_reaction": self.s.drift_reaction,
+                "drift_events": self.event_count, "last_drift": self.events[-1] if self.events else None,
+                "learning_rate": self._lr, "lr_boost_batches_left": self.boost_left,
+                "replay_records": len(self.replay) if self.replay is not None else 0,
+                "class_weights": self.weights.current()}
+
+
+def _replay_weights(weights: ClassWeights, labels: np.ndarray) -> np.ndarray:
+    """Replayed records weigh like new ones of their class (without counting them again)."""
+    if weights.mode is None:
+        return np.ones(labels.size, np.float32)
+    current = weights.current() or {}
+    return np.where(labels >= 0.5, current.get("1", 1.0), current.get("0", 1.0)).astype(np.float32)
