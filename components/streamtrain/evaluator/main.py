@@ -18,7 +18,7 @@ from streamtrain import PROCESS_START
 from streamtrain.evaluator import plot
 from streamtrain.evaluator.watcher import ModelWatcher
 from streamtrain.lib import http, kafka_io
-from streamtrain.lib.batches import Batch, BatchReader
+from streamtrain.lib.batches import Batch, BatchReader, unseen
 from streamtrain.lib.config import EvaluatorSettings
 from streamtrain.lib.metrics import Totals, Window
 from streamtrain.lib.runtime import StopFlag, Throughput, write_summary
@@ -35,6 +35,8 @@ VERSION = Gauge("streamtrain_evaluator_model_version", "Model version being eval
 MODEL_AGE = Gauge("streamtrain_evaluator_model_staleness_seconds",
                   "Seconds between the newest record in the served model and now")
 RATE = Gauge("streamtrain_evaluator_records_per_second", "Records evaluated per second, last interval")
+REPEATS = Counter("streamtrain_evaluator_repeated_records_total",
+                  "Records a group rebalance handed back after this process had scored them (skipped)")
 
 
 class Evaluator:
@@ -68,6 +70,10 @@ class Evaluator:
             self.watcher.current = None
             self.watcher._wake.set()
             return False
+        batch, again = unseen(batch, self.next_offsets)  # a rebalance can hand back records scored already
+        if again:
+            REPEATS.inc(again)
+            d = batch.decoded
         for bad in d.bad:
             i = bad.index
             self.dead.send(batch.keys[i], batch.values[i], bad.reason, batch.topic,

@@ -11,13 +11,14 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from itertools import compress
 from typing import Protocol
 
 import numpy as np
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
-from streamtrain.lib.codec import Decoded, decode_batch
+from streamtrain.lib.codec import BadRecord, Decoded, decode_batch
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,30 @@ def consume(consumer: Consumer, size: int, max_wait: float) -> list[Message]:
         if messages and len(messages) >= size:
             break
     return messages
+
+
+def unseen(batch: Batch, next_offsets: dict[int, int]) -> tuple[Batch, int]:
+    """The batch without records below next_offsets[partition] (handled already), and how many were dropped.
+
+    A consumer-group rebalance (a session timeout during a broker stall, say) resumes partitions at
+    the last committed offset, which may lag what this process already handled.
+    """
+    if not next_offsets or not batch.offsets.size or batch.offsets[0] < 0:  # tensorflow-io batches: no offsets
+        return batch, 0
+    floor = np.fromiter((next_offsets.get(int(p), 0) for p in batch.partitions), np.int64, len(batch))
+    keep = batch.offsets >= floor
+    dropped = int(len(batch) - keep.sum())
+    if not dropped:
+        return batch, 0
+    d = batch.decoded
+    new_index = np.cumsum(keep) - 1
+    good = d.good[keep[d.good]]
+    decoded = Decoded(d.features[keep[d.good]], d.labels[keep[d.good]], new_index[good],
+                      [BadRecord(int(new_index[b.index]), b.reason) for b in d.bad if keep[b.index]])
+    flags = keep.tolist()
+    return replace(batch, partitions=batch.partitions[keep], offsets=batch.offsets[keep],
+                   timestamps=batch.timestamps[keep], keys=list(compress(batch.keys, flags)),
+                   values=list(compress(batch.values, flags)), decoded=decoded), dropped
 
 
 def to_batch(messages: list[Message], width: int | None) -> Batch:

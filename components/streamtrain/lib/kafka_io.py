@@ -150,7 +150,7 @@ def topic_id(client: AdminClient, topic: str, timeout: float = 10.0) -> str | No
     or the broker does not say (older brokers)."""
     try:
         description = client.describe_topics(TopicCollection([topic]), request_timeout=timeout)[topic].result(timeout)
-    except KafkaException:
+    except (KafkaException, TimeoutError):  # no answer (yet): no verdict
         return None
     found = str(description.topic_id) if getattr(description, "topic_id", None) is not None else ""
     return found if found and found != "AAAAAAAAAAAAAAAAAAAAAA" else None  # the all-zero id means "unknown"
