@@ -33,9 +33,9 @@ fi
 common=(--build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg "WHEEL_SOURCE=$WHEEL_SOURCE"
         --build-arg "VERSION=$VERSION" --build-arg "VCS_REF=$REV")
 # shellcheck disable=SC2086
-docker build ${DOCKER_BUILD_ARGS:-} "${common[@]}" -f docker/broker.Dockerfile \
+docker build --force-rm ${DOCKER_BUILD_ARGS:-} "${common[@]}" -f docker/broker.Dockerfile \
     -t "$BROKER_IMAGE:$TAG" .
 # shellcheck disable=SC2086
-docker build ${DOCKER_BUILD_ARGS:-} "${common[@]}" -f docker/Dockerfile \
+docker build --force-rm ${DOCKER_BUILD_ARGS:-} "${common[@]}" -f docker/Dockerfile \
     -t "$APP_IMAGE:$TAG" .
 docker image ls --format '{{.Repository}}:{{.Tag}}  {{.Size}}' | grep -E "^($APP_IMAGE|$BROKER_IMAGE):$TAG " || true
