@@ -204,13 +204,14 @@ def create_topics(bootstrap: str, names: list[str], partitions: int) -> None:
     kafka_io.create_topics(kafka_io.admin(settings_for(bootstrap), "bench"), names, partitions)
 
 
-def encode(x: np.ndarray, y: np.ndarray) -> tuple[list[bytes], list[bytes]]:
-    return codec.encode_labels(y), codec.encode_rows(x)
+def encode(x: np.ndarray, y: np.ndarray, wire: str = "csv") -> tuple[list[bytes], list[bytes]]:
+    return codec.encode_labels(y), codec.encode_f32(x) if wire == "f32" else codec.encode_rows(x)
 
 
 def fill(bootstrap: str, topic: str, count: int, seed: int, partitions: int = 1,
-         chunk: int = 65_536) -> dict[str, Any]:
-    """Produce `count` SUSY-shaped records (the producer's wire format), confirmed; returns counts and time."""
+         chunk: int = 65_536, wire: str = "csv") -> dict[str, Any]:
+    """Produce `count` SUSY-shaped records in a wire format of the producer's, confirmed; returns counts, time."""
+    headers = [(codec.FORMAT_HEADER, codec.F32_FORMAT)] if wire == "f32" else None
     producer = kafka_io.producer(settings_for(bootstrap), "bench-fill", **{"linger.ms": 20})
     acked = [0, 0]  # ok, failed
 
@@ -224,23 +225,25 @@ def fill(bootstrap: str, topic: str, count: int, seed: int, partitions: int = 1,
     while sent < count:
         n = min(chunk, count - sent)
         t = time.monotonic()
-        keys, values = encode(*susy_arrays(rng, n))
+        keys, values = encode(*susy_arrays(rng, n), wire)
         encode_seconds += time.monotonic() - t
         for i in range(n):
-            _produce(producer, topic, keys[i], values[i], (sent + i) % partitions, delivered)
+            _produce(producer, topic, keys[i], values[i], (sent + i) % partitions, delivered, headers)
         sent += n
         producer.poll(0)
     producer.flush(300)
     if acked[1] or acked[0] != count:
         raise RuntimeError(f"filling {topic}: {acked[0]} of {count} records acknowledged, {acked[1]} failed")
     return {"records": acked[0], "seconds": round(time.monotonic() - started, 2),
-            "encode_seconds": round(encode_seconds, 2)}
+            "encode_seconds": round(encode_seconds, 2), "wire_format": wire}
 
 
-def _produce(producer: Producer, topic: str, key: bytes, value: bytes, partition: int, callback: Any) -> None:
+def _produce(producer: Producer, topic: str, key: bytes, value: bytes, partition: int, callback: Any,
+             headers: Any = None) -> None:
     while True:
         try:
-            producer.produce(topic, value=value, key=key, partition=partition, on_delivery=callback)
+            producer.produce(topic, value=value, key=key, partition=partition, on_delivery=callback,
+                             headers=headers)
             return
         except BufferError:
             producer.poll(0.05)
@@ -279,10 +282,12 @@ def read_decoded(bootstrap: str, topic: str, limit: int) -> tuple[np.ndarray, np
     """The first `limit` records of a topic decoded by the pipeline's codec (single partition: in order)."""
     keys: list[bytes | None] = []
     values: list[bytes | None] = []
+    formats: list[bytes | None] = []
     for batch in read(bootstrap, topic, limit):
         keys.extend(m.key() for m in batch)
         values.extend(m.value() for m in batch)
-    decoded, _ = codec.decode_batch(keys, values, None)
+        formats.extend(codec.record_format(m.headers()) for m in batch)
+    decoded, _ = codec.decode_batch(keys, values, None, formats if any(formats) else None)
     if decoded.bad:
         raise RuntimeError(f"{len(decoded.bad)} undecodable records in {topic}")
     return decoded.features, decoded.labels

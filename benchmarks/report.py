@@ -22,7 +22,8 @@ def rows(document: dict[str, Any]) -> list[dict[str, Any]]:
             shown = r["batch_size"] == 1024 or r["default"]
             if not shown:
                 continue
-            label = f"batch {r['batch_size']}" + (" (default)" if r["default"] else "")
+            label = f"batch {r['batch_size']}" + (" (default)" if r["default"] else "") + \
+                (", f32 wire" if r["wire_format"] == "f32" else "")
             out.append(_row("trainer throughput", label, r["records_per_second"], "records/s",
                             r["ceiling_records_per_second"], "train_on_batch ceiling", r["ratio"],
                             f">= {t['trainer_ratio']:.0%} of ceiling", r["ratio"] >= t["trainer_ratio"]))
@@ -47,6 +48,10 @@ def rows(document: dict[str, Any]) -> list[dict[str, Any]]:
         out.append(_row("evaluator", f"batch {ev['batch_size']}", ev["records_per_second"], "records/s",
                         ev["predict_ceiling_records_per_second"], "in-memory predict", ev["ratio"],
                         f">= {t['evaluator_rps']:,.0f}/s", ev["records_per_second"] >= t["evaluator_rps"]))
+        f32 = ev["f32"]
+        out.append(_row("evaluator", f"batch {ev['batch_size']}, f32 wire", f32["records_per_second"], "records/s",
+                        f32["predict_ceiling_records_per_second"], "in-memory predict", f32["ratio"],
+                        f">= {t['evaluator_rps']:,.0f}/s", f32["records_per_second"] >= t["evaluator_rps"]))
     if "freshness" in b:
         fr = b["freshness"]
         for q in ("p50", "p95", "max"):
@@ -128,7 +133,9 @@ def plot_throughput(document: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    results = document["benchmarks"]["trainer_throughput"]["results"]
+    every = document["benchmarks"]["trainer_throughput"]["results"]
+    results = [r for r in every if r["wire_format"] == "csv"]
+    binary = [r for r in every if r["wire_format"] == "f32"]
     sizes = [r["batch_size"] for r in results]
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
     ax.plot(sizes, [r["ceiling_records_per_second"] for r in results], "o--", color="grey",
@@ -137,6 +144,9 @@ def plot_throughput(document: dict[str, Any], path: Path) -> None:
             label="trainer's test-then-train step, in memory")
     ax.plot(sizes, [r["records_per_second"] for r in results], "o-", color="tab:blue",
             label="trainer: consume + decode + test-then-train from Kafka")
+    if binary:
+        ax.plot([r["batch_size"] for r in binary], [r["records_per_second"] for r in binary], "D", color="tab:green",
+                label="trainer, f32 wire format")
     for r in results:
         ax.annotate(f"{r['ratio']:.0%}", (r["batch_size"], r["records_per_second"]), textcoords="offset points",
                     xytext=(0, -14), ha="center", fontsize=8, color="tab:blue")

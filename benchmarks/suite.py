@@ -34,6 +34,7 @@ TRAINER_BATCH = int(TrainerSettings.model_fields["batch_size"].default)
 EVALUATOR_BATCH = int(EvaluatorSettings.model_fields["batch_size"].default)
 WIDTH = 18  # SUSY's features
 
+TOPIC_ROLES = ("train", "test", "metrics", "model_events", "dead_letter")
 BENCHMARKS = ("trainer_throughput", "tutorial_loop", "producer", "evaluator", "freshness", "memory", "startup")
 
 TARGETS = {
@@ -65,19 +66,21 @@ class Plan:
     generator_records: int
     freshness_seconds: float  # measured window, after the warm-up
     freshness_warmup: float
+    f32_records: int  # a second train topic in the binary wire format (trainer, evaluator and producer runs)
     freshness_rate: float = 10_000.0
-    freshness_publish_seconds: float = 1.0
+    freshness_publish_seconds: float = 1.0  # the low-latency configuration of the trainer ...
+    freshness_savedmodel_seconds: float = 30.0  # ... with the SavedModel export at a lower cadence
     partitions: int = 1
 
 
 FULL = Plan("full", fill_records=5_000_000, memory_records=5_000_000, memory_from=500_000,
             batch_1024_records=2_000_000, sweep_batches=[32, 64, 128, 512, 2048], sweep_records=300_000,
             ceiling_seconds=5.0, tutorial_records=20_000, producer_records=1_000_000,
-            generator_records=500_000, freshness_seconds=300.0, freshness_warmup=15.0)
+            generator_records=500_000, freshness_seconds=300.0, freshness_warmup=15.0, f32_records=2_000_000)
 QUICK = Plan("quick", fill_records=300_000, memory_records=300_000, memory_from=30_000,
              batch_1024_records=300_000, sweep_batches=[64], sweep_records=60_000,
              ceiling_seconds=1.5, tutorial_records=2_000, producer_records=100_000,
-             generator_records=50_000, freshness_seconds=25.0, freshness_warmup=5.0)
+             generator_records=50_000, freshness_seconds=25.0, freshness_warmup=5.0, f32_records=150_000)
 
 
 @dataclass
@@ -87,7 +90,7 @@ class Run:
     work: Path
     topics: dict[str, str]
     results: dict[str, Any] = field(default_factory=dict)
-    trainer_runs: dict[int, dict[str, Any]] = field(default_factory=dict)  # batch size -> summary and memory
+    trainer_runs: dict[tuple[int, str], dict[str, Any]] = field(default_factory=dict)  # (batch, wire) -> results
     sample: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
@@ -97,7 +100,7 @@ class Run:
     def env(self, **topics: str) -> dict[str, str]:
         env = {"STREAMTRAIN_BOOTSTRAP_SERVERS": self.bootstrap}
         names = {**self.topics, **topics}
-        env.update({f"STREAMTRAIN_{k.upper()}_TOPIC": v for k, v in names.items()})
+        env.update({f"STREAMTRAIN_{k.upper()}_TOPIC": v for k, v in names.items() if k in TOPIC_ROLES})
         return env
 
     def data(self) -> tuple[np.ndarray, np.ndarray]:
@@ -159,9 +162,9 @@ def predict_ceiling(x: np.ndarray, batch: int, seconds: float) -> float:
 
 
 # --- 1. trainer throughput -----------------------------------------------------------------------------
-def run_trainer(run: Run, batch: int, records: int, name: str, **options: Any) -> dict[str, Any]:
+def run_trainer(run: Run, batch: int, records: int, name: str, wire: str = "csv", **options: Any) -> dict[str, Any]:
     work = run.work / name
-    trainer = Component("trainer", run.env(), work, name, {
+    trainer = Component("trainer", run.env(train=run.topics["train" if wire == "csv" else "train_f32"]), work, name, {
         "batch_size": batch, "max_records": records, "model_dir": work / "models",
         "checkpoint_dir": work / "checkpoints", "group_id": f"bench-{name}", **options}).start()
     timeout = 120 + records / 2_000
@@ -169,7 +172,7 @@ def run_trainer(run: Run, batch: int, records: int, name: str, **options: Any) -
     if summary["records_trained"] + summary["records_dead_lettered"] < records:
         raise RuntimeError(f"{name}: trained {summary['records_trained']} of {records}")
     result = {"summary": summary, "memory": trainer.memory(run.plan.memory_from, records)}
-    run.trainer_runs[batch] = result
+    run.trainer_runs[(batch, wire)] = result
     return result
 
 
@@ -178,26 +181,27 @@ def bench_trainer(run: Run) -> dict[str, Any]:
     x, y = run.data()
     rows = []
     # Default batch first: that run reads the whole memory window, so it doubles as the memory benchmark.
-    sizes = [(TRAINER_BATCH, plan.memory_records), (1024, plan.batch_1024_records)]
-    sizes += [(b, plan.sweep_records) for b in plan.sweep_batches]
-    for batch, records in sizes:
+    sizes = [(TRAINER_BATCH, plan.memory_records, "csv"), (1024, plan.batch_1024_records, "csv")]
+    sizes += [(b, plan.sweep_records, "csv") for b in plan.sweep_batches]
+    sizes += [(TRAINER_BATCH, plan.f32_records, "f32"), (1024, plan.f32_records, "f32")]
+    for batch, records, wire in sizes:
         log(f"trainer: ceiling at batch {batch}")
         before = train_ceiling(x, y, batch, plan.ceiling_seconds)
         in_memory = learner_in_memory(x, y, batch, plan.ceiling_seconds)
-        log(f"trainer: {records:,} records at batch {batch} from the topic (ceiling {before:,.0f}/s)")
-        result = run_trainer(run, batch, records, f"trainer-b{batch}")
+        log(f"trainer: {records:,} {wire} records at batch {batch} from the topic (ceiling {before:,.0f}/s)")
+        result = run_trainer(run, batch, records, f"trainer-b{batch}-{wire}", wire)
         rate = result["summary"]["steady_records_per_second"]
         after = train_ceiling(x, y, batch, plan.ceiling_seconds)  # the ceiling brackets the run: drift shows
         ceiling = (before + after) / 2
-        rows.append({"batch_size": batch, "records": records, "records_per_second": rate,
+        rows.append({"batch_size": batch, "wire_format": wire, "records": records, "records_per_second": rate,
                      "ceiling_records_per_second": round(ceiling, 1),
                      "ceiling_before_after": [round(before, 1), round(after, 1)],
                      "learner_in_memory_records_per_second": round(in_memory, 1),
                      "ratio": round(rate / ceiling, 3), "default": batch == TRAINER_BATCH,
                      "seconds": result["summary"]["seconds"],
                      "prequential_accuracy": result["summary"]["prequential_accuracy"]})
-        log(f"trainer: batch {batch}: {rate:,.0f} records/s = {rate / ceiling:.2f} of the ceiling")
-    rows.sort(key=lambda r: r["batch_size"])
+        log(f"trainer: batch {batch} {wire}: {rate:,.0f} records/s = {rate / ceiling:.2f} of the ceiling")
+    rows.sort(key=lambda r: (r["wire_format"], r["batch_size"]))
     return {"target_ratio": TARGETS["trainer_ratio"], "results": rows,
             "reference": "Keras train_on_batch of the same model on in-memory numpy batches of the same size",
             "note": "records/s after the first batch (model building and tracing excluded), from the "
@@ -264,7 +268,7 @@ def bench_tutorial(run: Run) -> dict[str, Any]:
     log(f"tutorial loop on the first {len(x):,} records of the train topic")
     tutorial = tutorial_loop(x, y)
     ours = learner_prequential(x, y, TRAINER_BATCH)
-    trainer = run.trainer_runs.get(TRAINER_BATCH)
+    trainer = run.trainer_runs.get((TRAINER_BATCH, "csv"))
     trainer_rate = trainer["summary"]["steady_records_per_second"] if trainer else None
     return {
         "tutorial": tutorial,
@@ -342,9 +346,10 @@ def bench_producer(run: Run) -> dict[str, Any]:
     results = {}
     for name, options in (("csv", {"source": "csv", "csv_path": plain}),
                           ("csv.gz", {"source": "csv", "csv_path": packed}),
-                          ("generator", {"source": "susy", "count": plan.generator_records})):
+                          ("generator", {"source": "susy", "count": plan.generator_records}),
+                          ("generator f32", {"source": "susy", "count": plan.generator_records, "wire_format": "f32"})):
         log(f"producer: {name}")
-        summary = run_producer(run, f"producer-{name.replace('.', '-')}", **options)
+        summary = run_producer(run, f"producer-{name.replace('.', '-').replace(' ', '-')}", **options)
         rate = summary["records_per_second"]
         results[name] = {"records": summary["acknowledged"], "records_per_second": rate,
                          "ratio_to_raw_client": round(rate / raw, 3)}
@@ -363,23 +368,33 @@ def publish_initial_model(models_dir: Path) -> None:
                         {"records_trained": 0, "newest_record_ms": 0}, keep=5)
 
 
-def bench_evaluator(run: Run) -> dict[str, Any]:
-    plan = run.plan
-    x, _ = run.data()
-    ceiling = predict_ceiling(x, EVALUATOR_BATCH, plan.ceiling_seconds)
-    work = run.work / "evaluator"
+def run_evaluator(run: Run, wire: str, records: int) -> tuple[dict[str, Any], float]:
+    work = run.work / f"evaluator-{wire}"
     publish_initial_model(work / "models")
-    log(f"evaluator: {plan.memory_records:,} records (in-memory scoring {ceiling:,.0f}/s)")
-    evaluator = Component("evaluator", run.env(test=run.topics["train"]), work, "evaluator", {
-        "model_dir": work / "models", "report_dir": work / "reports", "max_records": plan.memory_records,
-        "group_id": f"bench-evaluator-{time.time_ns()}", "session_timeout_ms": 6000}).start()
-    summary = evaluator.wait(180 + plan.memory_records / 5_000)
+    x, _ = run.data()
+    ceiling = predict_ceiling(x, EVALUATOR_BATCH, run.plan.ceiling_seconds)
+    log(f"evaluator: {records:,} {wire} records (in-memory scoring {ceiling:,.0f}/s)")
+    evaluator = Component("evaluator", run.env(test=run.topics["train" if wire == "csv" else "train_f32"]), work,
+                          f"evaluator-{wire}", {
+                              "model_dir": work / "models", "report_dir": work / "reports", "max_records": records,
+                              "group_id": f"bench-evaluator-{time.time_ns()}", "session_timeout_ms": 6000}).start()
+    summary = evaluator.wait(180 + records / 5_000)
+    if wire == "csv":
+        run.results["_evaluator"] = {"summary": summary, "memory": evaluator.memory(run.plan.memory_from, records)}
+    ceiling = (ceiling + predict_ceiling(x, EVALUATOR_BATCH, run.plan.ceiling_seconds)) / 2  # before and after
+    log(f"evaluator: {wire}: {summary['steady_records_per_second']:,.0f} records/s")
+    return summary, ceiling
+
+
+def bench_evaluator(run: Run) -> dict[str, Any]:
+    summary, ceiling = run_evaluator(run, "csv", run.plan.memory_records)
     rate = summary["steady_records_per_second"]
-    run.results.setdefault("_evaluator", {"summary": summary,
-                                          "memory": evaluator.memory(plan.memory_from, plan.memory_records)})
-    log(f"evaluator: {rate:,.0f} records/s")
+    f32, f32_ceiling = run_evaluator(run, "f32", run.plan.f32_records)
     return {"records": summary["records_evaluated"], "records_per_second": rate,
             "predict_ceiling_records_per_second": round(ceiling, 1), "ratio": round(rate / ceiling, 3),
+            "f32": {"records": f32["records_evaluated"], "records_per_second": f32["steady_records_per_second"],
+                    "predict_ceiling_records_per_second": round(f32_ceiling, 1),
+                    "ratio": round(f32["steady_records_per_second"] / f32_ceiling, 3)},
             "batch_size": EVALUATOR_BATCH, "target_records_per_second": TARGETS["evaluator_rps"],
             "reference": "the evaluator's compiled predict on in-memory numpy batches of the same size"}
 
@@ -394,7 +409,8 @@ def bench_freshness(run: Run) -> dict[str, Any]:
     work = run.work / name
     trainer = Component("trainer", env, work, "trainer", {
         "model_dir": work / "models", "checkpoint_dir": work / "checkpoints", "n_features": WIDTH,
-        "publish_every_seconds": plan.freshness_publish_seconds, "group_id": "bench-freshness"}).start()
+        "publish_every_seconds": plan.freshness_publish_seconds,
+        "savedmodel_every_seconds": plan.freshness_savedmodel_seconds, "group_id": "bench-freshness"}).start()
     evaluator = Component("evaluator", env, work, "evaluator", {
         "model_dir": work / "models", "report_dir": work / "reports", "group_id": "bench-freshness-eval",
         "session_timeout_ms": 6000}).start()
@@ -437,6 +453,7 @@ def bench_freshness(run: Run) -> dict[str, Any]:
         "max_seconds": round(float(measured.max()), 3) if measured.size else None,
         "versions_loaded": len(versions),
         "publish_every_seconds": plan.freshness_publish_seconds,
+        "savedmodel_every_seconds": plan.freshness_savedmodel_seconds,
         "trainer_batch_size": TRAINER_BATCH,
         "target_p95_seconds": TARGETS["freshness_p95_s"],
         "definition": "record produce timestamp -> evaluator loaded_at of the first version whose offsets "
@@ -471,7 +488,7 @@ def freshness_latencies(loads: list[dict[str, Any]], topic: str, partitions: np.
 
 # --- 6. memory and 7. start-up (from the runs above) -----------------------------------------------------
 def bench_memory(run: Run) -> dict[str, Any]:
-    trainer = run.trainer_runs.get(TRAINER_BATCH)
+    trainer = run.trainer_runs.get((TRAINER_BATCH, "csv"))
     evaluator = run.results.get("_evaluator")
     return {
         "trainer": trainer["memory"] if trainer else None,
@@ -494,7 +511,7 @@ def import_reference() -> float:
 
 def bench_startup(run: Run) -> dict[str, Any]:
     reference = min(import_reference() for _ in range(2))
-    trainer = run.trainer_runs.get(TRAINER_BATCH)
+    trainer = run.trainer_runs.get((TRAINER_BATCH, "csv"))
     evaluator = run.results.get("_evaluator")
     first_batch = trainer["summary"]["first_batch_seconds"] if trainer else None
     first_metric = evaluator["summary"]["first_metric_seconds"] if evaluator else None
@@ -526,12 +543,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS, help="directory for the JSON and the plot")
     parser.add_argument("--only", default="", help="comma-separated benchmarks to run (default: all)")
     parser.add_argument("--keep-work", action="store_true", help="keep the work directory (logs, models)")
-    parser.add_argument("--freshness-seconds", type=float, help="override the freshness window")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a field of the plan (see Plan in benchmarks/suite.py), e.g. "
+                             "freshness_seconds=60; repeatable")
     parser.add_argument("--note", default="", help="free text stored in the JSON (e.g. what the machine was doing)")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
-    if args.freshness_seconds:
-        plan.freshness_seconds = args.freshness_seconds
+    for item in args.set:
+        key, _, value = item.partition("=")
+        if key not in Plan.__dataclass_fields__ or key == "mode":
+            parser.error(f"--set: no plan field {key!r}")
+        current = getattr(plan, key)
+        setattr(plan, key, [int(v) for v in value.split(",")] if isinstance(current, list) else type(current)(value))
     wanted = [b for b in args.only.split(",") if b] or list(BENCHMARKS)
     unknown = set(wanted) - set(BENCHMARKS)
     if unknown:
@@ -551,7 +574,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with EmbeddedBroker() as broker:
             topics = {"train": "bench.train", "test": "bench.test", "metrics": "bench.metrics",
-                      "model_events": "bench.model-events", "dead_letter": "bench.dead-letter"}
+                      "model_events": "bench.model-events", "dead_letter": "bench.dead-letter",
+                      "train_f32": "bench.train-f32"}
             harness.create_topics(broker.bootstrap, list(topics.values()), plan.partitions)
             run = Run(plan, broker, work, topics)
             if {"trainer_throughput", "tutorial_loop", "evaluator", "memory", "startup"} & set(wanted):
@@ -559,6 +583,9 @@ def main(argv: list[str] | None = None) -> int:
                 document["fill"] = harness.fill(broker.bootstrap, topics["train"], plan.fill_records, seed=3,
                                                 partitions=plan.partitions)
                 log(f"filled: {document['fill']}")
+                document["fill_f32"] = harness.fill(broker.bootstrap, topics["train_f32"], plan.f32_records, seed=3,
+                                                    partitions=plan.partitions, wire="f32")
+                log(f"filled: {document['fill_f32']}")
             selected = set(wanted) | {n for w in wanted for n in NEEDS.get(w, ())}
             for name in (n for n in ORDER if n in selected):
                 log(f"--- {name}")

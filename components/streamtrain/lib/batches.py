@@ -18,7 +18,7 @@ from typing import Protocol
 import numpy as np
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
-from streamtrain.lib.codec import BadRecord, Decoded, decode_batch
+from streamtrain.lib.codec import BadRecord, Decoded, decode_batch, record_format
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,8 @@ def unseen(batch: Batch, next_offsets: dict[int, int]) -> tuple[Batch, int]:
 def to_batch(messages: list[Message], width: int | None) -> Batch:
     keys = [m.key() for m in messages]
     values = [m.value() for m in messages]
-    decoded, width = decode_batch(keys, values, width)
+    formats = [record_format(m.headers()) for m in messages]  # None for plain CSV records (no header)
+    decoded, width = decode_batch(keys, values, width, formats if any(formats) else None)
     return Batch(
         topic=(messages[0].topic() or "") if messages else "",
         partitions=np.fromiter((m.partition() for m in messages), np.int32, len(messages)),

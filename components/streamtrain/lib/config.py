@@ -154,6 +154,10 @@ class ProducerSettings(CommonSettings):
     )
     drift_width: int = Field(2000, ge=1, description="records over which a gradual drift blends the concepts")
     compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field("lz4", description="Kafka compression codec")
+    wire_format: Literal["csv", "f32"] = Field(
+        "csv", description="record value format: csv (the tutorial's text rows; tensorflow-io readers need it) or "
+        "f32 (little-endian float32 with the header streamtrain.format=f32: far cheaper to encode and decode)",
+    )
     log_every_seconds: float = Field(5.0, gt=0, description="seconds between progress log lines (no terminal)")
 
     @field_validator("drift_points", mode="before")

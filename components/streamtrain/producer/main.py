@@ -14,6 +14,7 @@ import numpy as np
 from prometheus_client import Counter, Gauge
 
 from streamtrain.lib import http, kafka_io
+from streamtrain.lib.codec import F32_FORMAT, FORMAT_HEADER
 from streamtrain.lib.config import ProducerSettings
 from streamtrain.lib.logs import is_terminal
 from streamtrain.lib.runtime import StopFlag, write_summary
@@ -83,8 +84,9 @@ def run(settings: ProducerSettings, stop: StopFlag | None = None) -> dict[str, A
             dead.send(None, raw, f"{reason} (at {where})")
             DEAD.labels("producer", reason.split(":", 1)[0]).inc()
         keys, values = chunk.keys, chunk.values
+        formats = chunk.formats or [None] * len(values)
         if limit is not None:
-            keys, values = keys[: limit - sent], values[: limit - sent]
+            keys, values, formats = keys[: limit - sent], values[: limit - sent], formats[: limit - sent]
         is_test = rng.random(len(values)) < settings.test_fraction
         for start in range(0, len(values), _slice(settings.rate)):
             end = min(start + _slice(settings.rate), len(values))
@@ -93,7 +95,7 @@ def run(settings: ProducerSettings, stop: StopFlag | None = None) -> dict[str, A
                 parts = partitions[topic]
                 partition = parts[next_partition[topic] % len(parts)]
                 next_partition[topic] += 1
-                _produce(kafka, topic, keys[i], values[i], partition, deliveries)
+                _produce(kafka, topic, keys[i], values[i], partition, deliveries, HEADERS.get(formats[i]))
             sent += end - start
             kafka.poll(0)
             health.beat()
@@ -138,10 +140,15 @@ def _slice(rate: float) -> int:
     return max(1, min(sources.CHUNK, int(rate / 20))) if rate else sources.CHUNK
 
 
-def _produce(kafka: Any, topic: str, key: bytes, value: bytes, partition: int, on_delivery: Deliveries) -> None:
+# Records in a format other than CSV say so in a header (CSV records carry none, as the tutorial's).
+HEADERS: dict[bytes | None, list[tuple[str, bytes]]] = {F32_FORMAT: [(FORMAT_HEADER, F32_FORMAT)]}
+
+
+def _produce(kafka: Any, topic: str, key: bytes, value: bytes, partition: int, on_delivery: Deliveries,
+             headers: list[tuple[str, bytes]] | None = None) -> None:
     while True:
         try:
-            kafka.produce(topic, value=value, key=key, partition=partition, on_delivery=on_delivery)
+            kafka.produce(topic, value=value, key=key, partition=partition, on_delivery=on_delivery, headers=headers)
             return
         except BufferError:  # local queue full: let deliveries drain, then retry
             kafka.poll(0.05)

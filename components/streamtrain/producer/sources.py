@@ -15,7 +15,7 @@ from typing import IO, cast
 
 import numpy as np
 
-from streamtrain.lib.codec import encode_labels, encode_rows
+from streamtrain.lib.codec import F32_FORMAT, decode_batch, encode_f32, encode_labels, encode_rows
 from streamtrain.lib.config import ProducerSettings
 
 CHUNK = 4096
@@ -27,6 +27,8 @@ class Chunk:
     values: list[bytes]
     # Rows the source itself could not use: (where, raw line, reason) for the dead-letter topic.
     bad: list[tuple[str, bytes, str]] = field(default_factory=list)
+    # Per record, the value format for the streamtrain.format header; None: all CSV (no header).
+    formats: list[bytes | None] | None = None
 
 
 def _open(path: Path) -> IO[bytes]:
@@ -97,11 +99,27 @@ def _normalise_label(label: bytes) -> bytes:
     return b"1" if number == 1.0 else b"0" if number == 0.0 else label
 
 
-def _from_arrays(features: np.ndarray, labels: np.ndarray) -> Chunk:
+def _from_arrays(features: np.ndarray, labels: np.ndarray, wire: str = "csv") -> Chunk:
+    if wire == "f32":
+        return Chunk(encode_labels(labels), encode_f32(features), formats=[F32_FORMAT] * len(labels))
     return Chunk(encode_labels(labels), encode_rows(features))
 
 
-def breast_cancer(seed: int, passes: int = 1) -> Iterator[Chunk]:
+def as_f32(chunks: Iterator[Chunk]) -> Iterator[Chunk]:
+    """CSV chunks re-encoded as float32; rows that do not parse stay CSV, so consumers dead-letter them
+    with the reason, exactly as when the whole stream is CSV."""
+    width: int | None = None
+    for chunk in chunks:
+        decoded, width = decode_batch(list(chunk.keys), list(chunk.values), width)
+        values = list(chunk.values)
+        formats: list[bytes | None] = [None] * len(values)
+        for i, row in zip(decoded.good.tolist(), encode_f32(decoded.features) if decoded.good.size else [],
+                          strict=True):
+            values[i], formats[i] = row, F32_FORMAT
+        yield Chunk(chunk.keys, values, chunk.bad, formats)
+
+
+def breast_cancer(seed: int, passes: int = 1, wire: str = "csv") -> Iterator[Chunk]:
     """scikit-learn's breast-cancer set (569 rows, 30 features), shuffled anew on every pass."""
     from sklearn.datasets import load_breast_cancer
 
@@ -109,13 +127,13 @@ def breast_cancer(seed: int, passes: int = 1) -> Iterator[Chunk]:
     rng = np.random.default_rng(seed)
     for _ in itertools.count() if passes == 0 else range(passes):
         order = rng.permutation(len(data.target))
-        yield _from_arrays(data.data[order].astype(np.float32), data.target[order])
+        yield _from_arrays(data.data[order].astype(np.float32), data.target[order], wire)
 
 
 SUSY_FEATURES = 18
 
 
-def susy_like(seed: int, n_features: int = SUSY_FEATURES) -> Iterator[Chunk]:
+def susy_like(seed: int, n_features: int = SUSY_FEATURES, wire: str = "csv") -> Iterator[Chunk]:
     """A synthetic stream shaped like SUSY: 8 'low-level' kinematic features and derived 'high-level' ones.
 
     Signal (label 1) has harder leptons and more missing energy; the high-level features are
@@ -124,7 +142,7 @@ def susy_like(seed: int, n_features: int = SUSY_FEATURES) -> Iterator[Chunk]:
     """
     rng = np.random.default_rng(seed)
     while True:
-        yield _from_arrays(*susy_arrays(rng, CHUNK, n_features))
+        yield _from_arrays(*susy_arrays(rng, CHUNK, n_features), wire)
 
 
 def susy_arrays(rng: np.random.Generator, n: int, n_features: int = SUSY_FEATURES) -> tuple[np.ndarray, np.ndarray]:
@@ -164,7 +182,7 @@ DRIFT_FEATURES = 10
 
 
 def drift(seed: int, points: list[int], kind: str = "abrupt", width: int = 2000,
-          n_features: int = DRIFT_FEATURES, label_noise: float = 0.02) -> Iterator[Chunk]:
+          n_features: int = DRIFT_FEATURES, label_noise: float = 0.02, wire: str = "csv") -> Iterator[Chunk]:
     """Hyperplane concepts that change at `points` (record indices): abrupt switch or gradual blend.
 
     Concept k labels x as 1 when w_k . x > 0; consecutive concepts flip the sign of half the
@@ -179,7 +197,7 @@ def drift(seed: int, points: list[int], kind: str = "abrupt", width: int = 2000,
         weights.append(w)
     start = 0
     while True:
-        yield _from_arrays(*drift_arrays(rng, start, CHUNK, weights, points, kind, width, label_noise))
+        yield _from_arrays(*drift_arrays(rng, start, CHUNK, weights, points, kind, width, label_noise), wire)
         start += CHUNK
 
 
@@ -205,10 +223,11 @@ def drift_arrays(rng: np.random.Generator, start: int, n: int, weights: list[np.
 def from_settings(settings: ProducerSettings) -> Iterator[Chunk]:
     if settings.source == "csv":
         assert settings.csv_path is not None  # the settings validator guarantees it
-        return csv_file(settings.csv_path, settings.csv_label_column, settings.csv_header, settings.passes)
+        rows = csv_file(settings.csv_path, settings.csv_label_column, settings.csv_header, settings.passes)
+        return as_f32(rows) if settings.wire_format == "f32" else rows
     if settings.source == "breast-cancer":
-        return breast_cancer(settings.seed, settings.passes)
+        return breast_cancer(settings.seed, settings.passes, settings.wire_format)
     if settings.source == "susy":
-        return susy_like(settings.seed, settings.n_features or SUSY_FEATURES)
+        return susy_like(settings.seed, settings.n_features or SUSY_FEATURES, settings.wire_format)
     return drift(settings.seed, settings.drift_points, settings.drift_type, settings.drift_width,
-                 settings.n_features or DRIFT_FEATURES)
+                 settings.n_features or DRIFT_FEATURES, wire=settings.wire_format)
