@@ -142,11 +142,10 @@ def load(path: Path, width: int | None = None) -> tuple[keras.Model, dict[str, A
         except Exception as exc:  # Keras raises many types for a bad file
             raise CorruptVersion(f"version {path.name}: cannot load ({exc.__class__.__name__}: "
                                  f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
-    if width is not None:
-        try:
-            check_shape(model, width)
-        except ValueError as exc:
-            raise CorruptVersion(f"version {path.name}: incompatible: {exc}") from None
+    try:  # the output is checked even before any data told the input width
+        check_shape(model, width if width is not None else int(model.inputs[0].shape[1]))
+    except (ValueError, TypeError, IndexError) as exc:
+        raise CorruptVersion(f"version {path.name}: incompatible: {exc}") from None
     return model, manifest
 
 
