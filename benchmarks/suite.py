@@ -78,9 +78,9 @@ FULL = Plan("full", fill_records=5_000_000, memory_records=5_000_000, memory_fro
             ceiling_seconds=5.0, tutorial_records=20_000, producer_records=1_000_000,
             generator_records=500_000, freshness_seconds=300.0, freshness_warmup=15.0, f32_records=2_000_000)
 QUICK = Plan("quick", fill_records=300_000, memory_records=300_000, memory_from=30_000,
-             batch_1024_records=300_000, sweep_batches=[64], sweep_records=60_000,
-             ceiling_seconds=1.5, tutorial_records=2_000, producer_records=100_000,
-             generator_records=50_000, freshness_seconds=25.0, freshness_warmup=5.0, f32_records=150_000)
+             batch_1024_records=200_000, sweep_batches=[64], sweep_records=30_000,
+             ceiling_seconds=1.0, tutorial_records=2_000, producer_records=100_000,
+             generator_records=50_000, freshness_seconds=20.0, freshness_warmup=5.0, f32_records=100_000)
 
 
 @dataclass
