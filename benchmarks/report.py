@@ -152,6 +152,7 @@ def plot_throughput(document: dict[str, Any], path: Path) -> None:
                     xytext=(0, -14), ha="center", fontsize=8, color="tab:blue")
     ax.set_xscale("log", base=2)
     ax.set_xticks(sizes, [str(s) for s in sizes])
+    ax.set_ylim(bottom=0)
     ax.set_xlabel("micro-batch size (records)")
     ax.set_ylabel("records per second")
     ax.set_title(f"Trainer throughput vs batch size ({document['mode']} run, {document['git_revision']})")
@@ -207,3 +208,19 @@ def problems(document: dict[str, Any], expected: tuple[str, ...]) -> list[str]:
                         "met"}:
             found.append(f"table row with unexpected fields: {sorted(row)}")
     return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m benchmarks.report RESULTS.json`: the table as Markdown (for docs/performance.md)."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.report", description=main.__doc__)
+    parser.add_argument("results", type=Path, help="a JSON file written by python -m benchmarks")
+    args = parser.parse_args(argv)
+    print(markdown_table(json.loads(args.results.read_text())))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
