@@ -17,6 +17,9 @@ APP_REPO = "streamtrain"
 BROKER_REPO = "streamtrain-broker"
 OFFLINE_BASE = "streamtrain-base:bookworm-py311"
 STACK_LABEL = "io.streamtrain.stack"
+# How the chart runs every container (restricted Pod Security Standard, read-only root filesystem).
+HARDENED = ("--read-only", "--user", "10001:10001", "--cap-drop", "ALL",
+            "--security-opt", "no-new-privileges", "--tmpfs", "/tmp:rw,size=256m,mode=1777")
 
 
 class DockerError(RuntimeError):

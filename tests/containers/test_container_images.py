@@ -10,13 +10,10 @@ import pytest
 
 from tests.containers import dockerkit
 from tests.containers.conftest import Images
-from tests.containers.dockerkit import docker
+from tests.containers.dockerkit import HARDENED, docker
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(2400)]
 
-# How the chart runs every container (restricted Pod Security Standard, read-only root filesystem).
-HARDENED = ["--read-only", "--user", "10001:10001", "--cap-drop", "ALL",
-            "--security-opt", "no-new-privileges", "--tmpfs", "/tmp:rw,size=256m,mode=1777"]
 BROKER_MAX_BYTES = 64 * 1024 * 1024
 APP_MAX_BYTES = 2 * 1024**3
 
