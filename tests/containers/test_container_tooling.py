@@ -141,3 +141,31 @@ def test_dockerignore_keeps_the_context_small() -> None:
     assert rules[0] == "*"  # an allow-list: nothing goes in unless named
     allowed = {rule[1:].rstrip("/") for rule in rules if rule.startswith("!")}
     assert allowed == {"pyproject.toml", "constraints.txt", "README.md", "components", "docker", ".wheelhouse"}
+
+
+def _env_file(path: Path) -> dict[str, str]:
+    pairs = [line.split("=", 1) for line in path.read_text().splitlines()
+             if line.strip() and not line.lstrip().startswith("#")]
+    return {name: value for name, value in pairs}
+
+
+def test_local_env_files_name_only_real_settings() -> None:
+    """docker/local/*.env configure the containers only through settings the components read."""
+    from streamtrain.lib.config import (
+        CommonSettings,
+        EvaluatorSettings,
+        ProducerSettings,
+        TrainerSettings,
+        env_names,
+        load,
+    )
+    from tests.containers.test_container_stack import ENV_FILES
+
+    classes = {"common": CommonSettings, "producer": ProducerSettings, "trainer": TrainerSettings,
+               "evaluator": EvaluatorSettings}
+    for name, settings in classes.items():
+        for values in (_env_file(REPO / "docker" / "local" / f"{name}.env"), ENV_FILES[name]):
+            assert set(values) <= env_names(settings), (name, set(values) - env_names(settings))
+            # and the values validate (paths that must exist are not among them)
+            fields = {key.removeprefix("STREAMTRAIN_").lower(): value for key, value in values.items()}
+            load(settings, fields)
