@@ -48,6 +48,12 @@ NO_SPACE = Gauge("streamtrain_trainer_model_store_no_space",
                  "1 while publications fail because the model volume has no space left")
 
 
+def _shorten(text: str, keep: int = 150) -> str:
+    """One line; long messages (TensorFlow's name the op first, the cause last) keep both ends."""
+    text = " ".join(text.split())
+    return text if len(text) <= 2 * keep else f"{text[:keep]} ... {text[-keep:]}"
+
+
 def _no_space(exc: BaseException) -> bool:
     """A full volume, whichever library wrote: errno ENOSPC or EDQUOT, or TensorFlow's message for it."""
     return getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in str(exc) \
@@ -279,7 +285,7 @@ class Trainer:
             self.publish_failing = True
             NO_SPACE.set(1 if no_space else 0)
             log.error("publishing failed; earlier versions are untouched and the next publication retries",
-                      extra={"version": version, "error": f"{exc.__class__.__name__}: {str(exc)[:300]}",
+                      extra={"version": version, "error": f"{exc.__class__.__name__}: {_shorten(str(exc))}",
                              "no_space_left": no_space, "model_dir": str(self.s.model_dir)})
             return
         if self.publish_failing:

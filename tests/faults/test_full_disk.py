@@ -1,0 +1,115 @@
+"""A full model volume: publication fails cleanly, earlier versions stay intact, training and offsets go on.
+
+The model volume is a size-limited tmpfs the test mounts (CI runs as root); a filler file takes the
+last byte. The trainer must keep training and checkpointing, report the condition (metrics and an
+error line naming it), leave the versions on the volume untouched and no staging behind, and publish
+again once space returns. The ledger stays exact throughout.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from streamtrain.lib import checkpoint, model_store
+from tests.faults.helpers import client_conf, log_messages, metric, mount_tmpfs, partition_ends, unmount, wait_until
+from tests.support.ledger import check_exactly_once
+from tests.support.processes import Component
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def small_volume(tmp_path: Path) -> Iterator[Path]:
+    volume = tmp_path / "volume"
+    reason = mount_tmpfs(volume, "16m")
+    if reason:
+        pytest.skip(reason)
+    try:
+        yield volume
+    finally:
+        unmount(volume)
+
+
+def _fill(volume: Path) -> Path:
+    filler = volume / "filler"
+    chunk = b"\0" * (64 * 1024)
+    with filler.open("wb", buffering=0) as handle:
+        for size in (len(chunk), 4096, 1):  # down to the last byte
+            try:
+                while True:
+                    handle.write(chunk[:size])
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC, exc
+    return filler
+
+
+def _snapshot(root: Path) -> dict[int, dict[str, object]]:
+    return {n: model_store.verify(root / str(n))["files"] for n in model_store.version_numbers(root.parent, root.name)}
+
+
+def test_full_model_volume(topics: dict[str, str], tmp_path: Path, small_volume: Path) -> None:
+    conf = client_conf(topics)
+    logs, models, ckpts = tmp_path / "logs", small_volume / "models", tmp_path / "ckpt"
+    root = model_store.model_root(models, "streamtrain")
+    producer = Component("producer", topics, logs, source="susy", count=40_000, rate=1_000, test_fraction=0,
+                         summary_file=tmp_path / "producer.json")
+    trainer = Component("trainer", topics, logs, model_dir=models, checkpoint_dir=ckpts, batch_size=128,
+                        checkpoint_every_seconds=1, publish_every_seconds=1, keep_versions=2,
+                        summary_file=tmp_path / "trainer.json")
+    try:
+        trainer.start()
+        trainer.wait_for(lambda s: True, 180, "trainer endpoint")
+        producer.start()
+        trainer.wait_for(lambda s: s["last_version"] >= 2, 180, "two versions")
+
+        filler = _fill(small_volume)
+        before = _snapshot(root)
+
+        def failing() -> bool:
+            text = trainer.get("/metrics")[1]
+            return metric(text, "streamtrain_trainer_publish_failing") == 1 and \
+                metric(text, "streamtrain_trainer_model_store_no_space") == 1 and \
+                (metric(text, "streamtrain_trainer_publish_failures_total") or 0) >= 2
+        wait_until(failing, 120, "the trainer to report that publishing fails for lack of space")
+        full = trainer.status()
+        assert full is not None
+        trainer.wait_for(lambda s: s["records_trained"] >= full["records_trained"] + 3_000, 180,
+                         "training to go on while the volume is full")
+        # Nothing on the volume changed: the same versions, byte for byte, and no staging left behind.
+        assert _snapshot(root) == before
+        assert not [p.name for p in root.iterdir() if p.name.startswith(".")]
+        # Checkpoints (on their own volume) kept the offsets consistent with the model.
+        state = checkpoint.read_latest_state(ckpts)
+        assert state is not None and checkpoint.check_ledger(state) == []
+        assert state["records_trained"] > max(json.loads((root / str(n) / "manifest.json").read_text())
+                                              ["records_trained"] for n in before)
+
+        filler.unlink()  # space returns
+        trainer.wait_for(lambda s: s["last_version"] > max(before), 120, "a new version once space returned")
+        wait_until(lambda: metric(trainer.get("/metrics")[1], "streamtrain_trainer_publish_failing") == 0, 30,
+                   "the failing gauge to clear")
+
+        assert producer.wait_exit(300) == 0, producer.log_tail()
+        n_train = json.loads((tmp_path / "producer.json").read_text())["produced"]["train"]
+        trainer.wait_for(lambda s: s["records_trained"] >= n_train, 300, "every record")
+        assert trainer.stop(60) == 0, trainer.log_tail()
+    finally:
+        producer.stop()
+        trainer.stop()
+
+    lines = trainer.log_lines()
+    failed = log_messages(lines, "publishing failed")
+    assert failed and all(line["no_space_left"] for line in failed), failed[:3]
+    assert "No space left on device" in failed[0]["error"]
+    assert log_messages(lines, "publishing works again")
+    summary = json.loads((tmp_path / "trainer.json").read_text())
+    train = topics["STREAMTRAIN_TRAIN_TOPIC"]
+    check_exactly_once(summary, {train: partition_ends(conf, train)})
+    newest = model_store.newest(models, "streamtrain")
+    assert newest is not None and newest.manifest["records_trained"] == n_train
+    model_store.load(newest.path, width=18)
