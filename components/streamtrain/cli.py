@@ -27,6 +27,7 @@ from streamtrain.lib.config import (
     DemoSettings,
     EvaluatorSettings,
     ProducerSettings,
+    ReportSettings,
     TrainerSettings,
 )
 
@@ -118,6 +119,18 @@ def _inspect(settings: Any) -> int:
     return 0
 
 
+def _report(settings: Any) -> int:
+    from streamtrain.report import run
+
+    try:
+        summary = run(settings)
+    except (ValueError, OSError) as exc:
+        log.error(f"no report: {exc}")
+        return 1
+    print(json.dumps(summary))
+    return 0
+
+
 def _demo(settings: Any) -> int:
     from streamtrain.demo import run
 
@@ -132,6 +145,7 @@ COMMANDS: dict[str, tuple[type[BaseSettings], Callable[[Any], int], str]] = {
     "topics": (TopicsSettings, _topics, "create the train, test, metrics, model-events and dead-letter topics"),
     "inspect": (InspectSettings, _inspect, "show the newest checkpoint and the published versions"),
     "demo": (DemoSettings, _demo, "run broker, producer, trainer and evaluator locally, then summarise"),
+    "report": (ReportSettings, _report, "write an HTML report (plots inside) from the metrics topic or a CSV"),
 }
 
 

@@ -15,7 +15,7 @@ from confluent_kafka import TopicPartition
 from prometheus_client import Counter, Gauge
 
 from streamtrain import PROCESS_START
-from streamtrain.evaluator import plot
+from streamtrain.evaluator import live, plot
 from streamtrain.evaluator.watcher import ModelWatcher
 from streamtrain.lib import http, kafka_io
 from streamtrain.lib.batches import Batch, BatchReader, unseen
@@ -47,6 +47,7 @@ class Evaluator:
         self.totals = Totals()
         self.per_version: dict[int, Totals] = {}
         self.rows: list[dict[str, Any]] = []
+        self.live = live.Live()  # versions, drift events and lag for the live page (/ and /history)
         self.health = http.Health()
         self.kafka = kafka_io.producer(settings, "evaluator")
         self.dead = kafka_io.DeadLetters(self.kafka, settings.dead_letter_topic, "evaluator")
@@ -101,7 +102,8 @@ class Evaluator:
         current = self.watcher.current
         row = {"ts_ms": int(time.time() * 1000), "records_evaluated": self.totals.records,
                "model_version": current.version if current else None, "accuracy": window["accuracy"],
-               "loss": window["loss"], "auc": window["auc"], "records_per_second": round(rate, 1)}
+               "loss": window["loss"], "auc": window["auc"], "records_per_second": round(rate, 1),
+               **self.live.observe(current, live.consumer_lag(self.reader, self.next_offsets))}
         accuracy, loss, auc = window["accuracy"], window["loss"], window["auc"]
         if accuracy is not None and loss is not None:
             ACCURACY.set(accuracy)
@@ -150,6 +152,7 @@ class Evaluator:
                             for v, t in self.per_version.items()},
             "versions_loaded": self.watcher.history,
             "versions_rejected": self.watcher.rejected,
+            **self.live.status(),
         }
 
     consumer: Any = None
@@ -158,7 +161,7 @@ class Evaluator:
     def run(self) -> dict[str, Any]:
         s = self.s
         if s.http_port:
-            http.serve(s.http_host, s.http_port, self.health, self.status)
+            http.serve(s.http_host, s.http_port, self.health, self.status, extra=live.routes(self))
         self.watcher.start()
         reader: BatchReader | TfioBatchReader
         if s.ingest == "tensorflow-io":

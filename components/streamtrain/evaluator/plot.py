@@ -6,7 +6,8 @@ import csv
 from pathlib import Path
 from typing import Any
 
-COLUMNS = ["ts_ms", "records_evaluated", "model_version", "accuracy", "loss", "auc", "records_per_second"]
+COLUMNS = ["ts_ms", "records_evaluated", "model_version", "accuracy", "loss", "auc", "records_per_second", "lag",
+           "drift_events"]
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -39,12 +40,17 @@ def write_png(path: Path, rows: list[dict[str, Any]], title: str = "streamtrain:
         if r["model_version"] != previous and previous is not None:
             ax.axvline(r["records_evaluated"], color="grey", alpha=0.25, linewidth=0.8)
         previous = r["model_version"]
+    drifts = 0
+    for r in points:  # red lines: the evaluator learnt of a drift the trainer detected
+        if (r.get("drift_events") or 0) > drifts:
+            ax.axvline(r["records_evaluated"], color="tab:red", alpha=0.8, linewidth=1.5)
+        drifts = max(drifts, r.get("drift_events") or 0)
     ax.set_xlabel("test records evaluated")
     ax.set_ylabel("score")
     ax.set_ylim(0.0, 1.0)
     ax.set_xlim(left=0)
     ax.grid(alpha=0.3)
-    ax.set_title(f"{title} (grey lines: new model versions)")
+    ax.set_title(f"{title} (grey lines: new model versions, red: drift)")
     ax.legend(loc="lower right")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

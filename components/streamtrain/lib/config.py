@@ -324,6 +324,25 @@ class EvaluatorSettings(_ConsumerSettings):
     session_timeout_ms: int = Field(10_000, ge=1000, description="consumer group session timeout, in ms")
 
 
+class ReportSettings(CommonSettings):
+    """Write one self-contained HTML report (PNG plots inside) from the metrics topic or an accuracy CSV."""
+
+    csv_path: Path | None = Field(
+        None, description="the evaluator's accuracy.csv to report on instead of the metrics topic"
+    )
+    output: Path = Field(Path("streamtrain-report.html"), description="where to write the HTML report")
+    title: str = Field("streamtrain run report", description="title of the report")
+    idle_seconds: float = Field(3.0, gt=0, description="stop reading the metrics topic after this long without news")
+    read_timeout_seconds: float = Field(120.0, gt=0, description="longest time spent reading the metrics topic")
+
+    @field_validator("csv_path")
+    @classmethod
+    def _check_csv(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no such file: {value}")
+        return value
+
+
 class BrokerSettings(BaseSettings):
     """The embedded Kafka-protocol broker (tansu), for local runs and tests."""
 
