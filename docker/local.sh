@@ -55,6 +55,11 @@ wait_running() {  # wait_running CONTAINER: fail with its logs if it is not runn
 }
 
 up() {
+    if [ -n "$(docker ps -aq --filter "label=$LABEL")" ]; then
+        log "$STACK is already up (or left over): make local-down first"
+        docker ps -a --filter "label=$LABEL" --format '  {{.Names}}\t{{.Status}}' >&2
+        exit 1
+    fi
     for image in "$APP" "$BROKER"; do
         docker image inspect "$image" >/dev/null 2>&1 || { log "no image $image: run make images"; exit 1; }
     done
