@@ -22,7 +22,7 @@ class Kind:
 
 
 def _row(rnd: random.Random, width: int) -> list[str]:
-    return [f"{rnd.gauss(0, 1):.5g}" for _ in range(width)]
+    return [f"{rnd.uniform(-3, 3):.5g}" for _ in range(width)]
 
 
 def _label(rnd: random.Random) -> bytes:
@@ -117,10 +117,10 @@ BY_NAME = {kind.name: kind for kind in KINDS}
 
 def clean_rows(rnd: random.Random, n: int, width: int) -> list[tuple[bytes, bytes]]:
     """A learnable clean stream: label = a noisy linear function of the features (accuracy ~0.9)."""
-    weights = [rnd.gauss(0, 1) for _ in range(width)]
+    weights = [rnd.uniform(-1, 1) for _ in range(width)]
     rows = []
     for _ in range(n):
-        x = [rnd.gauss(0, 1) for _ in range(width)]
-        y = sum(w * v for w, v in zip(weights, x, strict=True)) + rnd.gauss(0, 0.5) > 0
+        x = [rnd.uniform(-2, 2) for _ in range(width)]
+        y = sum(w * v for w, v in zip(weights, x, strict=True)) + rnd.uniform(-0.5, 0.5) > 0
         rows.append((b"1" if y else b"0", ",".join(f"{v:.6g}" for v in x).encode()))
     return rows

@@ -112,8 +112,8 @@ def test_broker_stall_of_30_seconds(own_broker: EmbeddedBroker, tmp_path: Path) 
 
 def test_records_a_rebalance_hands_back_are_not_scored_twice() -> None:
     """The evaluator's guard for the rejoin above: records below what it handled are dropped from a batch."""
-    keys = [b"1", b"0", b"1", None, b"0", b"1"]
-    values = [b"1,2", b"3,4", b"x,y", b"5,6", b"7,8", b"9,10"]
+    keys: list[bytes | None] = [b"1", b"0", b"1", None, b"0", b"1"]
+    values: list[bytes | None] = [b"1,2", b"3,4", b"x,y", b"5,6", b"7,8", b"9,10"]
     decoded, width = decode_batch(keys, values, 2)
     batch = Batch("t", np.array([0, 1, 0, 1, 0, 1], np.int32), np.array([5, 5, 6, 6, 7, 7]), np.zeros(6, np.int64),
                   keys, values, decoded, width, 0.0)
