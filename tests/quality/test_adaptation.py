@@ -306,3 +306,17 @@ def test_adaptation_state_survives_a_json_round_trip() -> None:
     x = features(np.random.default_rng(10))
     restored.step(fresh, x, predictions(fresh, x), position)
     assert recorder.calls[0]["lr"] == pytest.approx(0.01)
+
+
+def test_trace_file_records_every_prequential_error(tmp_path: Any) -> None:
+    trace = tmp_path / "trace.csv"
+    learner = make()
+    adaptation = Adaptation(settings(trace_file=trace, drift_reaction="none"))
+    event, position = run_until_drift(adaptation, learner, np.random.default_rng(12), calm_batches=20)
+    lines = trace.read_text().splitlines()
+    assert lines[0] == "records_trained,records,errors,loss_sum,drift,learning_rate,error_bits"
+    rows = [line.split(",") for line in lines[1:]]
+    assert [int(r[0]) for r in rows] == list(range(BATCH, position + 1, BATCH))
+    assert all(len(r[6]) == int(r[1]) == BATCH and r[6].count("1") == int(r[2]) for r in rows)
+    assert [int(r[0]) for r in rows if r[4] == "1"] == [event["records_trained"]]
+    assert rows[0][6] == "0" * BATCH and rows[-1][6] == "1" * BATCH  # right, then all wrong

@@ -262,7 +262,7 @@ class TrainerSettings(_ConsumerSettings):
         "adwin", description="drift detector on the prequential error stream: adwin, page-hinkley or none"
     )
     drift_reaction: Literal["none", "boost-lr", "reset-optimizer", "reinit-output"] = Field(
-        "reset-optimizer", description="what a detected drift does: none (report only), boost-lr (raise the "
+        "reinit-output", description="what a detected drift does: none (report only), boost-lr (raise the "
         "learning rate for --drift-boost-batches), reset-optimizer (zero its state) or reinit-output "
         "(re-initialise the output layer)",
     )
@@ -283,7 +283,7 @@ class TrainerSettings(_ConsumerSettings):
         "none", description="class weights: none, balanced (running estimate) or label:weight pairs like 0:1,1:5"
     )
     trace_file: Path | None = Field(
-        None, description="append a CSV line per batch (position, records, errors, loss, drift) for analysis"
+        None, description="append a CSV line per batch (position, errors, loss, drift, each record's error)"
     )
 
     @field_validator("class_weight")

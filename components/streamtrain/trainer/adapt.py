@@ -120,18 +120,20 @@ class Adaptation:
 
     def _write_trace(self, position: int, scores: np.ndarray, labels: np.ndarray,
                      event: dict[str, Any] | None) -> None:
-        """One CSV line per batch: where it ends in the stream, its size, prequential errors and loss."""
+        """One CSV line per batch: where it ends in the stream, its size, prequential errors and loss, whether a
+        drift was reported, the learning rate used, and the errors record by record."""
         if self._trace is None:
             assert self.s.trace_file is not None
             self.s.trace_file.parent.mkdir(parents=True, exist_ok=True)
             new = not self.s.trace_file.exists() or self.s.trace_file.stat().st_size == 0
             self._trace = self.s.trace_file.open("a", buffering=1)
             if new:
-                self._trace.write("records_trained,records,errors,loss_sum,drift,learning_rate\n")
-        errors = int(((scores >= 0.5) != (labels >= 0.5)).sum())
+                self._trace.write("records_trained,records,errors,loss_sum,drift,learning_rate,error_bits\n")
+        wrong = (scores >= 0.5) != (labels >= 0.5)
         loss = float(log_loss(scores, labels).sum())
-        self._trace.write(f"{position + labels.size},{labels.size},{errors},{loss:.6g},{int(event is not None)},"
-                          f"{self._lr:.6g}\n")
+        bits = "".join("1" if e else "0" for e in wrong)  # one character a record: prequential error or not
+        self._trace.write(f"{position + labels.size},{labels.size},{int(wrong.sum())},{loss:.6g},"
+                          f"{int(event is not None)},{self._lr:.6g},{bits}\n")
 
     def _may_report(self, at: int) -> bool:
         if at < self.s.drift_warmup_records:
