@@ -82,8 +82,7 @@ def test_defaults_are_loopback() -> None:
 
 def test_broker_command_listens_on_loopback_only(tmp_path: Path, pki: Path) -> None:
     with _broker_cli(tmp_path) as (process, info):
-        tansu = int(str(info["pid"]))
-        sockets = _listening(tansu)
+        sockets = _listening(int(str(info["pid"])))
         assert sockets and {address for address, _ in sockets} == {"127.0.0.1"}, sockets
     # With TLS: the front (in the streamtrain process) and tansu's private port, both loopback.
     with _broker_cli(tmp_path, "--cert", str(pki / "server.pem"), "--key", str(pki / "server.key")) as (process, info):

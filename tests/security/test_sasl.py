@@ -19,6 +19,7 @@ import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka import KafkaException
@@ -65,7 +66,7 @@ def auth_broker(tmp_path: Path) -> Iterator[tuple[int, Path]]:
         process.wait()
 
 
-def _metadata(conf: dict[str, object]) -> str:
+def _metadata(conf: dict[str, Any]) -> str:
     try:
         AdminClient({**conf, "log_level": 0}).list_topics(timeout=6)
     except KafkaException as exc:
