@@ -27,7 +27,6 @@ from streamtrain.lib.tfio_reader import TfioBatchReader
 log = logging.getLogger("streamtrain.evaluator")
 
 EVALUATED = Counter("streamtrain_evaluator_records_total", "Test records evaluated")
-DEAD = Counter("streamtrain_dead_letter_total", "Records sent to the dead-letter topic", ["component", "reason"])
 ACCURACY = Gauge("streamtrain_evaluator_accuracy", "Accuracy over the sliding window")
 LOSS = Gauge("streamtrain_evaluator_loss", "Log loss over the sliding window")
 AUC = Gauge("streamtrain_evaluator_auc", "ROC AUC over the sliding window")
@@ -79,7 +78,6 @@ class Evaluator:
             i = bad.index
             self.dead.send(batch.keys[i], batch.values[i], bad.reason, batch.topic,
                            int(batch.partitions[i]), int(batch.offsets[i]))
-            DEAD.labels("evaluator", bad.reason.split(":", 1)[0]).inc()
         self.dead_lettered += len(d.bad)
         if d.labels.size:
             scores = np.asarray(current.predict(d.features))
@@ -126,7 +124,8 @@ class Evaluator:
         self.commit()
 
     def commit(self) -> None:
-        if self.next_offsets and self.reader is not None:
+        # Committed offsets mark records done: their dead letters must be on the broker first.
+        if self.next_offsets and self.reader is not None and self.dead.settle(2.0):
             self.reader.commit([TopicPartition(self.s.test_topic, p, o) for p, o in self.next_offsets.items()])
 
     def write_report(self) -> None:

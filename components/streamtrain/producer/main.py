@@ -24,7 +24,6 @@ log = logging.getLogger("streamtrain.producer")
 
 RECORDS = Counter("streamtrain_producer_records_total", "Records acknowledged by the broker", ["topic"])
 ERRORS = Counter("streamtrain_producer_delivery_errors_total", "Records the broker did not acknowledge")
-DEAD = Counter("streamtrain_dead_letter_total", "Records sent to the dead-letter topic", ["component", "reason"])
 RATE = Gauge("streamtrain_producer_records_per_second", "Acknowledged records per second, last interval")
 
 
@@ -82,7 +81,6 @@ def run(settings: ProducerSettings, stop: StopFlag | None = None) -> dict[str, A
     for chunk in sources.from_settings(settings):
         for where, raw, reason in chunk.bad:
             dead.send(None, raw, f"{reason} (at {where})")
-            DEAD.labels("producer", reason.split(":", 1)[0]).inc()
         keys, values = chunk.keys, chunk.values
         formats = chunk.formats or [None] * len(values)
         if limit is not None:
