@@ -10,13 +10,16 @@ import argparse
 import faulthandler
 import json
 import logging
+import os
 import signal
 import sys
 import time
 import typing
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from pydantic import Field
 from pydantic_settings import BaseSettings
 
 from streamtrain import __version__
@@ -81,7 +84,7 @@ def _broker(settings: Any) -> int:
 class TopicsSettings(CommonSettings):
     """Create the five topics (for local runs; on Kubernetes, Strimzi's KafkaTopics do it)."""
 
-    partitions: int = config.Field(1, ge=1, description="partitions per topic")
+    partitions: int = Field(1, ge=1, description="partitions per topic")
 
 
 def _topics(settings: Any) -> int:
@@ -96,9 +99,9 @@ def _topics(settings: Any) -> int:
 class InspectSettings(CommonSettings):
     """Print the newest checkpoint state and the published versions as JSON (for kubectl exec)."""
 
-    model_dir: Any = config.Field(config.Path("models"), description="base directory of the model store")
-    model_name: str = config.Field("streamtrain", description="model name")
-    checkpoint_dir: Any = config.Field(config.Path("checkpoints"), description="checkpoint directory")
+    model_dir: Path = Field(Path("models"), description="base directory of the model store")
+    model_name: str = Field("streamtrain", description="model name")
+    checkpoint_dir: Path = Field(Path("checkpoints"), description="checkpoint directory")
 
 
 def _inspect(settings: Any) -> int:
@@ -174,6 +177,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # TensorFlow's C++ INFO lines (oneDNN, CPU features) would break the one-JSON-object-per-line logs.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     args = parser().parse_args(argv)
     settings_cls, run, _ = COMMANDS[args.command]
     try:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -83,3 +86,11 @@ def test_sigterm_finishes_batch_checkpoints_and_exits_zero(topics: dict[str, str
     assert state["records_trained"] == summary["records_trained"] >= 2_000
     assert checkpoint.check_ledger(state) == []
     assert summary["stopped_by"] == "stop signal"
+    # `streamtrain inspect` (what an operator runs through kubectl exec) shows the same state.
+    shown = subprocess.run([sys.executable, "-m", "streamtrain", "inspect"], capture_output=True, text=True,
+                           env={**os.environ, "STREAMTRAIN_CHECKPOINT_DIR": str(ckpts),
+                                "STREAMTRAIN_MODEL_DIR": str(tmp_path / "models")}, check=True)
+    inspected = json.loads(shown.stdout)
+    assert inspected["checkpoint"]["records_trained"] == summary["records_trained"]
+    assert inspected["ledger_problems"] == []
+    assert [v["ok"] for v in inspected["versions"]] == [True] * len(inspected["versions"]) != []
