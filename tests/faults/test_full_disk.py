@@ -1,4 +1,4 @@
-"""A full model volume: publication fails cleanly, earlier versions stay intact, training and offsets go on.
+"""A full model volume: publication (and checkpointing) fails cleanly, earlier versions stay intact, training goes on.
 
 The model volume is a size-limited tmpfs the test mounts (CI runs as root); a filler file takes the
 last byte. The trainer must keep training and checkpointing, report the condition (metrics and an
@@ -52,15 +52,24 @@ def _snapshot(root: Path) -> dict[int, dict[str, object]]:
     return {n: model_store.verify(root / str(n))["files"] for n in model_store.version_numbers(root.parent, root.name)}
 
 
-def test_full_model_volume(topics: dict[str, str], tmp_path: Path, small_volume: Path) -> None:
+@pytest.mark.parametrize("layout", ["separate", "shared"])
+def test_full_volume(topics: dict[str, str], tmp_path: Path, small_volume: Path, layout: str) -> None:
+    """separate: only the model volume fills (checkpoints elsewhere); shared: models and checkpoints on one
+    volume, as the Helm chart mounts them, so checkpoints fail too."""
     conf = client_conf(topics)
-    logs, models, ckpts = tmp_path / "logs", small_volume / "models", tmp_path / "ckpt"
+    logs, models = tmp_path / "logs", small_volume / "models"
+    ckpts = small_volume / "ckpt" if layout == "shared" else tmp_path / "ckpt"
     root = model_store.model_root(models, "streamtrain")
     producer = Component("producer", topics, logs, source="susy", count=40_000, rate=1_000, test_fraction=0,
                          summary_file=tmp_path / "producer.json")
     trainer = Component("trainer", topics, logs, model_dir=models, checkpoint_dir=ckpts, batch_size=128,
                         checkpoint_every_seconds=1, publish_every_seconds=1, keep_versions=2,
                         summary_file=tmp_path / "trainer.json")
+    failing_gauge, no_space_gauge, failures = (
+        ("streamtrain_trainer_checkpoint_failing", "streamtrain_trainer_checkpoint_no_space",
+         "streamtrain_trainer_checkpoint_failures_total") if layout == "shared" else
+        ("streamtrain_trainer_publish_failing", "streamtrain_trainer_model_store_no_space",
+         "streamtrain_trainer_publish_failures_total"))
     try:
         trainer.start()
         trainer.wait_for(lambda s: True, 180, "trainer endpoint")
@@ -72,27 +81,27 @@ def test_full_model_volume(topics: dict[str, str], tmp_path: Path, small_volume:
 
         def failing() -> bool:
             text = trainer.get("/metrics")[1]
-            return metric(text, "streamtrain_trainer_publish_failing") == 1 and \
-                metric(text, "streamtrain_trainer_model_store_no_space") == 1 and \
-                (metric(text, "streamtrain_trainer_publish_failures_total") or 0) >= 2
-        wait_until(failing, 120, "the trainer to report that publishing fails for lack of space")
+            return metric(text, failing_gauge) == 1 and metric(text, no_space_gauge) == 1 and \
+                (metric(text, failures) or 0) >= 2
+        wait_until(failing, 120, "the trainer to report that writing fails for lack of space")
         full = trainer.status()
-        assert full is not None
+        saved = checkpoint.read_latest_state(ckpts)
+        assert full is not None and saved is not None
         trainer.wait_for(lambda s: s["records_trained"] >= full["records_trained"] + 3_000, 180,
                          "training to go on while the volume is full")
-        # Nothing on the volume changed: the same versions, byte for byte, and no staging left behind.
+        # Nothing on the volume changed: the same versions, byte for byte.
         assert _snapshot(root) == before
-        assert not [p.name for p in root.iterdir() if p.name.startswith(".")]
-        # Checkpoints (on their own volume) kept the offsets consistent with the model.
+        # The newest checkpoint keeps model and offsets together, and covers every version on the volume.
         state = checkpoint.read_latest_state(ckpts)
         assert state is not None and checkpoint.check_ledger(state) == []
-        assert state["records_trained"] > max(json.loads((root / str(n) / "manifest.json").read_text())
-                                              ["records_trained"] for n in before)
+        if layout == "shared":
+            assert state == saved  # no checkpoint could be written; the last good one stands
+        assert state["records_trained"] >= max(json.loads((root / str(n) / "manifest.json").read_text())
+                                               ["records_trained"] for n in before)
 
         filler.unlink()  # space returns
         trainer.wait_for(lambda s: s["last_version"] > max(before), 120, "a new version once space returned")
-        wait_until(lambda: metric(trainer.get("/metrics")[1], "streamtrain_trainer_publish_failing") == 0, 30,
-                   "the failing gauge to clear")
+        wait_until(lambda: metric(trainer.get("/metrics")[1], failing_gauge) == 0, 30, "the failing gauge to clear")
 
         assert producer.wait_exit(300) == 0, producer.log_tail()
         n_train = json.loads((tmp_path / "producer.json").read_text())["produced"]["train"]
@@ -102,11 +111,13 @@ def test_full_model_volume(topics: dict[str, str], tmp_path: Path, small_volume:
         producer.stop()
         trainer.stop()
 
+    # Every failed attempt removed its staging directory (the trainer was not restarted, which would clean up).
+    assert not [p.name for p in [*root.iterdir(), *ckpts.iterdir()] if p.name.startswith(".")]
     lines = trainer.log_lines()
-    failed = log_messages(lines, "publishing failed")
+    failed = log_messages(lines, "checkpoint failed" if layout == "shared" else "publishing failed")
     assert failed and all(line["no_space_left"] for line in failed), failed[:3]
     assert "No space left on device" in failed[0]["error"]
-    assert log_messages(lines, "publishing works again")
+    assert log_messages(lines, "checkpoints work again" if layout == "shared" else "publishing works again")
     summary = json.loads((tmp_path / "trainer.json").read_text())
     train = topics["STREAMTRAIN_TRAIN_TOPIC"]
     check_exactly_once(summary, {train: partition_ends(conf, train)})

@@ -191,6 +191,7 @@ class DeadLetters:
         self.topic = topic
         self.component = component
         self.sent = 0
+        self.acked = 0
         self.failed = 0
         self.by_reason: dict[str, int] = {}
 
@@ -212,6 +213,23 @@ class DeadLetters:
         if err is not None:
             self.failed += 1
             log.error("dead-letter delivery failed", extra={"error": str(err)})
+        else:
+            self.acked += 1
+
+    @property
+    def pending(self) -> int:
+        return self.sent - self.acked - self.failed
+
+    def settle(self, timeout: float) -> bool:
+        """Wait until the broker acknowledged every dead letter sent so far; True if none is pending.
+
+        Call it before recording the source offsets as done (a checkpoint, a commit): a dead letter
+        still queued in this process when it dies would otherwise be lost, its record marked handled.
+        """
+        deadline = time.monotonic() + timeout
+        while self.pending and time.monotonic() < deadline:
+            self.kafka.flush(min(0.5, max(deadline - time.monotonic(), 0.0)))
+        return not self.pending
 
 
 def send_json(kafka: Producer, topic: str, payload: dict[str, Any], key: str | None = None) -> None:

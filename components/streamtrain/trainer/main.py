@@ -46,6 +46,9 @@ OFFSET_RESETS = Counter("streamtrain_trainer_offset_resets_total", "Times checkp
 PUBLISH_FAILING = Gauge("streamtrain_trainer_publish_failing", "1 while the newest publication attempt failed")
 NO_SPACE = Gauge("streamtrain_trainer_model_store_no_space",
                  "1 while publications fail because the model volume has no space left")
+CKPT_FAILING = Gauge("streamtrain_trainer_checkpoint_failing", "1 while the newest checkpoint attempt failed")
+CKPT_NO_SPACE = Gauge("streamtrain_trainer_checkpoint_no_space",
+                      "1 while checkpoints fail because their volume has no space left")
 
 
 def _shorten(text: str, keep: int = 150) -> str:
@@ -98,6 +101,7 @@ class Trainer:
         self.consumer: Any = None
         self.guard: LogGuard | None = None
         self.publish_failing = False  # the last publication failed (a full volume, say)
+        self.checkpoint_failing = False
         self.reader: BatchReader | TfioBatchReader | None = None
         self._rate_mark = (time.monotonic(), 0)
         self._checkpointed = -1  # records consumed at the last checkpoint
@@ -226,15 +230,28 @@ class Trainer:
         if self.learner is None or (consumed == self._checkpointed and self.state.seq > 0
                                     and self.state.last_version == self._checkpointed_version):
             return self.learner is not None
+        if not self.dead.settle(5.0):  # the checkpoint marks their records done: they must be on the broker
+            log.warning("checkpoint postponed: dead letters not yet acknowledged by the broker",
+                        extra={"pending": self.dead.pending})
+            return False
         self.state.extra["adapt"] = self.adapt.to_json()
         try:
             path = checkpoint.save(self.s.checkpoint_dir, self.state, self.learner.model.get_weights(),
                                    self.learner.optimizer_state(), self.s.keep_checkpoints)
-        except OSError as exc:
+        except OSError as exc:  # the previous checkpoint stays the newest: model and offsets still agree on disk
             CKPT_FAIL.inc()
+            CKPT_FAILING.set(1)
+            CKPT_NO_SPACE.set(1 if _no_space(exc) else 0)
+            self.checkpoint_failing = True
             log.error("checkpoint failed; training goes on and the next checkpoint retries",
-                      extra={"error": str(exc)})
+                      extra={"error": str(exc), "no_space_left": _no_space(exc),
+                             "checkpoint_dir": str(self.s.checkpoint_dir)})
             return False
+        if self.checkpoint_failing:
+            log.warning("checkpoints work again", extra={"path": str(path)})
+            self.checkpoint_failing = False
+        CKPT_FAILING.set(0)
+        CKPT_NO_SPACE.set(0)
         CKPT_TIME.set(time.time())
         self._checkpointed, self._checkpointed_version = consumed, self.state.last_version
         self.commit_offsets()
