@@ -20,7 +20,7 @@ from tests.faults.helpers import client_conf, log_messages, metric, mount_tmpfs,
 from tests.support.ledger import check_exactly_once
 from tests.support.processes import Component
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture
