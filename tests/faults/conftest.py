@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 
 import pytest
@@ -21,5 +22,5 @@ def own_broker() -> Iterator[EmbeddedBroker]:
         yield broker
     finally:
         if broker.process is not None and broker.process.poll() is None:
-            broker.process.send_signal(18)  # SIGCONT, in case a test left it stopped
+            broker.process.send_signal(signal.SIGCONT)  # in case a test left it stopped
         broker.stop()

@@ -43,8 +43,8 @@ def test_every_kind_is_refused_with_a_reason_of_its_kind(kind: Kind, rnd: random
     assert "\n" not in reason and len(reason) < 300
 
 
-@settings(max_examples=150, deadline=None)
-@given(data=st.data(), width=st.integers(2, 40), n_clean=st.integers(3, 400))
+@settings(max_examples=100, deadline=None)
+@given(data=st.data(), width=st.integers(2, 40), n_clean=st.integers(3, 250))
 def test_malformed_records_in_a_batch_are_set_aside_exactly(data: st.DataObject, width: int, n_clean: int) -> None:
     rnd = data.draw(st.randoms(use_true_random=False))
     clean = clean_rows(rnd, n_clean, width)

@@ -26,7 +26,7 @@ from tests.support.processes import Component
 
 pytestmark = pytest.mark.integration
 
-OLD = 20_000
+OLD = 12_000
 
 
 def _produce(env: dict[str, str], logs: Path, summary: Path, count: int, seed: int) -> int:
@@ -43,7 +43,7 @@ def _recreate_topics(broker: EmbeddedBroker, env: dict[str, str]) -> None:
     broker.create_topics([v for k, v in env.items() if k.endswith("_TOPIC")], 2)
 
 
-@pytest.mark.parametrize(("policy", "new"), [("fail", 6_000), ("restart-from-earliest", 30_000)])
+@pytest.mark.parametrize(("policy", "new"), [("fail", 4_000), ("restart-from-earliest", 20_000)])
 def test_broker_loss_while_training(own_broker: EmbeddedBroker, tmp_path: Path, policy: str, new: int) -> None:
     # fail: the new log is shorter than our offsets; restart-from-earliest: longer, so the trainer's
     # consumer does fetch new records at its old offsets: they must be refused, not trained on.

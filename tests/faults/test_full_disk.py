@@ -60,7 +60,7 @@ def test_full_volume(topics: dict[str, str], tmp_path: Path, small_volume: Path,
     logs, models = tmp_path / "logs", small_volume / "models"
     ckpts = small_volume / "ckpt" if layout == "shared" else tmp_path / "ckpt"
     root = model_store.model_root(models, "streamtrain")
-    producer = Component("producer", topics, logs, source="susy", count=40_000, rate=1_000, test_fraction=0,
+    producer = Component("producer", topics, logs, source="susy", count=30_000, rate=1_000, test_fraction=0,
                          summary_file=tmp_path / "producer.json")
     trainer = Component("trainer", topics, logs, model_dir=models, checkpoint_dir=ckpts, batch_size=128,
                         checkpoint_every_seconds=1, publish_every_seconds=1, keep_versions=2,
