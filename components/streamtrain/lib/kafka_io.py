@@ -10,6 +10,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicCollection, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+from prometheus_client import Counter
 
 from streamtrain.lib.config import CommonSettings
 
@@ -183,6 +184,11 @@ def records_exist(settings: CommonSettings, topic: str, offsets: dict[int, int],
         probe.close()
 
 
+# One counter for the three components (each process runs one; tests may import all three).
+DEAD_LETTERS = Counter("streamtrain_dead_letter_total", "Records sent to the dead-letter topic",
+                       ["component", "reason"])
+
+
 class DeadLetters:
     """Sends records that cannot be used to the dead-letter topic, with the reason and origin in headers."""
 
@@ -206,6 +212,7 @@ class DeadLetters:
         ]
         kind = reason.split(":", 1)[0]
         self.by_reason[kind] = self.by_reason.get(kind, 0) + 1
+        DEAD_LETTERS.labels(self.component, kind).inc()
         self.sent += 1
         self.kafka.produce(self.topic, value=value, key=key, headers=headers, on_delivery=self._delivered)
 

@@ -32,7 +32,6 @@ log = logging.getLogger("streamtrain.trainer")
 
 TRAINED = Counter("streamtrain_trainer_records_total", "Records trained on")
 BATCHES = Counter("streamtrain_trainer_batches_total", "Micro-batches trained on")
-DEAD = Counter("streamtrain_dead_letter_total", "Records sent to the dead-letter topic", ["component", "reason"])
 PREQ_ACC = Gauge("streamtrain_trainer_prequential_accuracy", "Test-then-train accuracy since the start")
 WINDOW_ACC = Gauge("streamtrain_trainer_window_accuracy", "Test-then-train accuracy over the recent window")
 WINDOW_LOSS = Gauge("streamtrain_trainer_window_loss", "Test-then-train log loss over the recent window")
@@ -190,7 +189,6 @@ class Trainer:
             i = bad.index
             self.dead.send(batch.keys[i], batch.values[i], bad.reason, batch.topic,
                            int(batch.partitions[i]), int(batch.offsets[i]))
-            DEAD.labels("trainer", bad.reason.split(":", 1)[0]).inc()
         if d.labels.size:
             if self.learner is None:
                 assert batch.width is not None
