@@ -10,10 +10,13 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 
-from streamtrain.lib import kafka_io
 from streamtrain.lib.broker import EmbeddedBroker
+
+# Re-exported: the fault tests read topics the same way as the others.
+from tests.support.kafka import partition_ends as partition_ends
+from tests.support.kafka import read_all as read_all
 
 TOPIC_KEYS = ("TRAIN", "TEST", "METRICS", "MODEL_EVENTS", "DEAD_LETTER")
 
@@ -37,35 +40,6 @@ def client_conf(env: dict[str, str]) -> dict[str, Any]:
                "STREAMTRAIN_SSL_KEY_LOCATION": "ssl.key.location"}
     conf.update({option: env[name] for name, option in mapping.items() if name in env})
     return conf
-
-
-def read_all(conf: dict[str, Any], topic: str, idle: float = 2.0, timeout: float = 180.0) -> list[Any]:
-    """Every record of a topic, by consuming from offset 0 until nothing arrives for `idle` seconds."""
-    consumer = Consumer({**conf, "group.id": f"tests-{uuid.uuid4().hex[:6]}", "enable.auto.commit": False})
-    try:
-        consumer.assign([TopicPartition(topic, p, 0) for p in kafka_io.partitions_of(consumer, topic)])
-        messages: list[Any] = []
-        last = time.monotonic()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() - last < idle and time.monotonic() < deadline:
-            batch = [m for m in consumer.consume(10_000, 0.2) if m.error() is None]
-            if batch:
-                messages.extend(batch)
-                last = time.monotonic()
-        return messages
-    finally:
-        consumer.close()
-
-
-def partition_ends(conf: dict[str, Any], topic: str) -> dict[int, int]:
-    """{partition: next offset}, checking the offsets are gap-free from 0 (so: no loss, no duplicate offset)."""
-    ends: dict[int, int] = {}
-    counts: dict[int, int] = {}
-    for msg in read_all(conf, topic):
-        ends[msg.partition()] = max(ends.get(msg.partition(), 0), msg.offset() + 1)
-        counts[msg.partition()] = counts.get(msg.partition(), 0) + 1
-    assert ends == counts, f"{topic}: offsets are not contiguous from 0: ends {ends}, counts {counts}"
-    return ends
 
 
 def produce(conf: dict[str, Any], topic: str, records: Iterable[tuple[bytes | None, bytes | None, int]]) -> int:

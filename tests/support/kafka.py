@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
@@ -10,9 +11,14 @@ from confluent_kafka import Consumer, TopicPartition
 from streamtrain.lib import kafka_io
 
 
-def read_all(bootstrap: str, topic: str, idle: float = 2.0, timeout: float = 120.0) -> list[Any]:
+def _conf(client: str | dict[str, Any]) -> dict[str, Any]:
+    """A bootstrap address, or a whole librdkafka configuration (TLS tests pass one)."""
+    return {"bootstrap.servers": client} if isinstance(client, str) else dict(client)
+
+
+def read_all(client: str | dict[str, Any], topic: str, idle: float = 2.0, timeout: float = 180.0) -> list[Any]:
     """Every record of a topic: consume from offset 0 until nothing arrives for `idle` seconds."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "tests-reader", "enable.auto.commit": False})
+    consumer = Consumer({**_conf(client), "group.id": f"tests-{uuid.uuid4().hex[:6]}", "enable.auto.commit": False})
     try:
         consumer.assign([TopicPartition(topic, p, 0) for p in kafka_io.partitions_of(consumer, topic)])
         messages: list[Any] = []
@@ -28,11 +34,11 @@ def read_all(bootstrap: str, topic: str, idle: float = 2.0, timeout: float = 120
         consumer.close()
 
 
-def partition_ends(bootstrap: str, topic: str) -> dict[int, int]:
+def partition_ends(client: str | dict[str, Any], topic: str) -> dict[int, int]:
     """{partition: next offset} of what the topic holds, checking offsets are gap-free from 0."""
     ends: dict[int, int] = {}
     counts: dict[int, int] = {}
-    for msg in read_all(bootstrap, topic):
+    for msg in read_all(client, topic):
         ends[msg.partition()] = max(ends.get(msg.partition(), 0), msg.offset() + 1)
         counts[msg.partition()] = counts.get(msg.partition(), 0) + 1
     assert ends == counts, f"{topic}: offsets are not contiguous from 0: ends {ends}, counts {counts}"

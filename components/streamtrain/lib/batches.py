@@ -122,6 +122,17 @@ def to_batch(messages: list[Message], width: int | None) -> Batch:
     )
 
 
+def take(handover: queue.Queue[Batch | BaseException], timeout: float) -> Batch | None:
+    """The next batch from a reader thread, None on timeout; re-raises what the reader failed with."""
+    try:
+        item = handover.get(timeout=timeout)
+    except queue.Empty:
+        return None
+    if isinstance(item, BaseException):
+        raise item
+    return item
+
+
 class BatchReader:
     """Consumes and decodes in a background thread; `get()` returns the next Batch or None on timeout."""
 
@@ -166,13 +177,7 @@ class BatchReader:
             self._queue.put(exc)
 
     def get(self, timeout: float) -> Batch | None:
-        try:
-            item = self._queue.get(timeout=timeout)
-        except queue.Empty:
-            return None
-        if isinstance(item, BaseException):
-            raise item
-        return item
+        return take(self._queue, timeout)
 
     def commit(self, offsets: list[TopicPartition]) -> None:
         """Ask for an offset commit; the reader thread sends it, as it owns the consumer.

@@ -12,7 +12,7 @@ import io
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 
@@ -140,31 +140,35 @@ def _decode_f32_fast(keys: list[bytes | None], values: list[bytes | None], width
 
 
 def _labels_fast(keys: list[bytes | None]) -> np.ndarray | None:
+    """Labels when every key is a canonical 0/1 spelling; None sends the batch record by record."""
     try:
-        y = np.array(keys).astype(np.float32)
-    except (TypeError, ValueError):
+        return np.array([_CANONICAL_LABELS[k] for k in keys], np.float32)  # type: ignore[index]
+    except (KeyError, TypeError):
         return None
-    if y.shape != (len(keys),) or not np.isin(y, (0.0, 1.0)).all():
-        return None
-    return y
 
 
 def _decode_f32_slow(keys: list[bytes | None], values: list[bytes | None], width: int | None,
                      indices: range | list[int]) -> Decoded:
-    rows: list[np.ndarray] = []
+    return _decode_each(keys, values, width, indices, decode_f32_record)
+
+
+def _decode_each(keys: list[bytes | None], values: list[bytes | None], width: int | None,
+                 indices: range | list[int], decode_one: Any) -> Decoded:
+    """Record by record, naming each bad one: the path of batches that hold a bad record."""
+    rows: list[Any] = []
     labels: list[float] = []
     good: list[int] = []
     bad: list[BadRecord] = []
     for i in indices:
         try:
-            row, label = decode_f32_record(keys[i], values[i], width)
+            row, label = decode_one(keys[i], values[i], width)
         except ValueError as exc:
             bad.append(BadRecord(i, str(exc)))
             continue
         rows.append(row)
         labels.append(label)
         good.append(i)
-    features = np.stack(rows).astype(np.float32) if rows else np.zeros((0, width or 0), np.float32)
+    features = np.array(rows, np.float32).reshape(len(rows), width or 0)
     return Decoded(features, np.array(labels, np.float32), np.array(good, np.int64), bad)
 
 
@@ -210,30 +214,16 @@ def _decode_fast(keys: list[bytes | None], values: list[bytes | None], width: in
         with warnings.catch_warnings():  # an empty value makes loadtxt warn; the slow path names it
             warnings.simplefilter("ignore")
             x = np.loadtxt(cast(list[bytes], values), delimiter=",", dtype=np.float32, comments=None, ndmin=2)
-        y = np.array([_CANONICAL_LABELS[k] for k in keys], np.float32)  # type: ignore[index]
-    except (KeyError, TypeError, ValueError):
-        return None  # any other spelling of a label is judged record by record
-    if x.shape != (n, width) or not np.isfinite(x).all():
+    except (TypeError, ValueError):
+        return None
+    y = _labels_fast(keys)  # any other spelling of a label is judged record by record
+    if y is None or x.shape != (n, width) or not np.isfinite(x).all():
         return None  # empty or multi-line values change the row count
     return Decoded(x, y, np.arange(n))
 
 
 def _decode_slow(keys: list[bytes | None], values: list[bytes | None], width: int | None) -> Decoded:
-    rows: list[list[float]] = []
-    labels: list[float] = []
-    good: list[int] = []
-    bad: list[BadRecord] = []
-    for i, (key, value) in enumerate(zip(keys, values, strict=True)):
-        try:
-            row, label = decode_record(key, value, width)
-        except ValueError as exc:
-            bad.append(BadRecord(i, str(exc)))
-            continue
-        rows.append(row)
-        labels.append(label)
-        good.append(i)
-    features = np.array(rows, np.float32).reshape(len(rows), width or 0)
-    return Decoded(features, np.array(labels, np.float32), np.array(good, np.int64), bad)
+    return _decode_each(keys, values, width, range(len(values)), decode_record)
 
 
 def decode_record(key: bytes | None, value: bytes | None, width: int | None) -> tuple[list[float], float]:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from streamtrain.lib import kafka_io
-from streamtrain.lib.batches import Batch
+from streamtrain.lib.batches import Batch, take
 from streamtrain.lib.codec import decode_batch
 from streamtrain.lib.config import CommonSettings
 
@@ -93,13 +93,7 @@ class TfioBatchReader:
                      values=list(values), decoded=decoded, width=self.width, fetched_at=time.time())
 
     def get(self, timeout: float) -> Batch | None:
-        try:
-            item = self._queue.get(timeout=timeout)
-        except queue.Empty:
-            return None
-        if isinstance(item, BaseException):
-            raise item
-        return item
+        return take(self._queue, timeout)
 
     def commit(self, offsets: list[Any]) -> None:
         """tensorflow-io commits by itself when it fetches; nothing to do."""
