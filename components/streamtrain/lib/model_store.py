@@ -10,6 +10,7 @@ a torn or tampered version fails its checksums and is skipped.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import logging
@@ -61,6 +62,10 @@ def publish(base: Path, name: str, model: keras.Model, version: int, info: dict[
     try:
         if savedmodel:
             model.export(str(staged), verbose=False)
+            # Each export leaves ~1 MB of TensorFlow graph objects in reference cycles that the cyclic GC
+            # reaches late (60 exports in a row: +55 MB). Collecting now (~0.15 s, once per SavedModel)
+            # leaves ~0.1 MB per export (120 exports: +18 MB), so frequent publication stays flat.
+            gc.collect()
         model.save(staged / KERAS_FILE)
         files = {str(p.relative_to(staged)): {"sha256": atomic.sha256_file(p), "bytes": p.stat().st_size}
                  for p in atomic.tree_files(staged)}
