@@ -179,19 +179,30 @@ class Component:
             return "(no log)"
 
     def memory(self, from_records: int, to_records: int) -> dict[str, Any]:
-        """Peak RSS, and RSS growth between the first samples at or past two record counts."""
+        """Peak RSS, and RSS growth from just past `from_records` to the end of the run.
+
+        RSS swings by tens of MB within a run (a SavedModel export allocates, then frees), so each end
+        is the median of the samples in the first / last tenth of the window, not a single sample.
+        """
         peak = max((s.hwm_mb for s in self.samples), default=None)
         counted = [s for s in self.samples if s.records is not None]
-        low = next((s for s in counted if s.records is not None and s.records >= from_records), None)
-        # The process exits right at the end: take the last sample it answered, if it is near `to_records`.
-        high = counted[-1] if counted else None
         result: dict[str, Any] = {"peak_rss_mb": round(peak, 1) if peak is not None else None,
                                   "samples": len(self.samples)}
-        if low is not None and high is not None and high.records is not None and low.records is not None:
+        if not counted:
+            return result
+        end = max(s.records or 0 for s in counted)
+        tenth = max((end - from_records) / 10, 1)
+        low = [s for s in counted if from_records <= (s.records or 0) <= from_records + tenth]
+        high = [s for s in counted if (s.records or 0) >= end - tenth]
+        series = counted[:: max(len(counted) // 40, 1)]
+        result["series"] = [[s.records, round(s.rss_mb, 1)] for s in series]  # (records, RSS MB), for plots
+        if low and high:
+            rss_low = float(np.median([s.rss_mb for s in low]))
+            rss_high = float(np.median([s.rss_mb for s in high]))
             result.update({
-                "rss_at_low_mb": round(low.rss_mb, 1), "records_at_low": low.records,
-                "rss_at_high_mb": round(high.rss_mb, 1), "records_at_high": high.records,
-                "rss_growth_mb": round(high.rss_mb - low.rss_mb, 1),
+                "rss_at_low_mb": round(rss_low, 1), "records_at_low": [low[0].records, low[-1].records],
+                "rss_at_high_mb": round(rss_high, 1), "records_at_high": [high[0].records, high[-1].records],
+                "rss_growth_mb": round(rss_high - rss_low, 1),
             })
         return result
 

@@ -510,8 +510,8 @@ def bench_memory(run: Run) -> dict[str, Any]:
         "window_records": [run.plan.memory_from, run.plan.memory_records],
         "target_growth_mb": TARGETS["rss_growth_mb"], "target_trainer_peak_mb": TARGETS["trainer_peak_rss_mb"],
         "note": f"VmRSS/VmHWM from /proc every 0.25 s; trainer at batch {TRAINER_BATCH}, evaluator at "
-                f"batch {EVALUATOR_BATCH}; growth = RSS at the last sample (end of the run) minus RSS at "
-                f"the first sample past {run.plan.memory_from:,} records",
+                f"batch {EVALUATOR_BATCH}; growth = median RSS over the last tenth of the run minus median RSS "
+                f"over the first tenth past {run.plan.memory_from:,} records ('series': records, RSS)",
     }
 
 
