@@ -122,7 +122,7 @@ def print_table(document: dict[str, Any]) -> None:
 
 
 def markdown_table(document: dict[str, Any]) -> str:
-    """The same table as Markdown (for docs/performance.md)."""
+    """The same table as Markdown (for the README "Performance" section)."""
     lines = ["| benchmark | measure | value | reference (same run) | ratio | target | met |",
              "|---|---|---:|---:|---:|---|---|"]
     for r in document["table"]:
@@ -218,7 +218,7 @@ def problems(document: dict[str, Any], expected: tuple[str, ...]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m benchmarks.report RESULTS.json`: the table as Markdown (for docs/performance.md)."""
+    """`python -m benchmarks.report RESULTS.json`: the table as Markdown (for the README "Performance" section)."""
     import argparse
     import json
 
