@@ -14,7 +14,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from streamtrain.lib import codec, kafka_io
 from streamtrain.lib.broker import free_port
 from streamtrain.lib.config import CommonSettings
+from streamtrain.lib.http import fetch_status
 from streamtrain.producer.sources import susy_arrays
 
 COMMANDS = {"producer": "produce", "trainer": "train", "evaluator": "evaluate"}
@@ -99,12 +99,7 @@ class Component:
         return self
 
     def status(self, timeout: float = 1.0) -> dict[str, Any] | None:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/status", timeout=timeout) as response:
-                data: dict[str, Any] = json.load(response)
-                return data
-        except (OSError, ValueError):
-            return None
+        return fetch_status(self.port, timeout=timeout)
 
     def records(self, status: dict[str, Any] | None) -> int | None:
         if status is None:

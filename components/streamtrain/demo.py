@@ -15,13 +15,13 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from streamtrain.lib import kafka_io
 from streamtrain.lib.broker import EmbeddedBroker, free_port
 from streamtrain.lib.config import CommonSettings, DemoSettings
+from streamtrain.lib.http import fetch_status
 
 log = logging.getLogger("streamtrain.demo")
 
@@ -39,12 +39,7 @@ class Child:
                                         stdout=self.log_file, stderr=subprocess.STDOUT)
 
     def status(self) -> dict[str, Any] | None:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/status", timeout=2) as response:
-                data: dict[str, Any] = json.load(response)
-                return data
-        except (OSError, ValueError):
-            return None
+        return fetch_status(self.port)
 
     def running(self) -> bool:
         return self.process.poll() is None

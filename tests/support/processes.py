@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from streamtrain.lib.broker import free_port
+from streamtrain.lib.http import fetch_status
 
 COMMANDS = {"producer": "produce", "trainer": "train", "evaluator": "evaluate"}
 
@@ -47,12 +48,7 @@ class Component:
         return self
 
     def status(self) -> dict[str, Any] | None:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/status", timeout=2) as response:
-                data: dict[str, Any] = json.load(response)
-                return data
-        except (OSError, ValueError):
-            return None
+        return fetch_status(self.port)
 
     def get(self, path: str) -> tuple[int, str]:
         try:

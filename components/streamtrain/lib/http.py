@@ -6,6 +6,7 @@ import json
 import logging
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -68,3 +69,13 @@ def serve(host: str, port: int, health: Health, status: Callable[[], dict[str, A
 
 def _flag(ok: bool, yes: str, no: str) -> tuple[int, str, bytes]:
     return (200, "text/plain", f"{yes}\n".encode()) if ok else (503, "text/plain", f"{no}\n".encode())
+
+
+def fetch_status(port: int, host: str = "127.0.0.1", timeout: float = 2.0) -> dict[str, Any] | None:
+    """A component's /status as a dict, or None while it does not answer (starting, stopped)."""
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}/status", timeout=timeout) as response:
+            data: dict[str, Any] = json.load(response)
+            return data
+    except (OSError, ValueError):
+        return None
