@@ -71,6 +71,10 @@ def consumer(settings: CommonSettings, component: str, group_id: str | None = No
         "fetch.min.bytes": 1,
         "fetch.wait.max.ms": 100,
         "queued.max.messages.kbytes": 65536,
+        # librdkafka >= 2.4 postpones the next fetch by this much once its local queue is over the
+        # thresholds (default 1 s). A trainer draining ~100k records/s empties that queue well within
+        # a second and then sat idle: consume + decode ran at 86k records/s instead of 160k.
+        "fetch.queue.backoff.ms": 10,
     })
     conf.update(overrides)
     return Consumer(conf)
