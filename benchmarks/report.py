@@ -23,7 +23,7 @@ def rows(document: dict[str, Any]) -> list[dict[str, Any]]:
             if not shown:
                 continue
             label = f"batch {r['batch_size']}" + (" (default)" if r["default"] else "") + \
-                (", f32 wire" if r["wire_format"] == "f32" else "")
+                (f", {r['wire_format']} wire" if r["wire_format"] != "csv" else "")
             out.append(_row("trainer throughput", label, r["records_per_second"], "records/s",
                             r["ceiling_records_per_second"], "train_on_batch ceiling", r["ratio"],
                             f">= {t['trainer_ratio']:.0%} of ceiling", r["ratio"] >= t["trainer_ratio"]))
@@ -40,6 +40,16 @@ def rows(document: dict[str, Any]) -> list[dict[str, Any]]:
             out.append(_row("vs tutorial loop", "throughput (batch 1024)", rate,
                             "records/s", tl["tutorial"]["records_per_second"], "tutorial fit loop", at_1024,
                             f">= {t['tutorial_speedup']:.0f}x", at_1024 >= t["tutorial_speedup"]))
+        by_wire = tl.get("speedup_by_wire_format_and_batch_size") or {}
+        defaults = {r["batch_size"] for r in b.get("trainer_throughput", {}).get("results", []) if r["default"]}
+        for batch in sorted({int(k.split()[1]) for k in by_wire if k.startswith("f32-block ")}):
+            speed = by_wire[f"f32-block {batch}"]
+            if batch not in {1024} | defaults:
+                continue
+            out.append(_row("vs tutorial loop", f"throughput (batch {batch}, f32-block wire)",
+                            round(speed * tl["tutorial"]["records_per_second"]), "records/s",
+                            tl["tutorial"]["records_per_second"], "tutorial fit loop", speed,
+                            f">= {t['tutorial_speedup']:.0f}x", speed >= t["tutorial_speedup"]))
         out.append(_row("vs tutorial loop", "prequential accuracy", tl["trainer_prequential_accuracy_same_records"],
                         "", tl["tutorial"]["prequential_accuracy"], "tutorial fit loop",
                         tl["accuracy_difference"], ">= tutorial", tl["accuracy_difference"] >= 0))
@@ -55,10 +65,13 @@ def rows(document: dict[str, Any]) -> list[dict[str, Any]]:
         out.append(_row("evaluator", f"batch {ev['batch_size']}", ev["records_per_second"], "records/s",
                         ev["predict_ceiling_records_per_second"], "in-memory predict", ev["ratio"],
                         f">= {t['evaluator_rps']:,.0f}/s", ev["records_per_second"] >= t["evaluator_rps"]))
-        f32 = ev["f32"]
-        out.append(_row("evaluator", f"batch {ev['batch_size']}, f32 wire", f32["records_per_second"], "records/s",
-                        f32["predict_ceiling_records_per_second"], "in-memory predict", f32["ratio"],
-                        f">= {t['evaluator_rps']:,.0f}/s", f32["records_per_second"] >= t["evaluator_rps"]))
+        for wire in ("f32", "f32-block"):
+            if wire not in ev:
+                continue
+            e = ev[wire]
+            out.append(_row("evaluator", f"batch {ev['batch_size']}, {wire} wire", e["records_per_second"], "records/s",
+                            e["predict_ceiling_records_per_second"], "in-memory predict", e["ratio"],
+                            f">= {t['evaluator_rps']:,.0f}/s", e["records_per_second"] >= t["evaluator_rps"]))
     if "freshness" in b:
         fr = b["freshness"]
         for q in ("p50", "p95", "max"):
@@ -143,6 +156,7 @@ def plot_throughput(document: dict[str, Any], path: Path) -> None:
     every = document["benchmarks"]["trainer_throughput"]["results"]
     results = [r for r in every if r["wire_format"] == "csv"]
     binary = [r for r in every if r["wire_format"] == "f32"]
+    blocks = [r for r in every if r["wire_format"] == "f32-block"]
     sizes = [r["batch_size"] for r in results]
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
     ax.plot(sizes, [r["ceiling_records_per_second"] for r in results], "o--", color="grey",
@@ -154,6 +168,12 @@ def plot_throughput(document: dict[str, Any], path: Path) -> None:
     if binary:
         ax.plot([r["batch_size"] for r in binary], [r["records_per_second"] for r in binary], "D", color="tab:green",
                 label="trainer, f32 wire format")
+    if blocks:
+        ax.plot([r["batch_size"] for r in blocks], [r["records_per_second"] for r in blocks], "^-", color="tab:purple",
+                label="trainer, f32-block wire format (256 rows a record)")
+        for r in blocks:
+            ax.annotate(f"{r['ratio']:.0%}", (r["batch_size"], r["records_per_second"]), textcoords="offset points",
+                        xytext=(0, 6), ha="center", fontsize=8, color="tab:purple")
     for r in results:
         ax.annotate(f"{r['ratio']:.0%}", (r["batch_size"], r["records_per_second"]), textcoords="offset points",
                     xytext=(0, -14), ha="center", fontsize=8, color="tab:blue")

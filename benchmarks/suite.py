@@ -35,6 +35,7 @@ EVALUATOR_BATCH = int(EvaluatorSettings.model_fields["batch_size"].default)
 WIDTH = 18  # SUSY's features
 
 TOPIC_ROLES = ("train", "test", "metrics", "model_events", "dead_letter")
+WIRE_TOPICS = {"csv": "train", "f32": "train_f32", "f32-block": "train_block"}  # the pre-filled topic of each format
 BENCHMARKS = ("trainer_throughput", "tutorial_loop", "producer", "evaluator", "freshness", "memory", "startup")
 
 TARGETS = {
@@ -65,7 +66,7 @@ class Plan:
     generator_records: int
     freshness_seconds: float  # measured window, after the warm-up
     freshness_warmup: float
-    f32_records: int  # a second train topic in the binary wire format (trainer, evaluator and producer runs)
+    f32_records: int  # rows of the topics in the binary wire formats, f32 and f32-block (trainer and evaluator runs)
     freshness_rate: float = 10_000.0
     freshness_publish_seconds: float = 1.0  # the low-latency configuration of the trainer ...
     freshness_savedmodel_seconds: float = 30.0  # ... with the SavedModel export at a lower cadence
@@ -166,7 +167,7 @@ def predict_ceiling(x: np.ndarray, batch: int, seconds: float) -> float:
 # --- 1. trainer throughput -----------------------------------------------------------------------------
 def run_trainer(run: Run, batch: int, records: int, name: str, wire: str = "csv", **options: Any) -> dict[str, Any]:
     work = run.work / name
-    trainer = Component("trainer", run.env(train=run.topics["train" if wire == "csv" else "train_f32"]), work, name, {
+    trainer = Component("trainer", run.env(train=run.topics[WIRE_TOPICS[wire]]), work, name, {
         "batch_size": batch, "max_records": records, "model_dir": work / "models",
         "checkpoint_dir": work / "checkpoints", "group_id": f"bench-{name}", **options}).start()
     timeout = 120 + records / 2_000
@@ -190,6 +191,8 @@ def bench_trainer(run: Run) -> dict[str, Any]:
              (1024, [plan.repeat_records] * repeat, "csv")]
     sizes += [(b, [plan.sweep_records], "csv") for b in plan.sweep_batches]
     sizes += [(TRAINER_BATCH, [plan.f32_records] * repeat, "f32"), (1024, [plan.f32_records] * repeat, "f32")]
+    sizes += [(b, [plan.f32_records] * repeat if b in (TRAINER_BATCH, 1024) else [plan.sweep_records], "f32-block")
+              for b in sorted({TRAINER_BATCH, 1024, *plan.sweep_batches})]
     for batch, runs, wire in sizes:
         in_memory = learner_in_memory(x, y, batch, plan.ceiling_seconds)
         reps = []
@@ -279,14 +282,17 @@ def bench_tutorial(run: Run) -> dict[str, Any]:
     log(f"tutorial loop on the first {len(x):,} records of the train topic")
     tutorial = tutorial_loop(x, y)
     ours = learner_prequential(x, y, TRAINER_BATCH)
-    rates = {r["batch_size"]: r["records_per_second"] for r in run.results.get("_trainer_rows", [])
-             if r["wire_format"] == "csv"}
+    rows = run.results.get("_trainer_rows", [])
+    rates = {r["batch_size"]: r["records_per_second"] for r in rows if r["wire_format"] == "csv"}
+    by_wire = {f"{r['wire_format']} {r['batch_size']}": r["records_per_second"] for r in rows}
     trainer_rate = rates.get(TRAINER_BATCH)
     return {
         "tutorial": tutorial,
         "trainer_records_per_second": trainer_rate,
         "speedup": round(trainer_rate / tutorial["records_per_second"], 1) if trainer_rate else None,
         "speedup_by_batch_size": {b: round(r / tutorial["records_per_second"], 1) for b, r in sorted(rates.items())},
+        "speedup_by_wire_format_and_batch_size": {k: round(r / tutorial["records_per_second"], 1)
+                                                  for k, r in by_wire.items()},
         "trainer_prequential_accuracy_same_records": round(ours, 4),
         "accuracy_difference": round(ours - tutorial["prequential_accuracy"], 4),
         "target_speedup": TARGETS["tutorial_speedup"],
@@ -361,7 +367,9 @@ def bench_producer(run: Run) -> dict[str, Any]:
     for name, options in (("csv", {"source": "csv", "csv_path": plain}),
                           ("csv.gz", {"source": "csv", "csv_path": packed}),
                           ("generator", {"source": "susy", "count": plan.generator_records}),
-                          ("generator f32", {"source": "susy", "count": plan.generator_records, "wire_format": "f32"})):
+                          ("generator f32", {"source": "susy", "count": plan.generator_records, "wire_format": "f32"}),
+                          ("generator f32-block", {"source": "susy", "count": plan.generator_records,
+                                                   "wire_format": "f32-block"})):
         log(f"producer: {name}")
         summary = run_producer(run, f"producer-{name.replace('.', '-').replace(' ', '-')}", **options)
         rate = summary["records_per_second"]
@@ -388,7 +396,7 @@ def run_evaluator(run: Run, wire: str, records: int) -> tuple[dict[str, Any], fl
     x, _ = run.data()
     ceiling = predict_ceiling(x, EVALUATOR_BATCH, run.plan.ceiling_seconds)
     log(f"evaluator: {records:,} {wire} records (in-memory scoring {ceiling:,.0f}/s)")
-    evaluator = Component("evaluator", run.env(test=run.topics["train" if wire == "csv" else "train_f32"]), work,
+    evaluator = Component("evaluator", run.env(test=run.topics[WIRE_TOPICS[wire]]), work,
                           f"evaluator-{wire}", {
                               "model_dir": work / "models", "report_dir": work / "reports", "max_records": records,
                               "group_id": f"bench-evaluator-{time.time_ns()}", "session_timeout_ms": 6000}).start()
@@ -403,12 +411,15 @@ def run_evaluator(run: Run, wire: str, records: int) -> tuple[dict[str, Any], fl
 def bench_evaluator(run: Run) -> dict[str, Any]:
     summary, ceiling = run_evaluator(run, "csv", run.plan.memory_records)
     rate = summary["steady_records_per_second"]
-    f32, f32_ceiling = run_evaluator(run, "f32", run.plan.f32_records)
+    binary = {}
+    for wire in ("f32", "f32-block"):
+        other, other_ceiling = run_evaluator(run, wire, run.plan.f32_records)
+        binary[wire] = {"records": other["records_evaluated"], "records_per_second": other["steady_records_per_second"],
+                        "predict_ceiling_records_per_second": round(other_ceiling, 1),
+                        "ratio": round(other["steady_records_per_second"] / other_ceiling, 3)}
     return {"records": summary["records_evaluated"], "records_per_second": rate,
             "predict_ceiling_records_per_second": round(ceiling, 1), "ratio": round(rate / ceiling, 3),
-            "f32": {"records": f32["records_evaluated"], "records_per_second": f32["steady_records_per_second"],
-                    "predict_ceiling_records_per_second": round(f32_ceiling, 1),
-                    "ratio": round(f32["steady_records_per_second"] / f32_ceiling, 3)},
+            "f32": binary["f32"], "f32-block": binary["f32-block"],
             "batch_size": EVALUATOR_BATCH, "target_records_per_second": TARGETS["evaluator_rps"],
             "reference": "the evaluator's compiled predict on in-memory numpy batches of the same size"}
 
@@ -589,7 +600,7 @@ def main(argv: list[str] | None = None) -> int:
         with EmbeddedBroker() as broker:
             topics = {"train": "bench.train", "test": "bench.test", "metrics": "bench.metrics",
                       "model_events": "bench.model-events", "dead_letter": "bench.dead-letter",
-                      "train_f32": "bench.train-f32"}
+                      "train_f32": "bench.train-f32", "train_block": "bench.train-f32-block"}
             harness.create_topics(broker.bootstrap, list(topics.values()), plan.partitions)
             run = Run(plan, broker, work, topics)
             if {"trainer_throughput", "tutorial_loop", "evaluator", "memory", "startup"} & set(wanted):
@@ -600,6 +611,9 @@ def main(argv: list[str] | None = None) -> int:
                 document["fill_f32"] = harness.fill(broker.bootstrap, topics["train_f32"], plan.f32_records, seed=3,
                                                     partitions=plan.partitions, wire="f32")
                 log(f"filled: {document['fill_f32']}")
+                document["fill_f32_block"] = harness.fill(broker.bootstrap, topics["train_block"], plan.f32_records,
+                                                          seed=3, partitions=plan.partitions, wire="f32-block")
+                log(f"filled: {document['fill_f32_block']}")
             selected = set(wanted) | {n for w in wanted for n in NEEDS.get(w, ())}
             for name in (n for n in ORDER if n in selected):
                 log(f"--- {name}")

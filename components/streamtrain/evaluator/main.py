@@ -77,7 +77,8 @@ class Evaluator:
         for bad in d.bad:
             i = bad.index
             self.dead.send(batch.keys[i], batch.values[i], bad.reason, batch.topic,
-                           int(batch.partitions[i]), int(batch.offsets[i]))
+                           int(batch.partitions[i]), int(batch.offsets[i]),
+                           batch.formats[i] if batch.formats else None)
         self.dead_lettered += len(d.bad)
         if d.labels.size:
             scores = np.asarray(current.predict(d.features))

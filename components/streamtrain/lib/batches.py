@@ -48,6 +48,7 @@ class Batch:
     decoded: Decoded
     width: int | None
     fetched_at: float
+    formats: list[bytes | None] | None = None  # per record, its streamtrain.format header (None: all CSV)
 
     def __len__(self) -> int:
         return len(self.values)
@@ -103,22 +104,24 @@ def unseen(batch: Batch, next_offsets: dict[int, int]) -> tuple[Batch, int]:
     decoded = Decoded(d.features[keep[d.good]], d.labels[keep[d.good]], new_index[good],
                       [BadRecord(int(new_index[b.index]), b.reason) for b in d.bad if keep[b.index]])
     flags = keep.tolist()
+    formats = list(compress(batch.formats, flags)) if batch.formats is not None else None
     return replace(batch, partitions=batch.partitions[keep], offsets=batch.offsets[keep],
                    timestamps=batch.timestamps[keep], keys=list(compress(batch.keys, flags)),
-                   values=list(compress(batch.values, flags)), decoded=decoded), dropped
+                   values=list(compress(batch.values, flags)), decoded=decoded, formats=formats), dropped
 
 
 def to_batch(messages: list[Message], width: int | None) -> Batch:
     keys = [m.key() for m in messages]
     values = [m.value() for m in messages]
-    formats = [record_format(m.headers()) for m in messages]  # None for plain CSV records (no header)
-    decoded, width = decode_batch(keys, values, width, formats if any(formats) else None)
+    headers = [record_format(m.headers()) for m in messages]  # None for plain CSV records (no header)
+    formats = headers if any(headers) else None
+    decoded, width = decode_batch(keys, values, width, formats)
     return Batch(
         topic=(messages[0].topic() or "") if messages else "",
         partitions=np.fromiter((m.partition() for m in messages), np.int32, len(messages)),
         offsets=np.fromiter((m.offset() for m in messages), np.int64, len(messages)),
         timestamps=np.fromiter((m.timestamp()[1] for m in messages), np.int64, len(messages)),
-        keys=keys, values=values, decoded=decoded, width=width, fetched_at=time.time(),
+        keys=keys, values=values, decoded=decoded, width=width, fetched_at=time.time(), formats=formats,
     )
 
 
@@ -150,6 +153,9 @@ class BatchReader:
         self._pending_commit: list[TopicPartition] | None = None
         self.high_watermarks: dict[int, int] = {}  # per partition, refreshed about once a second
         self._watermarks_at = 0.0
+        # Rows per Kafka record, learnt from each batch: > 1 on topics of f32-block records, where fewer
+        # records make a batch. Unknown at first, so the first batch is a single record, not `size` blocks.
+        self.rows_per_record = float(size)
 
     def start(self) -> BatchReader:
         self._thread.start()
@@ -160,13 +166,16 @@ class BatchReader:
             while not self._stop.is_set():
                 self.flush_commit()
                 self._refresh_watermarks()
-                messages = consume(self.consumer, self.size, self.max_wait)
+                want = max(1, round(self.size / self.rows_per_record))
+                messages = consume(self.consumer, want, self.max_wait)
                 if self.guard is not None:
                     self.guard.verify(bool(messages), self._stop)  # raises OffsetLost: the batch is dropped
                 if not messages:
                     continue
                 batch = to_batch(messages, self.width)
                 self.width = batch.width
+                if batch.decoded.labels.size:  # (a batch of bad records tells nothing)
+                    self.rows_per_record = max(1.0, batch.decoded.labels.size / len(messages))
                 while not self._stop.is_set():
                     try:
                         self._queue.put(batch, timeout=0.2)

@@ -154,9 +154,14 @@ class ProducerSettings(CommonSettings):
     )
     drift_width: int = Field(2000, ge=1, description="records over which a gradual drift blends the concepts")
     compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field("lz4", description="Kafka compression codec")
-    wire_format: Literal["csv", "f32"] = Field(
-        "csv", description="record value format: csv (the tutorial's text rows; tensorflow-io readers need it) or "
-        "f32 (little-endian float32 with the header streamtrain.format=f32: far cheaper to encode and decode)",
+    wire_format: Literal["csv", "f32", "f32-block"] = Field(
+        "csv", description="record value format: csv (the tutorial's text rows; tensorflow-io readers need it), "
+        "f32 (little-endian float32 with the header streamtrain.format=f32: far cheaper to encode and decode) or "
+        "f32-block (--block-rows rows of float32 per record: the cheapest to consume at high rates; a bad row "
+        "dead-letters its whole block)",
+    )
+    block_rows: int = Field(
+        256, ge=1, le=16_384, description="rows per record with --wire-format f32-block (capped at 512 KiB a record)"
     )
     log_every_seconds: float = Field(5.0, gt=0, description="seconds between progress log lines (no terminal)")
 

@@ -12,6 +12,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from confluent_kafka.admin import AdminClient, NewTopic
 from prometheus_client import Counter
 
+from streamtrain.lib import codec
 from streamtrain.lib.config import CommonSettings
 
 log = logging.getLogger(__name__)
@@ -206,7 +207,8 @@ class DeadLetters:
         self.by_reason: dict[str, int] = {}
 
     def send(self, key: bytes | None, value: bytes | None, reason: str,
-             source_topic: str = "", partition: int = -1, offset: int = -1) -> None:
+             source_topic: str = "", partition: int = -1, offset: int = -1, value_format: bytes | None = None) -> None:
+        """value_format: the record's streamtrain.format header, kept so the dead letter stays decodable."""
         headers: list[tuple[str, str | bytes | None]] = [
             (H_REASON, reason.encode()),
             (H_SOURCE_TOPIC, source_topic.encode()),
@@ -214,6 +216,8 @@ class DeadLetters:
             (H_SOURCE_OFFSET, str(offset).encode()),
             (H_COMPONENT, self.component.encode()),
         ]
+        if value_format is not None:
+            headers.append((codec.FORMAT_HEADER, value_format))
         kind = reason.split(":", 1)[0]
         self.by_reason[kind] = self.by_reason.get(kind, 0) + 1
         DEAD_LETTERS.labels(self.component, kind).inc()

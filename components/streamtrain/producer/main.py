@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from prometheus_client import Counter, Gauge
 
 from streamtrain.lib import http, kafka_io
-from streamtrain.lib.codec import F32_FORMAT, FORMAT_HEADER
+from streamtrain.lib.codec import F32_BLOCK_FORMAT, F32_FORMAT, FORMAT_HEADER, MAX_BLOCK_BYTES, block_label
 from streamtrain.lib.config import ProducerSettings
 from streamtrain.lib.logs import is_terminal
 from streamtrain.lib.runtime import StopFlag, write_summary
@@ -45,12 +46,16 @@ class Deliveries:
         ERRORS.inc(self.failed - self._exported_failed)
         self._exported_failed = self.failed
 
-    def __call__(self, err: Any, msg: Any) -> None:
+    def __call__(self, err: Any, msg: Any, rows: int = 1) -> None:
         if err is None:
-            self.acked[msg.topic()] += 1
+            self.acked[msg.topic()] += rows
         else:
-            self.failed += 1
+            self.failed += rows
             self.first_error = self.first_error or str(err)
+
+    def of_block(self, rows: int) -> Callable[[Any, Any], None]:
+        """The callback of an f32-block record: it counts its rows."""
+        return lambda err, msg: self(err, msg, rows)
 
     @property
     def total(self) -> int:
@@ -88,7 +93,12 @@ def run(settings: ProducerSettings, stop: StopFlag | None = None) -> dict[str, A
         is_test = rng.random(len(values)) < settings.test_fraction
         for start in range(0, len(values), _slice(settings.rate)):
             end = min(start + _slice(settings.rate), len(values))
+            if settings.wire_format == "f32-block":
+                _produce_blocks(kafka, topics, range(start, end), keys, values, formats, is_test, partitions,
+                                next_partition, deliveries, settings.block_rows)
             for i in range(start, end):
+                if settings.wire_format == "f32-block" and formats[i] == F32_FORMAT:
+                    continue  # sent in a block
                 topic = topics[int(is_test[i])]
                 parts = partitions[topic]
                 partition = parts[next_partition[topic] % len(parts)]
@@ -139,10 +149,36 @@ def _slice(rate: float) -> int:
 
 
 # Records in a format other than CSV say so in a header (CSV records carry none, as the tutorial's).
-HEADERS: dict[bytes | None, list[tuple[str, bytes]]] = {F32_FORMAT: [(FORMAT_HEADER, F32_FORMAT)]}
+HEADERS: dict[bytes | None, list[tuple[str, bytes]]] = {
+    F32_FORMAT: [(FORMAT_HEADER, F32_FORMAT)], F32_BLOCK_FORMAT: [(FORMAT_HEADER, F32_BLOCK_FORMAT)]}
 
 
-def _produce(kafka: Any, topic: str, key: bytes, value: bytes, partition: int, on_delivery: Deliveries,
+def _produce_blocks(kafka: Any, topics: list[str], span: range, keys: list[bytes], values: list[bytes],
+                    formats: list[bytes | None], is_test: np.ndarray, partitions: dict[str, list[int]],
+                    next_partition: dict[str, int], deliveries: Deliveries, rows: int) -> None:
+    """The f32 rows of `span` as f32-block records of up to `rows` rows, per topic in stream order.
+
+    Rows that are not f32 (a CSV row that did not parse) are left to the caller, which sends them
+    one by one so that consumers dead-letter each with its reason.
+    """
+    for test, topic in enumerate(topics):
+        chosen = [i for i in span if formats[i] == F32_FORMAT and bool(is_test[i]) == bool(test)]
+        if not chosen:
+            continue
+        width = len(values[chosen[0]]) // 4
+        step = max(1, min(rows, MAX_BLOCK_BYTES // (4 * width)))
+        for start in range(0, len(chosen), step):
+            group = chosen[start:start + step]
+            key = b"".join(block_label(keys[i]) for i in group)
+            value = b"".join(values[i] for i in group)
+            parts = partitions[topic]
+            partition = parts[next_partition[topic] % len(parts)]
+            next_partition[topic] += 1
+            _produce(kafka, topic, key, value, partition, deliveries.of_block(len(group)), HEADERS[F32_BLOCK_FORMAT])
+
+
+def _produce(kafka: Any, topic: str, key: bytes, value: bytes, partition: int,
+             on_delivery: Callable[[Any, Any], None],
              headers: list[tuple[str, bytes]] | None = None) -> None:
     while True:
         try:

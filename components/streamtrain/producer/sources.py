@@ -100,7 +100,7 @@ def _normalise_label(label: bytes) -> bytes:
 
 
 def _from_arrays(features: np.ndarray, labels: np.ndarray, wire: str = "csv") -> Chunk:
-    if wire == "f32":
+    if wire in ("f32", "f32-block"):  # the producer packs f32 rows into blocks per topic
         return Chunk(encode_labels(labels), encode_f32(features), formats=[F32_FORMAT] * len(labels))
     return Chunk(encode_labels(labels), encode_rows(features))
 
@@ -224,7 +224,7 @@ def from_settings(settings: ProducerSettings) -> Iterator[Chunk]:
     if settings.source == "csv":
         assert settings.csv_path is not None  # the settings validator guarantees it
         rows = csv_file(settings.csv_path, settings.csv_label_column, settings.csv_header, settings.passes)
-        return as_f32(rows) if settings.wire_format == "f32" else rows
+        return as_f32(rows) if settings.wire_format in ("f32", "f32-block") else rows
     if settings.source == "breast-cancer":
         return breast_cancer(settings.seed, settings.passes, settings.wire_format)
     if settings.source == "susy":

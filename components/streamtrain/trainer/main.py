@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, TopicPartition
 from prometheus_client import Counter, Gauge
 
@@ -188,7 +189,8 @@ class Trainer:
         for bad in d.bad:
             i = bad.index
             self.dead.send(batch.keys[i], batch.values[i], bad.reason, batch.topic,
-                           int(batch.partitions[i]), int(batch.offsets[i]))
+                           int(batch.partitions[i]), int(batch.offsets[i]),
+                           batch.formats[i] if batch.formats else None)
         if d.labels.size:
             if self.learner is None:
                 assert batch.width is not None
@@ -196,9 +198,16 @@ class Trainer:
             assert self.learner is not None
             if d.features.shape[1] != self.learner.width:
                 raise ValueError(f"records have {d.features.shape[1]} features, the model takes {self.learner.width}")
-            scores, drift_event = self.adapt.step(self.learner, d.features, d.labels, self.state.records_trained)
-            if drift_event is not None:
-                self.drift_event(drift_event)
+            # A batch of f32-block records may hold more rows than a step takes: step through it.
+            parts = []
+            size = self.s.batch_size
+            for start in range(0, d.labels.size, size):
+                part, drift_event = self.adapt.step(self.learner, d.features[start:start + size],
+                                                    d.labels[start:start + size], self.state.records_trained + start)
+                if drift_event is not None:
+                    self.drift_event(drift_event)
+                parts.append(part)
+            scores = parts[0] if len(parts) == 1 else np.concatenate(parts)
             self.window.add(scores, d.labels)
             preq = Totals()
             preq.add(scores, d.labels)
