@@ -66,7 +66,8 @@ class Plan:
     generator_records: int
     freshness_seconds: float  # measured window, after the warm-up
     freshness_warmup: float
-    f32_records: int  # rows of the topics in the binary wire formats, f32 and f32-block (trainer and evaluator runs)
+    f32_records: int  # a train topic in the binary wire format f32 (trainer, evaluator runs)
+    block_records: int  # rows of a train topic in f32-block records: its runs last 20 s+, so they include publications
     freshness_rate: float = 10_000.0
     freshness_publish_seconds: float = 1.0  # the low-latency configuration of the trainer ...
     freshness_savedmodel_seconds: float = 30.0  # ... with the SavedModel export at a lower cadence
@@ -78,12 +79,13 @@ class Plan:
 FULL = Plan("full", fill_records=5_000_000, memory_records=5_000_000, memory_from=500_000,
             sweep_batches=[32, 64, 128, 512, 2048], sweep_records=300_000,
             ceiling_seconds=5.0, tutorial_records=20_000, producer_records=1_000_000,
-            generator_records=500_000, freshness_seconds=300.0, freshness_warmup=15.0, f32_records=1_000_000)
+            generator_records=500_000, freshness_seconds=300.0, freshness_warmup=15.0, f32_records=1_000_000,
+            block_records=3_000_000)
 QUICK = Plan("quick", fill_records=300_000, memory_records=300_000, memory_from=30_000,
              sweep_batches=[64], sweep_records=30_000,
              ceiling_seconds=1.0, tutorial_records=2_000, producer_records=100_000,
              generator_records=50_000, freshness_seconds=20.0, freshness_warmup=5.0, f32_records=100_000,
-             repeats=1, repeat_records=200_000)
+             block_records=100_000, repeats=1, repeat_records=200_000)
 
 
 @dataclass
@@ -191,7 +193,7 @@ def bench_trainer(run: Run) -> dict[str, Any]:
              (1024, [plan.repeat_records] * repeat, "csv")]
     sizes += [(b, [plan.sweep_records], "csv") for b in plan.sweep_batches]
     sizes += [(TRAINER_BATCH, [plan.f32_records] * repeat, "f32"), (1024, [plan.f32_records] * repeat, "f32")]
-    sizes += [(b, [plan.f32_records] * repeat if b in (TRAINER_BATCH, 1024) else [plan.sweep_records], "f32-block")
+    sizes += [(b, [plan.block_records] * repeat if b in (TRAINER_BATCH, 1024) else [plan.sweep_records], "f32-block")
               for b in sorted({TRAINER_BATCH, 1024, *plan.sweep_batches})]
     for batch, runs, wire in sizes:
         in_memory = learner_in_memory(x, y, batch, plan.ceiling_seconds)
@@ -413,7 +415,8 @@ def bench_evaluator(run: Run) -> dict[str, Any]:
     rate = summary["steady_records_per_second"]
     binary = {}
     for wire in ("f32", "f32-block"):
-        other, other_ceiling = run_evaluator(run, wire, run.plan.f32_records)
+        rows = run.plan.f32_records if wire == "f32" else run.plan.block_records
+        other, other_ceiling = run_evaluator(run, wire, rows)
         binary[wire] = {"records": other["records_evaluated"], "records_per_second": other["steady_records_per_second"],
                         "predict_ceiling_records_per_second": round(other_ceiling, 1),
                         "ratio": round(other["steady_records_per_second"] / other_ceiling, 3)}
@@ -611,7 +614,7 @@ def main(argv: list[str] | None = None) -> int:
                 document["fill_f32"] = harness.fill(broker.bootstrap, topics["train_f32"], plan.f32_records, seed=3,
                                                     partitions=plan.partitions, wire="f32")
                 log(f"filled: {document['fill_f32']}")
-                document["fill_f32_block"] = harness.fill(broker.bootstrap, topics["train_block"], plan.f32_records,
+                document["fill_f32_block"] = harness.fill(broker.bootstrap, topics["train_block"], plan.block_records,
                                                           seed=3, partitions=plan.partitions, wire="f32-block")
                 log(f"filled: {document['fill_f32_block']}")
             selected = set(wanted) | {n for w in wanted for n in NEEDS.get(w, ())}

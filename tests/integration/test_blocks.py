@@ -9,11 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import OFFSET_BEGINNING, Producer, TopicPartition
 
 from streamtrain.lib import checkpoint, kafka_io
 from streamtrain.lib.checkpoint import check_ledger
-from streamtrain.lib.codec import F32_BLOCK_FORMAT, FORMAT_HEADER, decode_f32_block
+from streamtrain.lib.batches import FIRST_RECORDS, BatchReader
+from streamtrain.lib.codec import F32_BLOCK_FORMAT, FORMAT_HEADER, decode_f32_block, encode_f32_blocks
+from tests.conftest import common_settings
 from tests.support.kafka import headers, partition_ends, read_all
 from tests.support.processes import Component
 
@@ -92,3 +94,31 @@ def test_blocks_are_trained_once_across_a_kill_and_a_bad_block_is_dead_lettered_
     evaluated = json.loads((tmp_path / "evaluator.json").read_text())
     assert evaluated["records_evaluated"] == n_test and evaluated["records_dead_lettered"] == 0
     assert sum(len(m.key()) for m in read_all(bootstrap, test)) == n_test
+
+
+def test_the_reader_sizes_batches_in_rows_on_a_topic_of_blocks(topics: dict[str, str]) -> None:
+    """The first batch takes at most FIRST_RECORDS records (the row count is not known yet); after it, a
+    batch takes about batch-size rows of blocks, not batch-size blocks."""
+    bootstrap = topics["STREAMTRAIN_BOOTSTRAP_SERVERS"]
+    train = topics["STREAMTRAIN_TRAIN_TOPIC"]
+    rng = np.random.default_rng(0)
+    keys, values = encode_f32_blocks(rng.normal(size=(20_000, 6)), rng.random(20_000) < 0.5, 100)
+    raw = Producer({"bootstrap.servers": bootstrap})
+    for key, value in zip(keys, values, strict=True):
+        raw.produce(train, key=key, value=value, partition=0, headers=[(FORMAT_HEADER, F32_BLOCK_FORMAT)])
+    assert raw.flush(30) == 0
+    consumer = kafka_io.consumer(common_settings(topics), "test", "test-reader")
+    consumer.assign([TopicPartition(train, 0, OFFSET_BEGINNING)])
+    reader = BatchReader(consumer, 256, 2.0, None).start()
+    try:
+        sizes = []
+        while sum(sizes) < 20_000:
+            batch = reader.get(timeout=10)
+            assert batch is not None
+            sizes.append(int(batch.decoded.labels.size))
+    finally:
+        reader.stop()
+        consumer.close()
+    assert sizes[0] == FIRST_RECORDS * 100
+    assert set(sizes[1:-1]) == {300}  # round(256 / 100) = 3 blocks a batch
+    assert sum(sizes) == 20_000

@@ -136,6 +136,9 @@ def take(handover: queue.Queue[Batch | BaseException], timeout: float) -> Batch 
     return item
 
 
+FIRST_RECORDS = 64
+
+
 class BatchReader:
     """Consumes and decodes in a background thread; `get()` returns the next Batch or None on timeout."""
 
@@ -154,8 +157,9 @@ class BatchReader:
         self.high_watermarks: dict[int, int] = {}  # per partition, refreshed about once a second
         self._watermarks_at = 0.0
         # Rows per Kafka record, learnt from each batch: > 1 on topics of f32-block records, where fewer
-        # records make a batch. Unknown at first, so the first batch is a single record, not `size` blocks.
-        self.rows_per_record = float(size)
+        # records make a batch. Unknown at first: the first batch takes at most FIRST_RECORDS records (not
+        # `size` blocks), enough for the width to be the majority's if a malformed row comes first.
+        self.rows_per_record: float | None = None
 
     def start(self) -> BatchReader:
         self._thread.start()
@@ -166,7 +170,8 @@ class BatchReader:
             while not self._stop.is_set():
                 self.flush_commit()
                 self._refresh_watermarks()
-                want = max(1, round(self.size / self.rows_per_record))
+                want = min(self.size, FIRST_RECORDS) if self.rows_per_record is None else \
+                    max(1, round(self.size / self.rows_per_record))
                 messages = consume(self.consumer, want, self.max_wait)
                 if self.guard is not None:
                     self.guard.verify(bool(messages), self._stop)  # raises OffsetLost: the batch is dropped
