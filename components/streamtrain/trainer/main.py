@@ -8,6 +8,7 @@ The checkpoint is the source of truth for where to resume; Kafka commits only fe
 from __future__ import annotations
 
 import errno
+import gc
 import logging
 import time
 from dataclasses import dataclass, field
@@ -415,7 +416,12 @@ class Trainer:
                 if batch is not None:
                     self.train(batch)
                     throughput.mark(self.state.records_trained)
-                    first_batch_s = first_batch_s or time.monotonic() - PROCESS_START  # trained, not fetched
+                    if first_batch_s is None:
+                        first_batch_s = time.monotonic() - PROCESS_START  # trained, not fetched
+                        # TensorFlow, Keras, the model and the traced step are ~370k objects that live as long
+                        # as the process; taking them out of the cyclic GC's reach makes the full collection
+                        # after each SavedModel export (lib/model_store.py) 5 ms instead of 250 ms.
+                        gc.freeze()
                     last_record = now
                     ckpt.tick()
                     publish.tick()
