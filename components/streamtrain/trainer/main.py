@@ -459,6 +459,7 @@ class Trainer:
                    "ledger": self.state.ledger, "overlaps": self.state.overlaps}
         log.info("trainer stopped", extra={k: v for k, v in summary.items() if k not in ("ledger",)})
         write_summary(s.summary_file, summary)
+        gc.unfreeze()  # (for a caller that goes on in this process, such as a test)
         return summary
 
     def offset_lost_while_running(self, detail: str) -> None:
