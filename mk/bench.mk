@@ -5,5 +5,5 @@ BENCH_ARGS ?=
 bench: venv ## all seven benchmarks against the embedded broker (~20 min): benchmarks/results/<date>-<rev>.json
 	$(PY) -m benchmarks $(BENCH_ARGS)
 
-bench-quick: venv ## the benchmarks in their small mode (~3 min), same JSON shape
+bench-quick: venv ## the benchmarks in their small mode (~4 min), same JSON shape
 	$(PY) -m benchmarks --quick $(BENCH_ARGS)
