@@ -72,12 +72,17 @@ def encode_f32(features: np.ndarray) -> list[bytes]:
     return [raw[i:i + row] for i in range(0, len(raw), row)]
 
 
+def block_rows(rows: int, width: int) -> int:
+    """Rows a block of `width` features takes: at most `rows`, and no more than fit in MAX_BLOCK_BYTES."""
+    return max(1, min(rows, MAX_BLOCK_BYTES // (width * F32.itemsize)))
+
+
 def encode_f32_blocks(features: np.ndarray, labels: np.ndarray, rows: int) -> tuple[list[bytes], list[bytes]]:
     """Keys and values of f32-block records of up to `rows` rows each (send with streamtrain.format: f32-block)."""
     data = np.ascontiguousarray(features, dtype=F32)
     if data.ndim != 2 or data.shape[1] == 0 or len(labels) != len(data):
         raise ValueError(f"expected features [n, width>0] and n labels, got {data.shape} and {len(labels)}")
-    rows = max(1, min(rows, MAX_BLOCK_BYTES // (data.shape[1] * F32.itemsize)))
+    rows = block_rows(rows, data.shape[1])
     label_bytes = np.where(np.asarray(labels) >= 0.5, ord("1"), ord("0")).astype(np.uint8).tobytes()
     raw, row_bytes = data.tobytes(), data.shape[1] * F32.itemsize
     starts = range(0, len(data), rows)

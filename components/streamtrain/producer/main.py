@@ -15,7 +15,7 @@ import numpy as np
 from prometheus_client import Counter, Gauge
 
 from streamtrain.lib import http, kafka_io
-from streamtrain.lib.codec import F32_BLOCK_FORMAT, F32_FORMAT, FORMAT_HEADER, MAX_BLOCK_BYTES, block_label
+from streamtrain.lib.codec import F32, F32_BLOCK_FORMAT, F32_FORMAT, FORMAT_HEADER, block_label, block_rows
 from streamtrain.lib.config import ProducerSettings
 from streamtrain.lib.logs import is_terminal
 from streamtrain.lib.runtime import StopFlag, write_summary
@@ -165,8 +165,7 @@ def _produce_blocks(kafka: Any, topics: list[str], span: range, keys: list[bytes
         chosen = [i for i in span if formats[i] == F32_FORMAT and bool(is_test[i]) == bool(test)]
         if not chosen:
             continue
-        width = len(values[chosen[0]]) // 4
-        step = max(1, min(rows, MAX_BLOCK_BYTES // (4 * width)))
+        step = block_rows(rows, len(values[chosen[0]]) // F32.itemsize)
         for start in range(0, len(chosen), step):
             group = chosen[start:start + step]
             key = b"".join(block_label(keys[i]) for i in group)
