@@ -74,6 +74,10 @@ class Plan:
     partitions: int = 1
     repeats: int = 3  # runs behind each headline trainer row (the median ratio is reported)
     repeat_records: int = 1_000_000  # records per repeat run
+    # Rows each pre-filled topic holds beyond the most any run reads: a run's last batch then fills like
+    # every other, as in a flowing stream, instead of waiting `batch_max_wait_ms` for rows that never come
+    # (0.5 s at the end of a 3M-row run at batch 1024: 2% of its time).
+    tail_rows: int = 65_536
 
 
 FULL = Plan("full", fill_records=5_000_000, memory_records=5_000_000, memory_from=500_000,
@@ -608,15 +612,17 @@ def main(argv: list[str] | None = None) -> int:
             harness.create_topics(broker.bootstrap, list(topics.values()), plan.partitions)
             run = Run(plan, broker, work, topics)
             if {"trainer_throughput", "tutorial_loop", "evaluator", "memory", "startup"} & set(wanted):
-                log(f"filling {topics['train']} with {plan.fill_records:,} records")
-                document["fill"] = harness.fill(broker.bootstrap, topics["train"], plan.fill_records, seed=3,
-                                                partitions=plan.partitions)
+                log(f"filling {topics['train']} with {plan.fill_records + plan.tail_rows:,} records")
+                document["fill"] = harness.fill(broker.bootstrap, topics["train"], plan.fill_records + plan.tail_rows,
+                                                seed=3, partitions=plan.partitions)
                 log(f"filled: {document['fill']}")
-                document["fill_f32"] = harness.fill(broker.bootstrap, topics["train_f32"], plan.f32_records, seed=3,
+                document["fill_f32"] = harness.fill(broker.bootstrap, topics["train_f32"],
+                                                    plan.f32_records + plan.tail_rows, seed=3,
                                                     partitions=plan.partitions, wire="f32")
                 log(f"filled: {document['fill_f32']}")
-                document["fill_f32_block"] = harness.fill(broker.bootstrap, topics["train_block"], plan.block_records,
-                                                          seed=3, partitions=plan.partitions, wire="f32-block")
+                document["fill_f32_block"] = harness.fill(broker.bootstrap, topics["train_block"],
+                                                          plan.block_records + plan.tail_rows, seed=3,
+                                                          partitions=plan.partitions, wire="f32-block")
                 log(f"filled: {document['fill_f32_block']}")
             selected = set(wanted) | {n for w in wanted for n in NEEDS.get(w, ())}
             for name in (n for n in ORDER if n in selected):
