@@ -22,6 +22,7 @@ from streamtrain.lib.batches import Batch, BatchReader, unseen
 from streamtrain.lib.config import EvaluatorSettings
 from streamtrain.lib.metrics import Totals, Window
 from streamtrain.lib.runtime import StopFlag, Throughput, write_summary
+from streamtrain.lib.tensors import as_tensor
 from streamtrain.lib.tfio_reader import TfioBatchReader
 
 log = logging.getLogger("streamtrain.evaluator")
@@ -81,7 +82,7 @@ class Evaluator:
                            batch.formats[i] if batch.formats else None)
         self.dead_lettered += len(d.bad)
         if d.labels.size:
-            scores = np.asarray(current.predict(d.features))
+            scores = np.asarray(current.predict(as_tensor(d.features)))
             self.window.add(scores, d.labels)
             self.totals.add(scores, d.labels)
             self.per_version.setdefault(current.version, Totals()).add(scores, d.labels)

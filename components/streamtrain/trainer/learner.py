@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from streamtrain.lib.models import standardizer
+from streamtrain.lib.tensors import as_tensor
 
 EPS = 1e-7
 
@@ -53,7 +54,7 @@ class Learner:
         """
         w = np.ones(labels.size, np.float32) if weights is None else weights.astype(np.float32)
         n = labels.size if fresh is None else fresh
-        scores = self._step(tf.constant(features), tf.constant(labels), tf.constant(w), tf.constant(n, tf.int32))
+        scores = self._step(as_tensor(features), as_tensor(labels), as_tensor(w), as_tensor(np.array(n, np.int32)))
         return np.asarray(scores.numpy())
 
     def set_learning_rate(self, value: float) -> None:

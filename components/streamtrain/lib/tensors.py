@@ -1,0 +1,31 @@
+"""numpy arrays into TensorFlow tensors, once per batch, without leaking.
+
+With Python 3.11 and TensorFlow 2.16, every tensor built from a Python value (`tf.constant`,
+`tf.convert_to_tensor`, a numpy argument to a tf.function) leaves ~340 bytes behind for good
+(tensorflow/tensorflow#68196): a trainer stepping 40 times a second grew by ~200 MB an hour.
+Tensors imported through DLPack do not leak, and share the array's memory instead of copying it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+# TensorFlow's kernels read buffers as Eigen maps aligned to 64 bytes (EIGEN_MAX_ALIGN_BYTES with AVX-512) and
+# abort the process on anything less; numpy only promises 16.
+ALIGN = 64
+
+
+def _aligned_copy(array: np.ndarray) -> np.ndarray:
+    raw = np.empty(array.nbytes + ALIGN, np.uint8)
+    start = -raw.ctypes.data % ALIGN
+    out = raw[start:start + array.nbytes].view(array.dtype).reshape(array.shape)
+    out[...] = array
+    return out
+
+
+def as_tensor(array: np.ndarray) -> tf.Tensor:
+    """The array as a tensor: zero-copy where it is C-contiguous, writable and 64-byte aligned, else one copy."""
+    if not (array.flags.c_contiguous and array.flags.writeable and array.ctypes.data % ALIGN == 0):
+        array = _aligned_copy(array)  # DLPack exports neither read-only nor strided arrays to TensorFlow
+    return tf.experimental.dlpack.from_dlpack(array.__dlpack__())

@@ -1,0 +1,57 @@
+"""lib.tensors.as_tensor: the same values as tf.constant, for any array layout, and nothing left behind."""
+
+from __future__ import annotations
+
+import gc
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from streamtrain.lib.tensors import as_tensor
+
+BASE = np.arange(2048 * 18, dtype=np.float32).reshape(2048, 18)
+
+
+@pytest.mark.parametrize("array", [
+    BASE,
+    BASE[3:1027],  # a row slice: contiguous, at an unaligned offset
+    BASE[16:1040],  # a row slice 1,152 bytes in: aligned if BASE is
+    BASE[:, :5],  # strided
+    np.frombuffer(BASE.tobytes(), np.float32).reshape(2048, 18),  # read-only, as decoded from a record
+    np.array(7, np.int32),  # a scalar
+    np.ones(0, np.float32),  # empty
+], ids=["contiguous", "row-slice", "row-slice-2", "strided", "read-only", "scalar", "empty"])
+def test_values_dtype_and_shape(array: np.ndarray) -> None:
+    tensor = as_tensor(array)
+    assert tensor.dtype.as_numpy_dtype == array.dtype
+    assert tuple(tensor.shape) == array.shape
+    np.testing.assert_array_equal(tensor.numpy(), array)
+    # A kernel reads it as an aligned Eigen map: an unaligned buffer aborts the process here.
+    np.testing.assert_array_equal((tensor * 2).numpy(), array * 2)
+
+
+def test_the_tensor_outlives_the_array_it_came_from() -> None:
+    tensor = as_tensor(np.full((64, 18), 2.5, np.float32))  # the array's only reference is DLPack's
+    gc.collect()
+    np.testing.assert_array_equal(tensor.numpy(), np.full((64, 18), 2.5, np.float32))
+
+
+def test_no_memory_left_behind_per_tensor() -> None:
+    """tf.constant leaves ~340 B per call with Python 3.11 + TF 2.16 (1.7 MB for these 5,000)."""
+    batch = np.ones((256, 18), np.float32)
+    for _ in range(200):  # warm caches
+        as_tensor(batch)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        for _ in range(5000):
+            as_tensor(batch)
+            as_tensor(np.array(256, np.int32))
+        gc.collect()
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    grown = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+    assert grown < 200_000, f"{grown} bytes still allocated after 10,000 tensors"
