@@ -612,18 +612,13 @@ def main(argv: list[str] | None = None) -> int:
             harness.create_topics(broker.bootstrap, list(topics.values()), plan.partitions)
             run = Run(plan, broker, work, topics)
             if {"trainer_throughput", "tutorial_loop", "evaluator", "memory", "startup"} & set(wanted):
-                log(f"filling {topics['train']} with {plan.fill_records + plan.tail_rows:,} records")
-                document["fill"] = harness.fill(broker.bootstrap, topics["train"], plan.fill_records + plan.tail_rows,
-                                                seed=3, partitions=plan.partitions)
-                log(f"filled: {document['fill']}")
-                document["fill_f32"] = harness.fill(broker.bootstrap, topics["train_f32"],
-                                                    plan.f32_records + plan.tail_rows, seed=3,
-                                                    partitions=plan.partitions, wire="f32")
-                log(f"filled: {document['fill_f32']}")
-                document["fill_f32_block"] = harness.fill(broker.bootstrap, topics["train_block"],
-                                                          plan.block_records + plan.tail_rows, seed=3,
-                                                          partitions=plan.partitions, wire="f32-block")
-                log(f"filled: {document['fill_f32_block']}")
+                for key, role, count, wire in (("fill", "train", plan.fill_records, "csv"),
+                                               ("fill_f32", "train_f32", plan.f32_records, "f32"),
+                                               ("fill_f32_block", "train_block", plan.block_records, "f32-block")):
+                    log(f"filling {topics[role]} with {count + plan.tail_rows:,} {wire} rows")
+                    document[key] = harness.fill(broker.bootstrap, topics[role], count + plan.tail_rows, seed=3,
+                                                 partitions=plan.partitions, wire=wire)
+                    log(f"filled: {document[key]}")
             selected = set(wanted) | {n for w in wanted for n in NEEDS.get(w, ())}
             for name in (n for n in ORDER if n in selected):
                 log(f"--- {name}")

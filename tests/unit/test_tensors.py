@@ -38,7 +38,7 @@ def test_the_tensor_outlives_the_array_it_came_from() -> None:
 
 
 def test_no_memory_left_behind_per_tensor() -> None:
-    """tf.constant leaves ~340 B per call with Python 3.11 + TF 2.16 (1.7 MB for these 5,000)."""
+    """tf.constant leaves ~340 B per call with Python 3.11 + TF 2.16 (measured: 3.4 MB for these 10,000)."""
     batch = np.ones((256, 18), np.float32)
     for _ in range(200):  # warm caches
         as_tensor(batch)

@@ -27,5 +27,5 @@ def _aligned_copy(array: np.ndarray) -> np.ndarray:
 def as_tensor(array: np.ndarray) -> tf.Tensor:
     """The array as a tensor: zero-copy where it is C-contiguous, writable and 64-byte aligned, else one copy."""
     if not (array.flags.c_contiguous and array.flags.writeable and array.ctypes.data % ALIGN == 0):
-        array = _aligned_copy(array)  # DLPack exports neither read-only nor strided arrays to TensorFlow
+        array = _aligned_copy(array)  # DLPack exports neither read-only nor strided arrays; ALIGN: see above
     return tf.experimental.dlpack.from_dlpack(array.__dlpack__())
