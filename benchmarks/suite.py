@@ -61,7 +61,8 @@ class Plan:
     sweep_batches: list[int]
     sweep_records: int
     ceiling_seconds: float
-    tutorial_records: int
+    tutorial_records: int  # the tutorial's loop as published (10,000-record mini datasets)
+    small_mini_records: int  # the 100-record-mini-dataset variant (ENVIRONMENT.md's "tutorial-style loop")
     producer_records: int
     generator_records: int
     freshness_seconds: float  # measured window, after the warm-up
@@ -82,12 +83,12 @@ class Plan:
 
 FULL = Plan("full", fill_records=5_000_000, memory_records=5_000_000, memory_from=500_000,
             sweep_batches=[32, 64, 128, 512, 2048], sweep_records=300_000,
-            ceiling_seconds=5.0, tutorial_records=20_000, producer_records=1_000_000,
+            ceiling_seconds=5.0, tutorial_records=100_000, small_mini_records=20_000, producer_records=1_000_000,
             generator_records=500_000, freshness_seconds=300.0, freshness_warmup=15.0, f32_records=1_000_000,
             block_records=3_000_000)
 QUICK = Plan("quick", fill_records=1_000_000, memory_records=1_000_000, memory_from=100_000,
              sweep_batches=[64], sweep_records=30_000,
-             ceiling_seconds=1.0, tutorial_records=2_000, producer_records=100_000,
+             ceiling_seconds=1.0, tutorial_records=20_000, small_mini_records=2_000, producer_records=100_000,
              generator_records=50_000, freshness_seconds=20.0, freshness_warmup=5.0, f32_records=100_000,
              block_records=100_000, repeats=1, repeat_records=200_000)
 
@@ -245,9 +246,19 @@ def tutorial_model(width: int) -> Any:
     ])
 
 
-def tutorial_loop(x: np.ndarray, y: np.ndarray, mini: int = 100, epochs: int = 3,
+# KafkaBatchIODataset yields mini datasets of `batch.num.messages` records. The tutorial sets none, and
+# tensorflow-io 0.37.1 then reads librdkafka's default, 10,000 (its kernel logs "max num of messages per
+# batch: 10000" for the tutorial's configuration; its own fallback of 1024 never applies, because librdkafka
+# reports a default for every known property). On a topic that holds them, every mini dataset is that size.
+TUTORIAL_MINI_RECORDS = 10_000
+# The variant ENVIRONMENT.md measured as the "tutorial-style loop" (856 records/s there), from which the
+# issue's 50x target was set: ten fits per thousand records instead of a tenth of one.
+SMALL_MINI_RECORDS = 100
+
+
+def tutorial_loop(x: np.ndarray, y: np.ndarray, mini: int = TUTORIAL_MINI_RECORDS, epochs: int = 3,
                   batch: int = 32) -> dict[str, Any]:
-    """The tutorial's online loop: per mini dataset of `batch.num.messages` records, shuffle(32), batch(32),
+    """The tutorial's online loop: per mini dataset of `mini` records, shuffle(32), batch(32),
     model.fit(epochs=3). Each mini dataset is scored before the fit (prequential); only the loop is timed."""
     import keras
     import tensorflow as tf
@@ -266,7 +277,7 @@ def tutorial_loop(x: np.ndarray, y: np.ndarray, mini: int = 100, epochs: int = 3
         dataset = tf.data.Dataset.from_tensor_slices((xb, yb)).shuffle(buffer_size=32).batch(batch)
         model.fit(dataset, epochs=epochs, verbose=0)
         fit_seconds += time.perf_counter() - t
-    return {"records": len(x), "records_per_second": round(len(x) / fit_seconds, 1),
+    return {"records": len(x), "mini_dataset_records": mini, "records_per_second": round(len(x) / fit_seconds, 1),
             "prequential_accuracy": round(correct / len(x), 4), "parameters": model.count_params()}
 
 
@@ -282,29 +293,43 @@ def learner_prequential(x: np.ndarray, y: np.ndarray, batch: int) -> float:
     return correct / len(x)
 
 
+def versus(loop: dict[str, Any], trainer_rows: list[dict[str, Any]], ours: float) -> dict[str, Any]:
+    """The trainer's throughput (from its benchmark) and prequential accuracy against one fit loop."""
+    rate = loop["records_per_second"]
+    csv = {r["batch_size"]: r["records_per_second"] for r in trainer_rows if r["wire_format"] == "csv"}
+    trainer_rate = csv.get(TRAINER_BATCH)
+    return {
+        "tutorial": loop,
+        "trainer_records_per_second": trainer_rate,
+        "speedup": round(trainer_rate / rate, 1) if trainer_rate else None,
+        "speedup_by_batch_size": {b: round(r / rate, 1) for b, r in sorted(csv.items())},
+        "speedup_by_wire_format_and_batch_size": {f"{r['wire_format']} {r['batch_size']}":
+                                                  round(r["records_per_second"] / rate, 1) for r in trainer_rows},
+        "trainer_prequential_accuracy_same_records": round(ours, 4),
+        "accuracy_difference": round(ours - loop["prequential_accuracy"], 4),
+    }
+
+
 def bench_tutorial(run: Run) -> dict[str, Any]:
     x, y = run.data()
-    x, y = x[: run.plan.tutorial_records], y[: run.plan.tutorial_records]
-    log(f"tutorial loop on the first {len(x):,} records of the train topic")
-    tutorial = tutorial_loop(x, y)
-    ours = learner_prequential(x, y, TRAINER_BATCH)
     rows = run.results.get("_trainer_rows", [])
-    rates = {r["batch_size"]: r["records_per_second"] for r in rows if r["wire_format"] == "csv"}
-    by_wire = {f"{r['wire_format']} {r['batch_size']}": r["records_per_second"] for r in rows}
-    trainer_rate = rates.get(TRAINER_BATCH)
+    n, small = run.plan.tutorial_records, run.plan.small_mini_records
+    log(f"tutorial loop as published ({TUTORIAL_MINI_RECORDS:,}-record mini datasets) on {n:,} records")
+    published = versus(tutorial_loop(x[:n], y[:n]), rows, learner_prequential(x[:n], y[:n], TRAINER_BATCH))
+    log(f"the same loop on {SMALL_MINI_RECORDS}-record mini datasets, {small:,} records")
+    variant = versus(tutorial_loop(x[:small], y[:small], mini=SMALL_MINI_RECORDS), rows,
+                     learner_prequential(x[:small], y[:small], TRAINER_BATCH))
     return {
-        "tutorial": tutorial,
-        "trainer_records_per_second": trainer_rate,
-        "speedup": round(trainer_rate / tutorial["records_per_second"], 1) if trainer_rate else None,
-        "speedup_by_batch_size": {b: round(r / tutorial["records_per_second"], 1) for b, r in sorted(rates.items())},
-        "speedup_by_wire_format_and_batch_size": {k: round(r / tutorial["records_per_second"], 1)
-                                                  for k, r in by_wire.items()},
-        "trainer_prequential_accuracy_same_records": round(ours, 4),
-        "accuracy_difference": round(ours - tutorial["prequential_accuracy"], 4),
+        **published,
+        "small_mini_datasets": variant,
         "target_speedup": TARGETS["tutorial_speedup"],
-        "note": f"the same {len(x):,} decoded records for both; trainer accuracy from its learner at batch "
-                f"{TRAINER_BATCH}; trainer throughput from the trainer benchmark (CSV), 'speedup' at the default "
-                f"batch size {TRAINER_BATCH}; the loop's time excludes the scoring added for prequential accuracy",
+        "note": f"the tutorial's loop as published: model.fit(epochs=3) on each {TUTORIAL_MINI_RECORDS:,}-record "
+                f"mini dataset (tensorflow-io's effective batch.num.messages), on the first {n:,} records of the "
+                f"train topic; 'small_mini_datasets': the same loop on {SMALL_MINI_RECORDS}-record mini datasets "
+                f"(ENVIRONMENT.md's 'tutorial-style loop', which the 50x target was set from), first {small:,} "
+                f"records. Both decoded by the same codec; trainer accuracy from its learner at batch {TRAINER_BATCH} "
+                f"on the same records; trainer throughput from the trainer benchmark, 'speedup' at the default batch "
+                f"size {TRAINER_BATCH}; a loop's time excludes the scoring added for prequential accuracy",
     }
 
 
