@@ -12,8 +12,12 @@ def _row(benchmark: str, measure: str, value: Any, unit: str, reference: Any = N
             "reference_name": ref_name, "ratio": ratio, "target": target, "met": met}
 
 
-def _versus_rows(v: dict[str, Any], benchmark: str, defaults: set[int], target: float) -> list[dict[str, Any]]:
-    """Throughput at the default batch and at 1024 (CSV and f32-block), and prequential accuracy, against one loop."""
+def _versus_rows(v: dict[str, Any], benchmark: str, trainer: dict[str, float], defaults: set[int],
+                 target: float) -> list[dict[str, Any]]:
+    """Throughput at the default batch and at 1024 (CSV and f32-block), and prequential accuracy, against one loop.
+
+    trainer: the trainer benchmark's records/s by "<wire format> <batch size>".
+    """
     loop = v["tutorial"]
     rate = loop["records_per_second"]
     name = f"fit loop, {loop.get('mini_dataset_records', 100):,}-record mini datasets"
@@ -25,7 +29,8 @@ def _versus_rows(v: dict[str, Any], benchmark: str, defaults: set[int], target: 
         if speed is None:
             continue
         label = f"throughput (batch {batch}" + (", f32-block wire)" if wire != "csv" else ")")
-        out.append(_row(benchmark, label, round(speed * rate), "records/s", rate, name, speed, f">= {target:.0f}x",
+        value = trainer.get(f"{wire} {batch}", round(speed * rate))
+        out.append(_row(benchmark, label, value, "records/s", rate, name, speed, f">= {target:.0f}x",
                         speed >= target))
     out.append(_row(benchmark, "prequential accuracy", v["trainer_prequential_accuracy_same_records"], "",
                     loop["prequential_accuracy"], name, v["accuracy_difference"], ">= tutorial",
@@ -50,10 +55,13 @@ def rows(document: dict[str, Any]) -> list[dict[str, Any]]:
                             f">= {t['trainer_ratio']:.0%} of ceiling", r["ratio"] >= t["trainer_ratio"]))
     if "tutorial_loop" in b:
         tl = b["tutorial_loop"]
-        defaults = {r["batch_size"] for r in b.get("trainer_throughput", {}).get("results", []) if r["default"]}
-        out += _versus_rows(tl, "vs tutorial loop", defaults, t["tutorial_speedup"])
+        results = b.get("trainer_throughput", {}).get("results", [])
+        defaults = {r["batch_size"] for r in results if r["default"]}
+        trainer = {f"{r['wire_format']} {r['batch_size']}": r["records_per_second"] for r in results}
+        out += _versus_rows(tl, "vs tutorial loop", trainer, defaults, t["tutorial_speedup"])
         if "small_mini_datasets" in tl:
-            out += _versus_rows(tl["small_mini_datasets"], "vs 100-record fit loop", defaults, t["tutorial_speedup"])
+            out += _versus_rows(tl["small_mini_datasets"], "vs 100-record fit loop", trainer, defaults,
+                                t["tutorial_speedup"])
     if "producer" in b:
         pr = b["producer"]
         for name, r in pr["results"].items():
