@@ -293,8 +293,11 @@ def learner_prequential(x: np.ndarray, y: np.ndarray, batch: int) -> float:
     return correct / len(x)
 
 
-def versus(loop: dict[str, Any], trainer_rows: list[dict[str, Any]], ours: float) -> dict[str, Any]:
-    """The trainer's throughput (from its benchmark) and prequential accuracy against one fit loop."""
+def versus(x: np.ndarray, y: np.ndarray, mini: int, trainer_rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The fit loop on `mini`-record mini datasets of these records, against the trainer: its throughput (from
+    the trainer benchmark) and the prequential accuracy of its learner on the same records."""
+    loop = tutorial_loop(x, y, mini=mini)
+    ours = learner_prequential(x, y, TRAINER_BATCH)
     rate = loop["records_per_second"]
     csv = {r["batch_size"]: r["records_per_second"] for r in trainer_rows if r["wire_format"] == "csv"}
     trainer_rate = csv.get(TRAINER_BATCH)
@@ -315,10 +318,9 @@ def bench_tutorial(run: Run) -> dict[str, Any]:
     rows = run.results.get("_trainer_rows", [])
     n, small = run.plan.tutorial_records, run.plan.small_mini_records
     log(f"tutorial loop as published ({TUTORIAL_MINI_RECORDS:,}-record mini datasets) on {n:,} records")
-    published = versus(tutorial_loop(x[:n], y[:n]), rows, learner_prequential(x[:n], y[:n], TRAINER_BATCH))
+    published = versus(x[:n], y[:n], TUTORIAL_MINI_RECORDS, rows)
     log(f"the same loop on {SMALL_MINI_RECORDS}-record mini datasets, {small:,} records")
-    variant = versus(tutorial_loop(x[:small], y[:small], mini=SMALL_MINI_RECORDS), rows,
-                     learner_prequential(x[:small], y[:small], TRAINER_BATCH))
+    variant = versus(x[:small], y[:small], SMALL_MINI_RECORDS, rows)
     return {
         **published,
         "small_mini_datasets": variant,
