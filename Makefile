@@ -3,24 +3,32 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-PYTHON ?= python3
+# Supported interpreters; PYTHON is the first one found (python3 first, then python3.X, then pyenv's).
+PYTHON_VERSIONS := 3.11 3.12 3.13
+PYTHON ?= $(shell mk/python.sh $(PYTHON_VERSIONS))
 VENV ?= .venv
+# The tfio environment uses constraints-tfio.txt and EXTRAS=tfio,dev (see `make test-tfio`).
+CONSTRAINTS ?= constraints.txt
+EXTRAS ?= dev
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
+comma := ,
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(CONSTRAINTS) | cksum | cut -d' ' -f1)-$(subst $(comma),-,$(EXTRAS))
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
+# The slowest tests, with their times, at the end of every run.
+DURATIONS ?= --durations=25
 
-.PHONY: help venv demo test test-fast lint typecheck bench bench-quick clean
+.PHONY: help venv demo test test-system-packages test-suite test-fast test-python test-matrix test-tfio lint typecheck clean
 
 help: ## list the targets
 	@grep -hE '^[a-z][a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sort
 
-$(STAMP): pyproject.toml constraints.txt
-	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (3.11)"; exit 1; }
-	$(PYTHON) -m venv $(VENV)
+$(STAMP): pyproject.toml $(CONSTRAINTS)
+	@[ -n '$(PYTHON)' ] || exit 1
+	'$(PYTHON)' -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -c constraints.txt -e '.[dev]'
+	$(PIP) install -q -c $(CONSTRAINTS) -e '.[$(EXTRAS)]'
 	rm -f $(VENV)/.installed-* && touch $@
 
 venv: $(STAMP) ## create .venv with the pinned dependencies (idempotent)
@@ -28,20 +36,52 @@ venv: $(STAMP) ## create .venv with the pinned dependencies (idempotent)
 demo: venv ## the whole pipeline on this machine: embedded broker, producer, trainer, evaluator
 	$(VENV)/bin/streamtrain demo $(DEMO_ARGS)
 
-# In CI the Docker engine is installed and started here, so the container tests run too.
-test: venv ## ruff, mypy and the whole test suite (kind tests skip without a cluster)
-	@if [ "$${CI:-}" = "true" ]; then $(MAKE) --no-print-directory docker-engine; fi
+# Everything CI runs. In CI the system packages the tests need (Docker engine, Chromium) are installed first,
+# so the container and live-page tests run too; elsewhere they skip with the reason when missing.
+test: venv ## ruff, mypy, the whole suite, the tfio reader's tests and the other Pythons' core tests
+	@if [ "$${CI:-}" = "true" ]; then $(MAKE) --no-print-directory test-system-packages; fi
 	$(MAKE) --no-print-directory lint
-	$(PY) -m pytest tests $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory test-suite
+	$(MAKE) --no-print-directory test-tfio
+	$(MAKE) --no-print-directory test-matrix
+
+test-suite: venv ## the whole test suite on this venv's Python (kind tests skip without a cluster)
+	$(PY) -m pytest tests $(DURATIONS) $(PYTEST_ARGS)
 
 test-fast: venv ## unit tests only
 	$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
+
+# One interpreter's core: the unit tests and the producer -> trainer -> evaluator pipeline test, in .venv-pyX.Y.
+PYTHON_VERSION ?= 3.12
+CORE_TESTS := tests/unit tests/integration/test_pipeline.py
+test-python: ## unit tests + the pipeline test on PYTHON_VERSION (default 3.12), in .venv-py<version>
+	@interpreter=$$(mk/python.sh $(PYTHON_VERSION)); \
+	if [ -z "$$interpreter" ]; then \
+	  if [ "$${CI:-}" = "true" ]; then exit 1; else echo "test-python: skipped, no Python $(PYTHON_VERSION)"; exit 0; fi; \
+	fi; \
+	$(MAKE) --no-print-directory venv PYTHON="$$interpreter" VENV=.venv-py$(PYTHON_VERSION) && \
+	.venv-py$(PYTHON_VERSION)/bin/python -m pytest $(CORE_TESTS) -q $(DURATIONS) $(PYTEST_ARGS)
+
+test-matrix: ## test-python on every supported Python other than the main venv's
+	@main=$$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
+	for version in $(PYTHON_VERSIONS); do \
+	  [ "$$version" = "$$main" ] && continue; \
+	  $(MAKE) --no-print-directory test-python PYTHON_VERSION=$$version || exit 1; \
+	done
+
+# tensorflow-io pins TensorFlow 2.16 (numpy < 2, Python <= 3.12): its reader is tested in an environment of its own.
+test-tfio: ## the tensorflow-io reader's tests (marker tfio) in .venv-tfio, built from the tfio extra
+	$(MAKE) --no-print-directory venv VENV=.venv-tfio CONSTRAINTS=constraints-tfio.txt EXTRAS=tfio,dev \
+	  PYTHON="$$(mk/python.sh 3.11 3.12)"
+	.venv-tfio/bin/python -m pytest tests -m tfio -q $(DURATIONS) $(PYTEST_ARGS)
+
+test-system-packages: docker-engine chromium ## the system packages tests need: Docker engine, Chromium (root, apt)
 
 lint: venv ## ruff and mypy
 	$(VENV)/bin/ruff check components tests $(wildcard benchmarks)
 	$(VENV)/bin/mypy
 
-clean: ## remove the venv, caches and demo output
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache demo-output
+clean: ## remove the venvs, caches and demo output
+	rm -rf $(VENV) .venv-py3.* .venv-tfio .pytest_cache .mypy_cache .ruff_cache demo-output
 
 include $(wildcard mk/*.mk)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import uuid
 from collections.abc import Iterator
@@ -17,6 +18,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / ".artifacts"
+
+
+TFIO_MISSING = importlib.util.find_spec("tensorflow_io") is None
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked tfio skip where tensorflow-io is not installed (the core environment)."""
+    if TFIO_MISSING:
+        skip = pytest.mark.skip(reason="tensorflow-io is not installed: the tfio extra, tested by make test-tfio")
+        for item in items:
+            if "tfio" in item.keywords:
+                item.add_marker(skip)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -15,7 +15,7 @@ import sys
 import pytest
 from benchmarks.suite import TUTORIAL_MINI_RECORDS
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.tfio]
 
 # The tutorial's online dataset, as published (the server is a closed port: nothing is fetched).
 BUILD = """

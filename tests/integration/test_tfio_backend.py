@@ -17,7 +17,7 @@ from streamtrain.lib import kafka_io, model_store
 from tests.conftest import common_settings
 from tests.support.processes import Component
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.tfio]
 
 REAL_KAFKA = os.environ.get("STREAMTRAIN_TEST_KAFKA")
 

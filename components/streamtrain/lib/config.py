@@ -9,6 +9,7 @@ Validation happens here, before any component connects to anything.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import re
 import types
 import typing
@@ -210,6 +211,15 @@ class _ConsumerSettings(CommonSettings):
     def _check_model_name(cls, value: str) -> str:
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,100}", value):
             raise ValueError(f"use letters, digits, '-' or '_': {value!r}")
+        return value
+
+    @field_validator("ingest")
+    @classmethod
+    def _check_ingest(cls, value: str) -> str:
+        # An optional extra: say how to get it here, before anything connects, not at the first batch.
+        if value == "tensorflow-io" and importlib.util.find_spec("tensorflow_io") is None:
+            raise ValueError("tensorflow-io is not installed: pip install 'streamtrain[tfio]' "
+                             "(it brings TensorFlow 2.16; Python 3.11 or 3.12)")
         return value
 
 
