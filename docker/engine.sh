@@ -18,8 +18,7 @@ fi
 
 if ! command -v dockerd >/dev/null 2>&1; then
     echo "docker-engine: installing docker.io from Debian"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io >/dev/null
+    "$(dirname "$0")/../mk/apt-install.sh" docker.io
 fi
 
 if ! pgrep -x dockerd >/dev/null 2>&1; then

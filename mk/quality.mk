@@ -12,4 +12,4 @@ quality-quick: venv ## the quality measurements on smaller streams (~2 min), sam
 
 chromium: ## install Debian's chromium and chromium-driver for the live-page test (it skips without them)
 	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then echo "chromium is installed"; else \
-	  export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq chromium chromium-driver; fi
+	  echo "chromium: installing chromium and chromium-driver from Debian"; mk/apt-install.sh chromium chromium-driver; fi
