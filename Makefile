@@ -69,11 +69,13 @@ test-matrix: ## test-python on every supported Python other than the main venv's
 	  $(MAKE) --no-print-directory test-python PYTHON_VERSION=$$version || exit 1; \
 	done
 
-# tensorflow-io pins TensorFlow 2.16 (numpy < 2, Python <= 3.12): its reader is tested in an environment of its own.
-test-tfio: ## the tensorflow-io reader's tests (marker tfio) in .venv-tfio, built from the tfio extra
+# tensorflow-io pins TensorFlow 2.16 (numpy < 2, Python <= 3.12): its reader is tested in an environment of its own,
+# beside the unit tests (the core on the extra's TensorFlow).
+test-tfio: ## the unit tests and the tensorflow-io reader's tests (marker tfio) in .venv-tfio, built from the tfio extra
 	$(MAKE) --no-print-directory venv VENV=.venv-tfio CONSTRAINTS=constraints-tfio.txt EXTRAS=tfio,dev \
 	  PYTHON="$$(mk/python.sh 3.11 3.12)"
-	.venv-tfio/bin/python -m pytest tests -m tfio -q $(DURATIONS) $(PYTEST_ARGS)
+	.venv-tfio/bin/python -m pytest tests/unit -q $(PYTEST_ARGS)
+	.venv-tfio/bin/python -m pytest tests -m tfio --ignore=tests/unit -q $(PYTEST_ARGS)
 
 test-system-packages: docker-engine chromium ## the system packages tests need: Docker engine, Chromium (root, apt)
 
