@@ -14,6 +14,7 @@ import pytest
 
 from streamtrain.lib import checkpoint, model_store
 from streamtrain.lib.models import standardizer
+from tests.faults.helpers import wait_until
 from tests.support.kafka import partition_ends
 from tests.support.ledger import check_exactly_once
 from tests.support.processes import Component
@@ -94,3 +95,29 @@ def test_sigterm_finishes_batch_checkpoints_and_exits_zero(topics: dict[str, str
     assert inspected["checkpoint"]["records_trained"] == summary["records_trained"]
     assert inspected["ledger_problems"] == []
     assert [v["ok"] for v in inspected["versions"]] == [True] * len(inspected["versions"]) != []
+
+
+def test_a_restart_publishes_what_was_checkpointed_but_never_published(topics: dict[str, str],
+                                                                        tmp_path: Path) -> None:
+    """A kill between a checkpoint and the next publication leaves the checkpoint ahead of the newest version;
+    the restarted trainer publishes it on its clean stop even though no new record comes."""
+    n = 5_000
+    assert _produce(topics, tmp_path, n)["train"] == n
+    models, ckpts = tmp_path / "models", tmp_path / "ckpt"
+    trainer = Component("trainer", topics, tmp_path / "logs", model_dir=models, checkpoint_dir=ckpts,
+                        batch_size=256, checkpoint_every_seconds=0.2, publish_every_seconds=100_000,
+                        summary_file=tmp_path / "trainer.json")
+    trainer.start()
+    trainer.wait_for(lambda s: s["records_trained"] >= n, 120, "every record")
+    wait_until(lambda: (checkpoint.read_latest_state(ckpts) or {}).get("records_trained") == n, 60,
+               "a checkpoint of every record")
+    trainer.signal(signal.SIGKILL)
+    trainer.wait_exit(30)
+    assert model_store.version_numbers(models, "streamtrain") == []  # checkpointed, never published
+
+    trainer.env["STREAMTRAIN_IDLE_EXIT_SECONDS"] = "3"
+    trainer.start()
+    assert trainer.wait_exit(120) == 0, trainer.log_tail()
+    newest = model_store.newest(models, "streamtrain")
+    assert newest is not None, trainer.log_tail()
+    assert newest.manifest["records_trained"] == n

@@ -122,7 +122,11 @@ class Trainer:
         atomic.clean_staging(model_store.model_root(self.s.model_dir, self.s.model_name))
         on_disk = model_store.version_numbers(self.s.model_dir, self.s.model_name)
         self.state.last_version = max([self.state.last_version, *on_disk])
-        self.published_at_state = self.state.records_trained
+        # What the newest version holds, not what the checkpoint does: a kill between a checkpoint and the next
+        # publication leaves the checkpoint ahead, and that state must still be published (at the next
+        # publication or the clean stop) even when no new record ever comes.
+        newest = model_store.newest(self.s.model_dir, self.s.model_name)
+        self.published_at_state = int(newest.manifest["records_trained"]) if newest else 0
         self.adapt.load(self.state.extra.get("adapt"))
         VERSION.set(self.state.last_version)
 
