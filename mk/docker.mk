@@ -4,9 +4,12 @@
 #   make docker-engine  install docker.io (Debian) and start dockerd when `docker info` fails (root)
 #   make base-image     offline base image: debootstrap bookworm + python3, `docker import`
 #   make wheelhouse     .wheelhouse/: every runtime wheel, pinned by constraints.txt (pip wheel)
+#   make wheelhouse-tfio  .wheelhouse-tfio/: the same plus the tfio extra, pinned by constraints-tfio.txt
 #   make images         streamtrain:<tag> and streamtrain-broker:<tag>, <tag> = <version>-<git rev>;
 #                       IMAGE_SOURCE=auto (default) builds FROM python:3.11-slim with the package
 #                       index when that image can be had, else offline (base-image + wheelhouse)
+#   make images-tfio    streamtrain:<tag>-tfio only: the app image with tensorflow-io (TensorFlow 2.16),
+#                       for --ingest tensorflow-io; same as `make images IMAGE_VARIANT=tfio`
 #   make local-up       broker, topics, trainer, evaluator, producer on one Docker network
 #   make local-down     removes the stack's containers, network and volume
 #   make local-logs     follows all of their logs
@@ -26,6 +29,10 @@ IMAGE_TAG := $(IMAGE_TAG)
 
 # auto | online | offline
 IMAGE_SOURCE ?= auto
+# "" (the default image, TensorFlow 2.21) | tfio (<tag>-tfio: tensorflow-io, TensorFlow 2.16); docker/variant.sh
+IMAGE_VARIANT ?=
+# The wheelhouse of the variant the offline path installs from.
+WHEELHOUSE_TARGET := $(if $(IMAGE_VARIANT),wheelhouse-$(IMAGE_VARIANT),wheelhouse)
 ONLINE_BASE_IMAGE ?= python:3.11-slim
 OFFLINE_BASE_IMAGE ?= streamtrain-base:bookworm-py311
 DEBIAN_MIRROR ?= http://deb.debian.org/debian
@@ -33,7 +40,7 @@ LOCAL_STACK ?= streamtrain-local
 
 DOCKER_ENV = IMAGE_TAG='$(IMAGE_TAG)' APP_IMAGE='$(IMAGE_REPO)' BROKER_IMAGE='$(BROKER_IMAGE_REPO)'
 
-.PHONY: docker-engine base-image wheelhouse images images-online images-offline \
+.PHONY: docker-engine base-image wheelhouse wheelhouse-tfio images images-tfio images-online images-offline \
         local-up local-down local-logs local-status docker-test
 
 docker-engine: ## install docker.io and start dockerd when no engine answers (root; idempotent)
@@ -45,6 +52,9 @@ base-image: docker-engine ## offline base image: debootstrap bookworm + python3,
 wheelhouse: venv ## .wheelhouse/: all runtime wheels pinned by constraints.txt
 	PIP='$(PIP)' docker/wheelhouse.sh .wheelhouse
 
+wheelhouse-tfio: venv ## .wheelhouse-tfio/: runtime wheels + the tfio extra, pinned by constraints-tfio.txt
+	IMAGE_VARIANT=tfio PIP='$(PIP)' docker/wheelhouse.sh .wheelhouse-tfio
+
 images: docker-engine ## streamtrain:<tag> + streamtrain-broker:<tag> (online if python:3.11-slim can be had, else offline)
 	@source='$(IMAGE_SOURCE)'; \
 	if [ "$$source" = auto ]; then \
@@ -52,13 +62,16 @@ images: docker-engine ## streamtrain:<tag> + streamtrain-broker:<tag> (online if
 	     || timeout 300 docker pull -q '$(ONLINE_BASE_IMAGE)' >/dev/null 2>&1; then source=online; \
 	  else source=offline; echo "images: $(ONLINE_BASE_IMAGE) cannot be had: building offline"; fi; \
 	fi; \
-	$(MAKE) --no-print-directory "images-$$source" IMAGE_TAG='$(IMAGE_TAG)'
+	$(MAKE) --no-print-directory "images-$$source" IMAGE_TAG='$(IMAGE_TAG)' IMAGE_VARIANT='$(IMAGE_VARIANT)'
+
+images-tfio: ## streamtrain:<tag>-tfio: the app image with tensorflow-io (TensorFlow 2.16), online or offline like images
+	@$(MAKE) --no-print-directory images IMAGE_TAG='$(IMAGE_TAG)' IMAGE_VARIANT=tfio
 
 images-online: docker-engine ## images FROM python:3.11-slim with the package index
-	$(DOCKER_ENV) BASE_IMAGE='$(ONLINE_BASE_IMAGE)' WHEEL_SOURCE=index docker/images.sh
+	$(DOCKER_ENV) IMAGE_VARIANT='$(IMAGE_VARIANT)' BASE_IMAGE='$(ONLINE_BASE_IMAGE)' WHEEL_SOURCE=index docker/images.sh
 
-images-offline: base-image wheelhouse ## images FROM the offline base, pip --no-index from .wheelhouse/
-	$(DOCKER_ENV) BASE_IMAGE='$(OFFLINE_BASE_IMAGE)' WHEEL_SOURCE=wheelhouse docker/images.sh
+images-offline: base-image $(WHEELHOUSE_TARGET) ## images FROM the offline base, pip --no-index from the variant's wheelhouse
+	$(DOCKER_ENV) IMAGE_VARIANT='$(IMAGE_VARIANT)' BASE_IMAGE='$(OFFLINE_BASE_IMAGE)' WHEEL_SOURCE=wheelhouse docker/images.sh
 
 local-up: images ## broker, producer, trainer, evaluator as containers on one network
 	$(DOCKER_ENV) STACK='$(LOCAL_STACK)' docker/local.sh up

@@ -28,7 +28,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     if TFIO_MISSING:
         skip = pytest.mark.skip(reason="tensorflow-io is not installed: the tfio extra, tested by make test-tfio")
         for item in items:
-            if "tfio" in item.keywords:
+            if item.get_closest_marker("tfio") is not None:
                 item.add_marker(skip)
 
 

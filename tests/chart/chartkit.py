@@ -84,6 +84,9 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             "metricsFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
         },
     },
+    # The image with tensorflow-io (<tag>-tfio); its ingest is tested in test_chart_image_variant.py, since the
+    # settings classes refuse STREAMTRAIN_INGEST=tensorflow-io where tensorflow-io is not installed.
+    "tfio-image": {"image": {"variant": "tfio"}},
     "plain-listener": {"kafka": {"listener": {"tls": False, "authentication": "none"}}},
     "plain-scram": {"kafka": {"listener": {"tls": False, "authentication": "scram-sha-512"}}},
     "mtls": {"kafka": {"listener": {"authentication": "tls"}}},

@@ -3,7 +3,8 @@
 Needs a Docker engine: without one everything here is skipped with the reason (CI=true makes it a
 failure instead, since CI starts the engine with `make docker-engine`). The images are built once per
 session (docker/base-image.sh, docker/wheelhouse.sh, docker/images.sh) and reused when the tag exists
-and components/, docker/, pyproject.toml and constraints.txt have no uncommitted changes.
+and components/, docker/, pyproject.toml and the constraints files have no uncommitted changes. The tfio
+variant (<tag>-tfio, IMAGE_VARIANT=tfio) is built only when a test asks for it (fixture tfio_image).
 Env: STREAMTRAIN_TEST_IMAGE_TAG picks the tag (default docker/tag.sh: <version>-<git rev>);
 STREAMTRAIN_TEST_REBUILD=1 always rebuilds (through the Docker build cache).
 """
@@ -32,6 +33,14 @@ class Images:
     built: bool  # False: reused (the tag existed and the sources were clean)
 
 
+@dataclass(frozen=True)
+class VariantImage:
+    ref: str  # <repository>:<tag>-<variant>
+    variant: str
+    build_log: Path
+    built: bool
+
+
 @pytest.fixture(scope="session")
 def docker_engine() -> None:
     reason = dockerkit.engine_unavailable()
@@ -43,8 +52,19 @@ def docker_engine() -> None:
 
 def _sources_dirty() -> bool:
     proc = subprocess.run(["git", "status", "--porcelain", "--", "components", "docker", "pyproject.toml",
-                           "constraints.txt", ".dockerignore"], cwd=REPO, capture_output=True, text=True)
+                           "constraints.txt", "constraints-tfio.txt", ".dockerignore"], cwd=REPO,
+                          capture_output=True, text=True)
     return proc.returncode != 0 or bool(proc.stdout.strip())
+
+
+def _reuse(*refs: str) -> bool:
+    return (os.environ.get("STREAMTRAIN_TEST_REBUILD") != "1" and not _sources_dirty()
+            and all(dockerkit.image_exists(ref) for ref in refs))
+
+
+def _build_env(tag: str, variant: str) -> dict[str, str]:
+    return {"IMAGE_TAG": tag, "IMAGE_VARIANT": variant, "BASE_IMAGE": dockerkit.OFFLINE_BASE,
+            "WHEEL_SOURCE": "wheelhouse", "PIP": os.environ.get("PIP") or dockerkit.pip_of_this_python()}
 
 
 @pytest.fixture(scope="session")
@@ -55,16 +75,27 @@ def images(docker_engine: None, tmp_path_factory: pytest.TempPathFactory) -> Ima
     app, broker = f"{dockerkit.APP_REPO}:{tag}", f"{dockerkit.BROKER_REPO}:{tag}"
     log = tmp_path_factory.mktemp("build") / "build.log"
     log.write_text("")
-    reuse = (os.environ.get("STREAMTRAIN_TEST_REBUILD") != "1" and not _sources_dirty()
-             and dockerkit.image_exists(app) and dockerkit.image_exists(broker)
-             and dockerkit.image_exists(dockerkit.OFFLINE_BASE))
+    reuse = _reuse(app, broker, dockerkit.OFFLINE_BASE)
     if not reuse:
-        env = {"IMAGE_TAG": tag, "BASE_IMAGE": dockerkit.OFFLINE_BASE, "WHEEL_SOURCE": "wheelhouse",
-               "PIP": os.environ.get("PIP") or dockerkit.pip_of_this_python()}
+        env = _build_env(tag, "")
         dockerkit.script("base-image.sh", dockerkit.OFFLINE_BASE, env=env, log=log, timeout=600)
         dockerkit.script("wheelhouse.sh", env=env, log=log, timeout=900)
         dockerkit.script("images.sh", env=env, log=log, timeout=1500)
     return Images(tag, app, broker, dockerkit.OFFLINE_BASE, log, built=not reuse)
+
+
+@pytest.fixture(scope="session")
+def tfio_image(images: Images, tmp_path_factory: pytest.TempPathFactory) -> VariantImage:
+    """streamtrain:<tag>-tfio: the same Dockerfile with the tfio extra, offline from .wheelhouse-tfio/."""
+    ref = f"{dockerkit.APP_REPO}:{images.tag}-tfio"
+    log = tmp_path_factory.mktemp("build-tfio") / "build.log"
+    log.write_text("")
+    reuse = _reuse(ref, images.base)
+    if not reuse:
+        env = _build_env(images.tag, "tfio")
+        dockerkit.script("wheelhouse.sh", env=env, log=log, timeout=900)
+        dockerkit.script("images.sh", env=env, log=log, timeout=1500)
+    return VariantImage(ref, "tfio", log, built=not reuse)
 
 
 @pytest.fixture

@@ -56,6 +56,43 @@ def test_offline_images_chain(tmp_path: Path) -> None:
     assert out.index("docker/engine.sh") < base
 
 
+def test_offline_tfio_variant_chain(tmp_path: Path) -> None:
+    """images-tfio: the tfio wheelhouse (not the default one), then images.sh with IMAGE_VARIANT=tfio."""
+    # IMAGE_SOURCE=offline: `images` re-enters make (executed under -n too), so it must not probe a registry.
+    out = _make_n(tmp_path, "images-tfio", "IMAGE_TAG=9.9.9-abc1234", "IMAGE_SOURCE=offline")
+    base = out.index("docker/base-image.sh 'streamtrain-base:bookworm-py311'")
+    wheels = out.index("IMAGE_VARIANT=tfio PIP='.venv/bin/pip' docker/wheelhouse.sh .wheelhouse-tfio", base)
+    build = out.index("docker/images.sh", wheels)
+    line = out[out.rindex("\n", 0, build) + 1:out.index("\n", build)]
+    for part in ("IMAGE_TAG='9.9.9-abc1234'", "IMAGE_VARIANT='tfio'", "WHEEL_SOURCE=wheelhouse",
+                 "BASE_IMAGE='streamtrain-base:bookworm-py311'", "APP_IMAGE='streamtrain'"):
+        assert part in line, line
+    assert "docker/wheelhouse.sh .wheelhouse\n" not in out, out
+    # The default chain stays the default: no variant, the default wheelhouse.
+    default = _make_n(tmp_path, "images-offline", "IMAGE_TAG=9.9.9-abc1234")
+    assert "IMAGE_VARIANT=''" in default and ".wheelhouse-tfio" not in default, default
+
+
+def test_variant_table_and_unknown_variants() -> None:
+    def variant(name: str) -> subprocess.CompletedProcess[str]:
+        code = ('. docker/variant.sh && echo "$VARIANT_EXTRAS|$VARIANT_CONSTRAINTS|$VARIANT_WHEELHOUSE|'
+                '$VARIANT_TAG_SUFFIX"')
+        return subprocess.run(["bash", "-c", code], cwd=REPO, env={"PATH": "/usr/bin:/bin", "IMAGE_VARIANT": name},
+                              capture_output=True, text=True, check=False)
+
+    assert variant("").stdout.strip() == "|constraints.txt|.wheelhouse|"
+    assert variant("tfio").stdout.strip() == "tfio|constraints-tfio.txt|.wheelhouse-tfio|-tfio"
+    for script in ("wheelhouse.sh", "images.sh"):
+        proc = subprocess.run([str(REPO / "docker" / script)], cwd=REPO, capture_output=True, text=True,
+                              env={"PATH": "/usr/bin:/bin", "IMAGE_VARIANT": "gpu"}, timeout=60, check=False)
+        assert proc.returncode == 2 and "IMAGE_VARIANT must be empty" in proc.stderr, (script, proc.stderr)
+    # Every file the variants name exists, and the tfio pins hold what the extra needs.
+    for name in ("constraints.txt", "constraints-tfio.txt"):
+        assert (REPO / name).is_file()
+    tfio_pins = (REPO / "constraints-tfio.txt").read_text()
+    assert "tensorflow-io==" in tfio_pins and "tensorflow-cpu==2.16." in tfio_pins
+
+
 def test_online_images_and_local_targets(tmp_path: Path) -> None:
     online = _make_n(tmp_path, "images-online", "IMAGE_TAG=t1")
     assert "BASE_IMAGE='python:3.11-slim' WHEEL_SOURCE=index docker/images.sh" in online
@@ -87,6 +124,9 @@ def test_requirements_are_the_declared_runtime_dependencies() -> None:
     assert plain == project["dependencies"]
     broker = subprocess.run([*run, "--extra", "broker"], capture_output=True, text=True, check=True).stdout
     assert broker.splitlines() == project["dependencies"] + project["optional-dependencies"]["broker"]
+    tfio = subprocess.run([*run, "--extra", "tfio"], capture_output=True, text=True, check=True).stdout
+    assert tfio.splitlines() == project["dependencies"] + project["optional-dependencies"]["tfio"]
+    assert not any(line.startswith("tensorflow-io") for line in plain)  # the default image has none
     assert subprocess.run([*run, "--extra", "nope"], capture_output=True, check=False).returncode == 2
 
 
@@ -140,7 +180,8 @@ def test_dockerignore_keeps_the_context_small() -> None:
              if line.strip() and not line.startswith("#")]
     assert rules[0] == "*"  # an allow-list: nothing goes in unless named
     allowed = {rule[1:].rstrip("/") for rule in rules if rule.startswith("!")}
-    assert allowed == {"pyproject.toml", "constraints.txt", "README.md", "components", "docker", ".wheelhouse"}
+    assert allowed == {"pyproject.toml", "constraints.txt", "constraints-tfio.txt", "README.md", "components",
+                       "docker", ".wheelhouse", ".wheelhouse-tfio"}
 
 
 def _env_file(path: Path) -> dict[str, str]:

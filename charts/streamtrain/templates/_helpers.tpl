@@ -22,13 +22,15 @@
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
-{{/* The image tag: image.tag, or the chart's appVersion. */}}
+{{/* The image tag: image.tag, or the chart's appVersion (the version label; without the variant). */}}
 {{- define "streamtrain.imageTag" -}}
 {{- default .Chart.AppVersion .Values.image.tag -}}
 {{- end -}}
 
+{{/* The image of every component: <repository>:<tag>, or <repository>:<tag>-<variant> (image.variant: tfio). */}}
 {{- define "streamtrain.image" -}}
-{{- printf "%s:%s" .Values.image.repository (include "streamtrain.imageTag" .) -}}
+{{- $variant := .Values.image.variant | default "" -}}
+{{- printf "%s:%s%s" .Values.image.repository (include "streamtrain.imageTag" .) (ternary (printf "-%s" $variant) "" (ne $variant "")) -}}
 {{- end -}}
 
 {{/*
@@ -127,6 +129,13 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{- if and .Values.kafka.rack.enabled (lt (int .Values.kafka.replicas) 2) -}}
 {{- fail "kafka.rack.enabled needs kafka.replicas >= 2" -}}
+{{- end -}}
+{{- /* tensorflow-io is only in the tfio variant of the image (the default image has TensorFlow 2.21 without it). */ -}}
+{{- range $c := list "trainer" "evaluator" -}}
+{{- $ingest := index ((index $.Values $c).extraEnv | default dict) "STREAMTRAIN_INGEST" | default "" | toString -}}
+{{- if and (eq (lower $ingest) "tensorflow-io") (ne ($.Values.image.variant | default "") "tfio") -}}
+{{- fail (printf "%s.extraEnv.STREAMTRAIN_INGEST=tensorflow-io needs image.variant=tfio: the image %s has no tensorflow-io (build <tag>-tfio with `make images-tfio`)" $c (include "streamtrain.image" $)) -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 

@@ -218,8 +218,8 @@ class _ConsumerSettings(CommonSettings):
     def _check_ingest(cls, value: str) -> str:
         # An optional extra: say how to get it here, before anything connects, not at the first batch.
         if value == "tensorflow-io" and importlib.util.find_spec("tensorflow_io") is None:
-            raise ValueError("tensorflow-io is not installed: pip install 'streamtrain[tfio]' "
-                             "(it brings TensorFlow 2.16; Python 3.11 or 3.12)")
+            raise ValueError("tensorflow-io is not installed: pip install 'streamtrain[tfio]' (it brings TensorFlow "
+                             "2.16; Python 3.11 or 3.12), or run the image's <tag>-tfio variant")
         return value
 
 
