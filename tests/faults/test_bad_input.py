@@ -28,8 +28,14 @@ from tests.faults.helpers import client_conf, partition_ends, produce, read_all,
 from tests.support.kafka import headers
 from tests.support.ledger import check_exactly_once
 from tests.support.processes import Component
+from tests.support.quality import newest_version_quality
 
 WIDTH = 8
+# Measured over 4 runs (load average 5-8): the clean run's final version scored 0.929 on the clean test rows
+# (labels are a noisy linear function of the features; the majority class is about 0.5), the dirty run's
+# 0.930-0.931: the two differed by at most 0.002.
+ACCURACY_THRESHOLD = 0.8
+ACCURACY_GAP = 0.02
 
 
 @settings(max_examples=400, deadline=None)
@@ -175,7 +181,12 @@ def test_one_percent_malformed_records_in_a_stream(seed: int, broker: EmbeddedBr
         assert meta[kafka_io.H_COMPONENT] == ("trainer" if where[0] == train else "evaluator")
     assert seen == set(origins)
 
-    # The malformed 1% costs no accuracy: prequential accuracy within 1 point of the clean run.
-    assert abs(summary["prequential_accuracy"] - base["prequential_accuracy"]) <= 0.01, \
-        (summary["prequential_accuracy"], base["prequential_accuracy"])
-    assert base["prequential_accuracy"] > 0.8
+    # The malformed 1% costs no accuracy: the final versions of both runs, scored on the 4,000 clean test rows
+    # (fixed given the versions; a live prequential figure depends on how records fell into batches).
+    x_test = np.array([[float(v) for v in value.split(b",")] for _, value in clean_test], np.float32)
+    y_test = np.array([float(key) for key, _ in clean_test], np.float32)
+    clean = newest_version_quality(tmp_path / "clean" / "models", x_test, y_test)
+    dirty_quality = newest_version_quality(tmp_path / "dirty" / "models", x_test, y_test)
+    print(f"clean run {clean}; dirty run {dirty_quality}")
+    assert clean.accuracy >= ACCURACY_THRESHOLD, (str(clean), base)
+    assert abs(dirty_quality.accuracy - clean.accuracy) <= ACCURACY_GAP, (str(dirty_quality), str(clean))

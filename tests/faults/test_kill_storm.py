@@ -38,23 +38,25 @@ GOOD = 200_000
 BAD = 1_000
 KILLS = 20
 RATE = 1_000  # records/s: the stream lasts ~200 s, about as long as 20 kill-and-restart cycles
+EXTRA_TRIES = 10  # further kills of a writing mode none of whose kills landed mid-write
 
 
-def _wait_staging(directory: Path, timeout: float) -> bool:
-    """Poll (1 ms) until a `.tmp-*` staging directory appears; True if one did."""
+def _staging(directory: Path) -> set[str]:
+    """Names of the `.tmp-*` staging directories in `directory` now."""
+    try:
+        return {entry.name for entry in os.scandir(directory) if entry.name.startswith(".tmp-")}
+    except FileNotFoundError:
+        return set()
+
+
+def _wait_staging(directory: Path, timeout: float, stale: set[str]) -> bool:
+    """Poll (1 ms) until a staging directory other than the `stale` ones appears; True if one did."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            if any(entry.name.startswith(".tmp-") for entry in os.scandir(directory)):
-                return True
-        except FileNotFoundError:
-            pass
+        if _staging(directory) - stale:
+            return True
         time.sleep(0.001)
     return False
-
-
-def _staged(directory: Path) -> bool:
-    return directory.is_dir() and any(p.name.startswith(".tmp-") for p in directory.iterdir())
 
 
 def test_twenty_sigkills_lose_nothing_and_duplicate_nothing(topics: dict[str, str], tmp_path: Path) -> None:
@@ -77,25 +79,15 @@ def test_twenty_sigkills_lose_nothing_and_duplicate_nothing(topics: dict[str, st
     try:
         producer.start()
         injector.start()
-        for i in range(KILLS):
-            mode = modes[i % 3] if producer.process is not None and producer.process.poll() is None else "random"
-            trainer.start()
-            trainer.wait_for(lambda s: True, 300, "trainer endpoint")
-            if mode == "random":
-                time.sleep(rnd.uniform(0.2, 4.0))
-                hit = True
-            else:
-                hit = _wait_staging(root if mode == "publication" else ckpts, 90)
-            trainer.signal(signal.SIGKILL)
-            trainer.wait_exit(30)
-            mid_write = _staged(root if mode == "publication" else ckpts) if mode != "random" else None
-            # At every kill point: each version on the volume is complete, the newest checkpoint is usable.
-            for number in model_store.version_numbers(models, "streamtrain"):
-                model_store.verify(root / str(number))
-            state = checkpoint.read_latest_state(ckpts)
-            assert state is None or checkpoint.check_ledger(state) == [], state
-            kills.append({"mode": mode, "hit": hit, "mid_write": mid_write,
-                          "checkpointed": state["records_trained"] if state else 0})
+        i = 0
+        # KILLS kills; then more of a mode (up to EXTRA_TRIES) while none of its kills has landed mid-write,
+        # so that the mid-write cases are always exercised, whatever the machine's speed.
+        while i < KILLS or (i < KILLS + EXTRA_TRIES and _missing_mid_write(kills) and _running(producer)):
+            wanted = _missing_mid_write(kills) if i >= KILLS else [modes[i % 3]]
+            mode = wanted[0] if _running(producer) else "random"
+            kills.append(_kill_once(trainer, mode, root if mode == "publication" else ckpts, models, ckpts, rnd, i))
+            print("kill", json.dumps(kills[-1]), flush=True)  # in the test's captured output if anything fails
+            i += 1
 
         assert producer.wait_exit(600) == 0, producer.log_tail()
         injector.join(120)
@@ -106,21 +98,23 @@ def test_twenty_sigkills_lose_nothing_and_duplicate_nothing(topics: dict[str, st
         producer.stop()
         trainer.kill()
 
+    story = _story(kills, trainer, ckpts)
     produced = json.loads((tmp_path / "producer.json").read_text())["produced"]["train"]
-    assert produced == GOOD
-    print("kills:", json.dumps(kills))
-    assert len(kills) == KILLS
+    assert produced == GOOD, story
+    assert len(kills) >= KILLS, story
     # The staging directory was still there after the kill: the trainer died in the middle of writing.
-    assert sum(k["mode"] == "publication" and bool(k["mid_write"]) for k in kills) >= 1, kills
-    assert sum(k["mode"] == "checkpoint" and bool(k["mid_write"]) for k in kills) >= 1, kills
+    assert not _missing_mid_write(kills), story
 
     # Exactly once: every offset of the train topic is in the ledger once, as trained or dead-lettered.
     ends = partition_ends(conf, train)
-    assert sum(ends.values()) == GOOD + BAD
+    assert sum(ends.values()) == GOOD + BAD, story
     state = checkpoint.read_latest_state(ckpts)
-    assert state is not None
-    check_exactly_once(state, {train: ends})
-    assert (state["records_trained"], state["records_dead_lettered"]) == (GOOD, BAD)
+    assert state is not None, story
+    try:
+        check_exactly_once(state, {train: ends})
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{story}") from None
+    assert (state["records_trained"], state["records_dead_lettered"]) == (GOOD, BAD), story
 
     # Every version loads; their record counts never go backwards (a restart resumes, never rewinds).
     numbers = model_store.version_numbers(models, "streamtrain")
@@ -128,17 +122,87 @@ def test_twenty_sigkills_lose_nothing_and_duplicate_nothing(topics: dict[str, st
     for number in numbers:
         model, manifest = model_store.load(root / str(number), width=18)
         counts.append(manifest["records_trained"])
-    assert counts == sorted(counts) and counts[-1] == GOOD, counts
+    assert counts and counts == sorted(counts) and counts[-1] == GOOD, f"records per version {counts}\n{story}"
     assert not [p.name for p in root.iterdir() if p.name.startswith((".tmp-", ".del-"))]  # no staging left
     layer = standardizer(model)
-    assert layer is not None and int(np.asarray(layer.count)) == sum(ends.values()) - state["records_dead_lettered"]
+    assert layer is not None and int(np.asarray(layer.count)) == sum(ends.values()) - state["records_dead_lettered"], \
+        story
 
     # Each malformed record reached the dead-letter topic (at least once: a kill can repeat a dead letter).
     origins = {(int(headers(m)[kafka_io.H_SOURCE_PARTITION]), int(headers(m)[kafka_io.H_SOURCE_OFFSET]))
                for m in read_all(conf, topics["STREAMTRAIN_DEAD_LETTER_TOPIC"])}
     bad_positions = {(m.partition(), m.offset()) for m in read_all(conf, train) if (m.key(), m.value()) in
                      {(k, v) for k, v, _ in bad}}
-    assert len(bad_positions) == BAD and bad_positions <= origins
+    assert len(bad_positions) == BAD, story
+    assert bad_positions <= origins, f"not dead-lettered: {sorted(bad_positions - origins)[:20]}\n{story}"
+
+
+def _running(producer: Component) -> bool:
+    return producer.process is not None and producer.process.poll() is None
+
+
+def _missing_mid_write(kills: list[dict[str, object]]) -> list[str]:
+    """The writing modes none of whose kills has yet landed mid-write."""
+    return [mode for mode in ("publication", "checkpoint")
+            if not any(k["mode"] == mode and k["mid_write"] for k in kills)]
+
+
+def _kill_once(trainer: Component, mode: str, staging: Path, models: Path, ckpts: Path, rnd: random.Random,
+               number: int) -> dict[str, object]:
+    """Start the trainer, kill it (at a random moment, or while it writes into `staging`), check the volume."""
+    stale = _staging(staging)  # left by an earlier kill: not this run's writing
+    trainer.start()
+    trainer.wait_for(lambda s: True, 300, "trainer endpoint")
+    if mode == "random":
+        # Once this run has trained something (at most a bounded wait: the stream may be drained), so that kills
+        # on a slow machine still interrupt work instead of start-ups only.
+        restored = _checkpointed(ckpts)
+        _wait_progress(trainer, restored, 120)
+        time.sleep(rnd.uniform(0.0, 2.0))
+        hit = True
+    else:
+        hit = _wait_staging(staging, 90, stale)
+    assert trainer.process is not None and trainer.process.poll() is None, \
+        f"kill {number} ({mode}): the trainer exited by itself before it\n{trainer.log_tail()}"
+    # SIGSTOP freezes it where it is; what the volume shows then is what a SIGKILL leaves behind.
+    trainer.signal(signal.SIGSTOP)
+    mid_write = bool(_staging(staging) - stale) if mode != "random" else None
+    trainer.signal(signal.SIGKILL)
+    trainer.wait_exit(30)
+    # At every kill point: each version on the volume is complete, the newest checkpoint is usable.
+    root = model_store.model_root(models, "streamtrain")
+    for version in model_store.version_numbers(models, "streamtrain"):
+        model_store.verify(root / str(version))
+    state = checkpoint.read_latest_state(ckpts)
+    problems = checkpoint.check_ledger(state) if state else []
+    assert not problems, f"kill {number} ({mode}): checkpoint ledger broken: {problems}\n{trainer.log_tail()}"
+    return {"kill": number, "run": trainer.runs, "mode": mode, "hit": hit, "mid_write": mid_write,
+            "checkpointed": state["records_trained"] if state else 0,
+            "offsets": state.get("offsets") if state else None}
+
+
+def _checkpointed(ckpts: Path) -> int:
+    state = checkpoint.read_latest_state(ckpts)
+    return int(state["records_trained"]) if state else 0
+
+
+def _wait_progress(trainer: Component, beyond: int, timeout: float) -> bool:
+    """Wait until the trainer reports more than `beyond` records trained; False if it did not within `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = trainer.status()
+        if status is not None and status["records_trained"] > beyond:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _story(kills: list[dict[str, object]], trainer: Component, ckpts: Path) -> str:
+    """What a failure needs to be understood from CI's output alone."""
+    state = checkpoint.read_latest_state(ckpts)
+    last = {k: state.get(k) for k in ("records_trained", "records_dead_lettered", "offsets")} if state else None
+    return ("kills:\n  " + "\n  ".join(json.dumps(k) for k in kills)
+            + f"\nlatest checkpoint: {json.dumps(last)}\ntrainer's last run, last lines:\n{trainer.log_tail(40)}")
 
 
 def _paced(records: list[tuple[bytes | None, bytes | None, int]],

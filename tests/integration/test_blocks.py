@@ -15,14 +15,17 @@ from streamtrain.lib import checkpoint, kafka_io
 from streamtrain.lib.batches import FIRST_RECORDS, BatchReader
 from streamtrain.lib.checkpoint import check_ledger
 from streamtrain.lib.codec import F32_BLOCK_FORMAT, FORMAT_HEADER, decode_f32_block, encode_f32_blocks
+from streamtrain.producer.sources import susy_arrays
 from tests.conftest import common_settings
 from tests.support.kafka import headers, partition_ends, read_all
 from tests.support.processes import Component
+from tests.support.quality import newest_version_quality
 
 pytestmark = pytest.mark.integration
 
 ROWS = 30_000
 BLOCK = 100
+ACCURACY_THRESHOLD = 0.66
 
 
 def test_blocks_are_trained_once_across_a_kill_and_a_bad_block_is_dead_lettered_whole(
@@ -74,7 +77,12 @@ def test_blocks_are_trained_once_across_a_kill_and_a_bad_block_is_dead_lettered_
     assert state["records_trained"] == n_train and state["records_dead_lettered"] == 1
     # Every record (block) of the topic covered exactly once by the ledger of trained offsets.
     assert not check_ledger(state, {train: partition_ends(bootstrap, train)})
-    assert summary["window_accuracy"] > 0.7  # SUSY-like rows were learnt
+    # SUSY-like rows were learnt: the final version on 20,000 fresh rows of the same generator. Measured over 4
+    # runs (load average 5-8): accuracy 0.715-0.716, what scikit-learn's gradient boosting and logistic regression
+    # reach on the same rows (0.716-0.719); the majority class is 0.538.
+    quality = newest_version_quality(tmp_path / "models", *susy_arrays(np.random.default_rng(1234), 20_000))
+    print(f"final {quality}")
+    assert quality.accuracy >= ACCURACY_THRESHOLD, (str(quality), summary)
 
     # A kill between a dead letter and the next checkpoint sends it again on restart (at least once).
     dead = read_all(bootstrap, topics["STREAMTRAIN_DEAD_LETTER_TOPIC"])
