@@ -468,6 +468,16 @@ def same_continuation(a: Detector, b: Detector, stream: np.ndarray, batch: int) 
     return True
 
 
+def _changes(detector: Detector, stream: np.ndarray, batch: int) -> list[dict[str, Any]]:
+    """The changes `detector` reports on `stream` fed in batches, each with the record count it was reported at."""
+    found = []
+    for start in range(0, stream.size, batch):
+        change = detector.update(stream[start:start + batch])
+        if change is not None:
+            found.append({"at": start + batch, **change.__dict__})
+    return found
+
+
 def checkpoint(batch: int) -> dict[str, Any]:
     rng = np.random.default_rng(5)
     head = bernoulli(rng, np.full(100_000, 0.2))
@@ -521,12 +531,7 @@ def checkpoint(batch: int) -> dict[str, Any]:
 
     # What is known at a drift: 0.05 for 8000 records then 0.5 (as in our test of the reported rates).
     stream = bernoulli(np.random.default_rng(11), piecewise([(8000, 0.05), (2000, 0.5)]))
-    ours = drift.Adwin()
-    ours_changes = []
-    for start in range(0, stream.size, batch):
-        change = ours.update(stream[start:start + batch])
-        if change is not None:
-            ours_changes.append({"at": start + batch, **change.__dict__})
+    ours_changes = _changes(drift.Adwin(), stream, batch)
     det = river_drift.ADWIN()
     river_seen: list[dict[str, Any]] = []
     for i, x in enumerate(stream.tolist()):
@@ -541,12 +546,7 @@ def checkpoint(batch: int) -> dict[str, Any]:
         if after_next.drift_detected:
             after_next.update(float(stream[i + 1]))
             break
-    adapter = RiverAdwin()
-    adapter_changes = []
-    for start in range(0, stream.size, batch):
-        change = adapter.update(stream[start:start + batch])
-        if change is not None:
-            adapter_changes.append({"at": start + batch, **change.__dict__})
+    adapter_changes = _changes(RiverAdwin(), stream, batch)
     ph = river_drift.PageHinkley()
     ph_seen = []
     for i, x in enumerate(stream.tolist()):
