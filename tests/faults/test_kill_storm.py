@@ -154,10 +154,11 @@ def _kill_once(trainer: Component, mode: str, staging: Path, models: Path, ckpts
     trainer.start()
     trainer.wait_for(lambda s: True, 300, "trainer endpoint")
     if mode == "random":
-        # Once this run has trained something (at most a bounded wait: the stream may be drained), so that kills
-        # on a slow machine still interrupt work instead of start-ups only.
-        restored = _checkpointed(ckpts)
-        _wait_progress(trainer, restored, 120)
+        # Once this run has trained something while records are left to train, so that kills on a slow machine
+        # still interrupt work instead of start-ups only.
+        trained, consumed = _checkpointed(ckpts)
+        if consumed < GOOD + BAD:
+            _wait_progress(trainer, trained, 120)
         time.sleep(rnd.uniform(0.0, 2.0))
         hit = True
     else:
@@ -181,9 +182,12 @@ def _kill_once(trainer: Component, mode: str, staging: Path, models: Path, ckpts
             "offsets": state.get("offsets") if state else None}
 
 
-def _checkpointed(ckpts: Path) -> int:
+def _checkpointed(ckpts: Path) -> tuple[int, int]:
+    """(records trained, records trained or dead-lettered) of the newest checkpoint."""
     state = checkpoint.read_latest_state(ckpts)
-    return int(state["records_trained"]) if state else 0
+    if state is None:
+        return 0, 0
+    return int(state["records_trained"]), int(state["records_trained"]) + int(state["records_dead_lettered"])
 
 
 def _wait_progress(trainer: Component, beyond: int, timeout: float) -> bool:
