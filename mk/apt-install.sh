@@ -4,6 +4,8 @@
 # Waits for another apt/dpkg holding the lock instead of failing at once.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
+# needrestart (a hook of apt on Debian) would otherwise scan processes and print noise after each install.
+export NEEDRESTART_SUSPEND=1
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
     echo "apt-install: needs root and apt-get to install $*" >&2
     exit 1
