@@ -38,10 +38,13 @@ demo: venv ## the whole pipeline on this machine: embedded broker, producer, tra
 
 # Everything CI runs. In CI the system packages the tests need (Docker engine, Chromium) are installed first,
 # so the container and live-page tests run too; elsewhere they skip with the reason when missing.
+# A clean clone must fit a CI machine's disk: every venv holds a TensorFlow (about 2.5 GB) and the container tests
+# build images of about 7 GB, so in CI the images go once the suite is done, and each extra venv once its tests are.
 test: venv ## ruff, mypy, the whole suite, the tfio reader's tests and the other Pythons' core tests
-	@if [ "$${CI:-}" = "true" ]; then $(MAKE) --no-print-directory test-system-packages; fi
+	@if [ "$(CI)" = "true" ]; then echo "test: $$(mk/disk.sh)"; $(MAKE) --no-print-directory test-system-packages; fi
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory test-suite
+	@if [ "$(CI)" = "true" ]; then $(MAKE) --no-print-directory images-remove; fi
 	$(MAKE) --no-print-directory test-tfio
 	$(MAKE) --no-print-directory test-matrix
 
@@ -50,6 +53,10 @@ test-suite: venv ## the whole test suite on this venv's Python (kind tests skip 
 
 test-fast: venv ## unit tests only
 	$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
+
+# CI (CI=true) removes each extra venv once its tests have run; elsewhere they are kept for the next run.
+DROP_EXTRA_VENVS ?= $(if $(filter true,$(CI)),yes,)
+drop_venv = $(if $(DROP_EXTRA_VENVS),rm -rf $(1); echo "removed $(1) ($$(mk/disk.sh))",true)
 
 # One interpreter's core: the unit tests and the producer -> trainer -> evaluator pipeline test, in .venv-pyX.Y.
 PYTHON_VERSION ?= 3.12
@@ -60,7 +67,8 @@ test-python: ## unit tests + the pipeline test on PYTHON_VERSION (default 3.12),
 	  if [ "$${CI:-}" = "true" ]; then exit 1; else echo "test-python: skipped, no Python $(PYTHON_VERSION)"; exit 0; fi; \
 	fi; \
 	$(MAKE) --no-print-directory venv PYTHON="$$interpreter" VENV=.venv-py$(PYTHON_VERSION) && \
-	.venv-py$(PYTHON_VERSION)/bin/python -m pytest $(CORE_TESTS) -q $(DURATIONS) $(PYTEST_ARGS)
+	.venv-py$(PYTHON_VERSION)/bin/python -m pytest $(CORE_TESTS) -q $(DURATIONS) $(PYTEST_ARGS); \
+	status=$$?; $(call drop_venv,.venv-py$(PYTHON_VERSION)); exit $$status
 
 test-matrix: ## test-python on every supported Python other than the main venv's
 	@main=$$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
@@ -74,8 +82,9 @@ test-matrix: ## test-python on every supported Python other than the main venv's
 test-tfio: ## the unit tests and the tensorflow-io reader's tests (marker tfio) in .venv-tfio, built from the tfio extra
 	$(MAKE) --no-print-directory venv VENV=.venv-tfio CONSTRAINTS=constraints-tfio.txt EXTRAS=tfio,dev \
 	  PYTHON="$$(mk/python.sh 3.11 3.12)"
-	.venv-tfio/bin/python -m pytest tests/unit -q $(PYTEST_ARGS)
-	.venv-tfio/bin/python -m pytest tests -m tfio --ignore=tests/unit -q $(PYTEST_ARGS)
+	.venv-tfio/bin/python -m pytest tests/unit -q $(PYTEST_ARGS) \
+	  && .venv-tfio/bin/python -m pytest tests -m tfio --ignore=tests/unit -q $(PYTEST_ARGS); \
+	status=$$?; $(call drop_venv,.venv-tfio); exit $$status
 
 test-system-packages: docker-engine chromium ## the system packages tests need: Docker engine, Chromium (root, apt)
 
