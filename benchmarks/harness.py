@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from streamtrain.lib import codec, kafka_io
+from streamtrain import wire as codec
+from streamtrain.lib import kafka_io
 from streamtrain.lib.broker import free_port
 from streamtrain.lib.config import CommonSettings
 from streamtrain.lib.http import fetch_status

@@ -115,7 +115,7 @@ class Run:
         """The first `count` records of a topic, decoded (counts come from the producer: exact)."""
         from confluent_kafka import Consumer, TopicPartition
 
-        from streamtrain.lib.codec import decode_batch
+        from streamtrain.wire import decode_batch
 
         consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "quality-reader",
                              "enable.auto.commit": False})

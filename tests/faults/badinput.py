@@ -9,7 +9,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from streamtrain.lib.codec import MAX_VALUE_BYTES
+from streamtrain.wire import MAX_VALUE_BYTES
 
 Record = tuple[bytes | None, bytes | None]
 

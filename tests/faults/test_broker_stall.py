@@ -17,7 +17,7 @@ import pytest
 
 from streamtrain.lib.batches import Batch, unseen
 from streamtrain.lib.broker import EmbeddedBroker
-from streamtrain.lib.codec import decode_batch
+from streamtrain.wire import decode_batch
 from tests.faults.helpers import (
     client_conf,
     log_messages,
@@ -135,5 +135,5 @@ def test_records_a_rebalance_hands_back_are_not_scored_twice() -> None:
     assert dropped == 3
     assert fresh.offsets.tolist() == [6, 7, 7] and fresh.values == [b"5,6", b"7,8", b"9,10"]
     assert fresh.decoded.features.tolist() == [[7, 8], [9, 10]] and fresh.decoded.good.tolist() == [1, 2]
-    assert [(b.index, b.reason.split(":")[0]) for b in fresh.decoded.bad] == [(0, "missing-label")]
+    assert [(b.index, b.kind) for b in fresh.decoded.bad] == [(0, "missing-label")]
     assert unseen(batch, {}) == (batch, 0)

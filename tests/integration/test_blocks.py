@@ -14,8 +14,8 @@ from confluent_kafka import OFFSET_BEGINNING, Producer, TopicPartition
 from streamtrain.lib import checkpoint, kafka_io
 from streamtrain.lib.batches import FIRST_RECORDS, BatchReader
 from streamtrain.lib.checkpoint import check_ledger
-from streamtrain.lib.codec import F32_BLOCK_FORMAT, FORMAT_HEADER, decode_f32_block, encode_f32_blocks
 from streamtrain.producer.sources import susy_arrays
+from streamtrain.wire import F32_BLOCK_FORMAT, FORMAT_HEADER, decode_f32_block, encode_f32_blocks
 from tests.conftest import common_settings
 from tests.support.kafka import headers, partition_ends, read_all
 from tests.support.processes import Component

@@ -10,7 +10,7 @@ import pytest
 from confluent_kafka import Producer
 
 from streamtrain.lib import kafka_io
-from streamtrain.lib.codec import encode_labels, encode_rows
+from streamtrain.wire import encode_labels, encode_rows
 from tests.support.kafka import headers, partition_ends, read_all
 from tests.support.ledger import check_exactly_once
 from tests.support.processes import Component

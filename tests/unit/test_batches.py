@@ -6,7 +6,7 @@ import numpy as np
 
 from streamtrain.lib.batches import Batch
 from streamtrain.lib.checkpoint import TrainerState, check_ledger
-from streamtrain.lib.codec import decode_batch
+from streamtrain.wire import decode_batch
 
 
 def batch(partitions: list[int], offsets: list[int]) -> Batch:

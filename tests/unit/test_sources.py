@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from streamtrain.lib.codec import decode_batch
 from streamtrain.lib.config import ProducerSettings
 from streamtrain.producer import sources
 from streamtrain.producer.sources import Chunk
+from streamtrain.wire import decode_batch
 
 
 def take(chunks: object, n: int) -> list[Chunk]:
@@ -175,11 +175,11 @@ def test_csv_bad_rows_blank_lines_crlf_and_chunking(tmp_path: Path) -> None:
     path.write_bytes(b"1,2,3\r\n\r\n1\n0,4,5\r\n")
     chunks = list(sources.csv_file(path))
     assert rows(chunks) == ([b"1", b"0"], [b"2,3", b"4,5"])
-    assert [(where, line, reason.split(":")[0]) for c in chunks for where, line, reason in c.bad] == [
+    assert [(b.where, b.raw, b.kind) for c in chunks for b in c.bad] == [
         ("d.csv:3", b"1", "wrong-column-count")]
     short = write_csv(tmp_path / "s.csv", ["1,2,3", "4,5"])
     bad = [b for c in sources.csv_file(short, label_column=2) for b in c.bad]
-    assert [(w, r.split(":")[0]) for w, _, r in bad] == [("s.csv:2", "missing-label")]
+    assert [(b.where, b.kind) for b in bad] == [("s.csv:2", "missing-label")]
     big = write_csv(tmp_path / "big.csv", [f"{i % 2},{i}" for i in range(sources.CHUNK + 10)])
     sizes = [len(c.values) for c in sources.csv_file(big)]
     assert sizes == [sources.CHUNK, 10]

@@ -75,12 +75,7 @@ class Evaluator:
         if again:
             REPEATS.inc(again)
             d = batch.decoded
-        for bad in d.bad:
-            i = bad.index
-            self.dead.send(batch.keys[i], batch.values[i], bad.reason, batch.topic,
-                           int(batch.partitions[i]), int(batch.offsets[i]),
-                           batch.formats[i] if batch.formats else None)
-        self.dead_lettered += len(d.bad)
+        self.dead_lettered += batch.dead_letter(self.dead)
         if d.labels.size:
             scores = np.asarray(current.predict(as_tensor(d.features)))
             self.window.add(scores, d.labels)

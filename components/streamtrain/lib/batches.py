@@ -18,7 +18,8 @@ from typing import Protocol
 import numpy as np
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
-from streamtrain.lib.codec import BadRecord, Decoded, decode_batch, record_format
+from streamtrain.lib.kafka_io import DeadLetters
+from streamtrain.wire import Decoded, decode_batch, record_format
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,14 @@ class Batch:
 
     def __len__(self) -> int:
         return len(self.values)
+
+    def dead_letter(self, dead: DeadLetters) -> int:
+        """Send the batch's bad records to the dead-letter topic with their reasons and origins; how many."""
+        for bad in self.decoded.bad:
+            i = bad.index
+            dead.send(self.keys[i], self.values[i], bad.kind, bad.detail, self.topic, int(self.partitions[i]),
+                      int(self.offsets[i]), self.formats[i] if self.formats else None)
+        return len(self.decoded.bad)
 
     def ranges(self) -> list[tuple[int, int, int]]:
         """(partition, start, end) runs of consecutive offsets in this batch."""
@@ -102,7 +111,7 @@ def unseen(batch: Batch, next_offsets: dict[int, int]) -> tuple[Batch, int]:
     new_index = np.cumsum(keep) - 1
     good = d.good[keep[d.good]]
     decoded = Decoded(d.features[keep[d.good]], d.labels[keep[d.good]], new_index[good],
-                      [BadRecord(int(new_index[b.index]), b.reason) for b in d.bad if keep[b.index]])
+                      [b.at(int(new_index[b.index])) for b in d.bad if keep[b.index]])
     flags = keep.tolist()
     formats = list(compress(batch.formats, flags)) if batch.formats is not None else None
     return replace(batch, partitions=batch.partitions[keep], offsets=batch.offsets[keep],

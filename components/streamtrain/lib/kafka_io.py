@@ -12,8 +12,8 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from confluent_kafka.admin import AdminClient, NewTopic
 from prometheus_client import Counter
 
-from streamtrain.lib import codec
 from streamtrain.lib.config import CommonSettings
+from streamtrain.wire.base import FORMAT_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -206,19 +206,19 @@ class DeadLetters:
         self.failed = 0
         self.by_reason: dict[str, int] = {}
 
-    def send(self, key: bytes | None, value: bytes | None, reason: str,
+    def send(self, key: bytes | None, value: bytes | None, kind: str, detail: str,
              source_topic: str = "", partition: int = -1, offset: int = -1, value_format: bytes | None = None) -> None:
-        """value_format: the record's streamtrain.format header, kept so the dead letter stays decodable."""
+        """kind: one word, the reason's prefix and the metric's label; value_format: the record's
+        streamtrain.format header, kept so the dead letter stays decodable."""
         headers: list[tuple[str, str | bytes | None]] = [
-            (H_REASON, reason.encode()),
+            (H_REASON, f"{kind}: {detail}".encode()),
             (H_SOURCE_TOPIC, source_topic.encode()),
             (H_SOURCE_PARTITION, str(partition).encode()),
             (H_SOURCE_OFFSET, str(offset).encode()),
             (H_COMPONENT, self.component.encode()),
         ]
         if value_format is not None:
-            headers.append((codec.FORMAT_HEADER, value_format))
-        kind = reason.split(":", 1)[0]
+            headers.append((FORMAT_HEADER, value_format))
         self.by_reason[kind] = self.by_reason.get(kind, 0) + 1
         DEAD_LETTERS.labels(self.component, kind).inc()
         self.sent += 1

@@ -1,7 +1,7 @@
 """The tutorial-style ingest backend: tensorflow-io's Kafka datasets instead of confluent-kafka.
 
 For users coming from the TensorFlow Kafka tutorial: the trainer reads with KafkaBatchIODataset
-and the evaluator with KafkaGroupIODataset, and both decode with the same codec as the default
+and the evaluator with KafkaGroupIODataset, and both decode with streamtrain.wire like the default
 path. What this backend cannot do: tensorflow-io commits offsets when it fetches, not after
 training, and does not expose record offsets, so there is no exactly-once ledger and a restart
 resumes from the group's committed offsets (records fetched but not trained are skipped).
@@ -20,8 +20,8 @@ import numpy as np
 
 from streamtrain.lib import kafka_io
 from streamtrain.lib.batches import Batch, take
-from streamtrain.lib.codec import decode_batch
 from streamtrain.lib.config import CommonSettings
+from streamtrain.wire import decode_batch
 
 log = logging.getLogger(__name__)
 

@@ -15,11 +15,11 @@ import numpy as np
 from prometheus_client import Counter, Gauge
 
 from streamtrain.lib import http, kafka_io
-from streamtrain.lib.codec import F32, F32_BLOCK_FORMAT, F32_FORMAT, FORMAT_HEADER, block_label, block_rows
 from streamtrain.lib.config import ProducerSettings
 from streamtrain.lib.logs import is_terminal
 from streamtrain.lib.runtime import StopFlag, write_summary
 from streamtrain.producer import sources
+from streamtrain.wire import F32, F32_BLOCK_FORMAT, F32_FORMAT, FORMAT_HEADER, block_label, block_rows
 
 log = logging.getLogger("streamtrain.producer")
 
@@ -84,8 +84,8 @@ def run(settings: ProducerSettings, stop: StopFlag | None = None) -> dict[str, A
     progress = _Progress(limit, settings.log_every_seconds)
     next_partition = dict.fromkeys(topics, 0)
     for chunk in sources.from_settings(settings):
-        for where, raw, reason in chunk.bad:
-            dead.send(None, raw, f"{reason} (at {where})")
+        for bad in chunk.bad:
+            dead.send(None, bad.raw, bad.kind, f"{bad.detail} (at {bad.where})")
         keys, values = chunk.keys, chunk.values
         formats = chunk.formats or [None] * len(values)
         if limit is not None:

@@ -15,18 +15,27 @@ from typing import IO, cast
 
 import numpy as np
 
-from streamtrain.lib.codec import F32_FORMAT, decode_batch, encode_f32, encode_labels, encode_rows
 from streamtrain.lib.config import ProducerSettings
+from streamtrain.wire import F32_FORMAT, BadKind, decode_batch, encode_f32, encode_labels, encode_rows
 
 CHUNK = 4096
+
+
+@dataclass(frozen=True)
+class BadRow:
+    """A row the source itself could not use, for the dead-letter topic."""
+
+    where: str  # <file>:<line>
+    raw: bytes
+    kind: BadKind
+    detail: str
 
 
 @dataclass
 class Chunk:
     keys: list[bytes]
     values: list[bytes]
-    # Rows the source itself could not use: (where, raw line, reason) for the dead-letter topic.
-    bad: list[tuple[str, bytes, str]] = field(default_factory=list)
+    bad: list[BadRow] = field(default_factory=list)
     # Per record, the value format for the streamtrain.format header; None: all CSV (no header).
     formats: list[bytes | None] | None = None
 
@@ -55,10 +64,10 @@ def csv_file(path: Path, label_column: int = 0, header: str = "auto", passes: in
 
 
 def _csv_chunks(handle: IO[bytes], name: str, label_column: int,
-                header: str) -> Iterator[tuple[int, list[bytes], list[bytes], list[tuple[str, bytes, str]]]]:
+                header: str) -> Iterator[tuple[int, list[bytes], list[bytes], list[BadRow]]]:
     keys: list[bytes] = []
     values: list[bytes] = []
-    bad: list[tuple[str, bytes, str]] = []
+    bad: list[BadRow] = []
     for line_no, raw in enumerate(handle, start=1):
         line = raw.rstrip(b"\r\n")
         if line_no == 1 and header != "no":
@@ -74,12 +83,12 @@ def _csv_chunks(handle: IO[bytes], name: str, label_column: int,
         else:
             fields = line.split(b",")
             if not -len(fields) <= label_column < len(fields):
-                bad.append((f"{name}:{line_no}", line, f"missing-label: no column {label_column}"))
+                bad.append(BadRow(f"{name}:{line_no}", line, "missing-label", f"no column {label_column}"))
                 continue
             label = fields.pop(label_column)
             row = b",".join(fields)
         if not row:
-            bad.append((f"{name}:{line_no}", line, "wrong-column-count: no feature columns"))
+            bad.append(BadRow(f"{name}:{line_no}", line, "wrong-column-count", "no feature columns"))
             continue
         keys.append(_normalise_label(label))
         values.append(row)

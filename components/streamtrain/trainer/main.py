@@ -191,11 +191,7 @@ class Trainer:
     # --- the loop -----------------------------------------------------------------------------
     def train(self, batch: Batch) -> None:
         d = batch.decoded
-        for bad in d.bad:
-            i = bad.index
-            self.dead.send(batch.keys[i], batch.values[i], bad.reason, batch.topic,
-                           int(batch.partitions[i]), int(batch.offsets[i]),
-                           batch.formats[i] if batch.formats else None)
+        batch.dead_letter(self.dead)
         if d.labels.size:
             if self.learner is None:
                 assert batch.width is not None

@@ -8,12 +8,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from streamtrain.lib import codec
-from streamtrain.lib.codec import MAX_VALUE_BYTES, decode_batch, decode_record, encode_labels, encode_rows
+from streamtrain import wire
+from streamtrain.wire import MAX_VALUE_BYTES, BadRecordError, decode_batch, decode_record, encode_labels, encode_rows
 
 
 def roundtrip(features: np.ndarray, labels: np.ndarray,
-              width: int | None = None) -> tuple[codec.Decoded, int]:
+              width: int | None = None) -> tuple[wire.Decoded, int]:
     return decode_batch(encode_labels(labels), encode_rows(features), width)
 
 
@@ -46,7 +46,7 @@ def test_width_is_inferred_from_first_usable_row_and_kept() -> None:
     # Once known, the width is enforced: a 3-column row is now wrong.
     decoded, width = decode_batch([b"1"], [b"1,2,3"], width)
     assert width == 4
-    assert [b.reason.split(":")[0] for b in decoded.bad] == ["wrong-column-count"]
+    assert [b.kind for b in decoded.bad] == ["wrong-column-count"]
 
 
 def test_empty_batch() -> None:
@@ -84,15 +84,15 @@ BAD_CASES = [
                          ids=[f"{k}-{v[:12]!r}-{key!r}" for k, key, v in
                               ((k, key, v if v is not None else b"None") for k, key, v in BAD_CASES)])
 def test_bad_record_kinds(kind: str, key: bytes | None, value: bytes | None) -> None:
-    with pytest.raises(ValueError) as caught:
+    with pytest.raises(BadRecordError) as caught:
         decode_record(key, value, 3)
     reason = str(caught.value)
-    assert reason.split(":")[0] == kind
+    assert caught.value.kind == kind and reason.startswith(f"{kind}: ")
     assert "\n" not in reason
     # The same verdict inside a batch, alone or between good records.
     for keys, values, index in (([key], [value], 0), ([b"0", key, b"1"], [b"4,5,6", value, b"7,8,9"], 1)):
         decoded, _ = decode_batch(keys, values, 3)
-        assert [(b.index, b.reason.split(":")[0]) for b in decoded.bad] == [(index, kind)]
+        assert [(b.index, b.kind) for b in decoded.bad] == [(index, kind)]
         assert index not in decoded.good.tolist()
         assert len(decoded.good) == len(values) - 1
 
@@ -105,7 +105,7 @@ def test_good_records_of_a_mixed_batch_are_kept_in_order() -> None:
     assert decoded.good.tolist() == [0, 1, 7]
     np.testing.assert_array_equal(decoded.features, np.array([[1, 2], [3, 4], [15, 16]], np.float32))
     np.testing.assert_array_equal(decoded.labels, np.array([1, 0, 0], np.float32))
-    assert [(b.index, b.reason.split(":")[0]) for b in decoded.bad] == [
+    assert [(b.index, b.kind) for b in decoded.bad] == [
         (2, "missing-label"), (3, "non-numeric"), (4, "invalid-label"), (5, "multiple-rows"),
         (6, "empty-value")]
 
@@ -135,7 +135,7 @@ def test_label_verdict_does_not_depend_on_the_rest_of_the_batch(key: bytes) -> N
         decode_record(key, b"1,2", 2)
     alone, _ = decode_batch([key], [b"1,2"], 2)
     assert alone.good.tolist() == [], f"fast path accepted key {key!r} as label {alone.labels.tolist()}"
-    assert [b.reason.split(":")[0] for b in alone.bad] == ["invalid-label"]
+    assert [b.kind for b in alone.bad] == ["invalid-label"]
 
 
 # --- properties --------------------------------------------------------------------------------------------

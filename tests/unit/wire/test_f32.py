@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streamtrain.lib import codec
+from streamtrain import wire
 from streamtrain.lib.batches import to_batch
-from streamtrain.lib.codec import F32_FORMAT, FORMAT_HEADER, decode_batch, encode_f32, encode_labels, encode_rows
 from streamtrain.lib.config import ProducerSettings
 from streamtrain.producer import sources
+from streamtrain.wire import F32_FORMAT, FORMAT_HEADER, decode_batch, encode_f32, encode_labels, encode_rows
 
 
 def arrays(n: int, width: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -55,7 +55,7 @@ def test_mixed_batch_keeps_record_order_and_names_each_bad_record() -> None:
     assert decoded.good.tolist() == [0, 1, 2, 6, 8]
     np.testing.assert_allclose(decoded.features, x[decoded.good], rtol=1e-6)
     np.testing.assert_array_equal(decoded.labels, y[decoded.good])
-    reasons = {b.index: b.reason.split(":")[0] for b in decoded.bad}
+    reasons = {b.index: b.kind for b in decoded.bad}
     assert reasons == {3: "wrong-column-count", 4: "non-numeric", 5: "non-finite", 7: "unknown-format",
                        9: "missing-label"}
 
@@ -95,10 +95,10 @@ def test_any_mix_decodes_like_record_by_record(plan: list[tuple[bool, int]]) -> 
 
 
 def test_record_format_reads_the_header() -> None:
-    assert codec.record_format(None) is None
-    assert codec.record_format([]) is None
-    assert codec.record_format([("other", b"x"), (FORMAT_HEADER, b"f32")]) == b"f32"
-    assert codec.record_format({FORMAT_HEADER: "f32"}) == b"f32"
+    assert wire.record_format(None) is None
+    assert wire.record_format([]) is None
+    assert wire.record_format([("other", b"x"), (FORMAT_HEADER, b"f32")]) == b"f32"
+    assert wire.record_format({FORMAT_HEADER: "f32"}) == b"f32"
 
 
 class FakeMessage:

@@ -7,9 +7,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streamtrain.lib import codec
+from streamtrain import wire
 from streamtrain.lib.batches import to_batch, unseen
-from streamtrain.lib.codec import (
+from streamtrain.lib.config import ProducerSettings
+from streamtrain.wire import (
     F32_BLOCK_FORMAT,
     F32_FORMAT,
     FORMAT_HEADER,
@@ -19,8 +20,7 @@ from streamtrain.lib.codec import (
     encode_labels,
     encode_rows,
 )
-from streamtrain.lib.config import ProducerSettings
-from tests.unit.test_codec_f32 import FakeMessage, arrays
+from tests.unit.wire.test_f32 import FakeMessage, arrays
 
 
 def test_blocks_roundtrip_bit_exact_with_each_row_pointing_at_its_record() -> None:
@@ -38,7 +38,7 @@ def test_blocks_roundtrip_bit_exact_with_each_row_pointing_at_its_record() -> No
 def test_a_block_stays_under_the_record_size_cap() -> None:
     x, y = arrays(10_000, 100)
     keys, values = encode_f32_blocks(x, y, 10_000)
-    assert max(len(v) for v in values) <= codec.MAX_BLOCK_BYTES
+    assert max(len(v) for v in values) <= wire.MAX_BLOCK_BYTES
     assert sum(len(k) for k in keys) == 10_000
 
 
@@ -110,7 +110,7 @@ def test_batches_of_blocks_keep_formats_and_drop_whole_records_already_seen() ->
 
 
 def test_block_label_accepts_every_valid_spelling() -> None:
-    assert [codec.block_label(k) for k in (b"0", b"1", b"1.0", b"0.0", b"1.000", b" 0")] == [
+    assert [wire.block_label(k) for k in (b"0", b"1", b"1.0", b"0.0", b"1.000", b" 0")] == [
         b"0", b"1", b"1", b"0", b"1", b"0"]
 
 
