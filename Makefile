@@ -92,6 +92,10 @@ lint: venv ## ruff and mypy
 	$(VENV)/bin/ruff check components tests $(wildcard benchmarks)
 	$(VENV)/bin/mypy
 
+.PHONY: docs
+docs: venv ## regenerate docs/configuration.md from the settings classes
+	$(PY) -m streamtrain.docs_config docs/configuration.md
+
 clean: ## remove the venvs, caches and demo output
 	rm -rf $(VENV) .venv-py3.* .venv-tfio .pytest_cache .mypy_cache .ruff_cache demo-output
 

@@ -144,7 +144,7 @@ def print_table(document: dict[str, Any]) -> None:
 
 
 def markdown_table(document: dict[str, Any]) -> str:
-    """The same table as Markdown (for the README "Performance" section)."""
+    """The same table as Markdown (for docs/performance.md)."""
     lines = ["| benchmark | measure | value | reference (same run) | ratio | target | met |",
              "|---|---|---:|---:|---:|---|---|"]
     for r in document["table"]:
@@ -248,7 +248,7 @@ def problems(document: dict[str, Any], expected: tuple[str, ...]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m benchmarks.report RESULTS.json`: the table as Markdown (for the README "Performance" section)."""
+    """`python -m benchmarks.report RESULTS.json`: the table as Markdown (for docs/performance.md)."""
     import argparse
     import json
 
