@@ -631,7 +631,7 @@ def git_revision() -> str:
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=False).stdout.strip()
     rev = git("rev-parse", "--short", "HEAD") or "unknown"
-    dirty = bool(git("status", "--porcelain", "--", "components/streamtrain/trainer/drift.py"))
+    dirty = bool(git("status", "--porcelain", "--", "components/streamtrain/trainer/drift/"))
     return rev + ("-dirty" if dirty else "")
 
 

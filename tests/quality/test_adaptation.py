@@ -15,7 +15,7 @@ import pytest
 
 from streamtrain.lib import config, models
 from streamtrain.lib.config import TrainerSettings
-from streamtrain.trainer import adapt, drift
+from streamtrain.trainer import adapt, drift, reactions
 from streamtrain.trainer.adapt import Adaptation, ClassWeights
 from streamtrain.trainer.learner import Learner
 from streamtrain.trainer.replay import ReplayBuffer
@@ -109,17 +109,17 @@ def test_reset_optimizer_zeroes_its_state_and_keeps_the_weights_and_learning_rat
     assert all(np.abs(v.numpy()).max() > 0 for v in moments)
     weights_before: list[np.ndarray] = []
 
-    original = drift.reset_optimizer
+    original = reactions.reset_optimizer
 
     def spy(optimizer: keras.optimizers.Optimizer) -> int:
         weights_before.extend(w.copy() for w in learner.model.get_weights())
         return original(optimizer)
 
-    adapt.drift.reset_optimizer = spy  # type: ignore[assignment]
+    adapt.reactions.reset_optimizer = spy  # type: ignore[assignment]
     try:
         event, _ = run_until_drift(adaptation, learner, rng, calm_batches=10)
     finally:
-        adapt.drift.reset_optimizer = original  # type: ignore[assignment]
+        adapt.reactions.reset_optimizer = original  # type: ignore[assignment]
     assert event["reaction"] == "reset-optimizer"
     assert event["variables_zeroed"] == len(learner.optimizer.variables) - 1  # all but the learning rate
     for variable in learner.optimizer.variables:
@@ -140,20 +140,20 @@ def test_reinit_output_reinitialises_only_the_output_layer() -> None:
         x = features(rng)
         adaptation.step(learner, x, (x[:, 1] > 0).astype(np.float32), position)
         position += BATCH
-    out = drift.output_layer(learner.model)
+    out = reactions.output_layer(learner.model)
     assert out.name == "probability"
     snapshot: dict[str, np.ndarray] = {}
-    original = drift.reinit_output
+    original = reactions.reinit_output
 
     def spy(model: keras.Model, optimizer: keras.optimizers.Optimizer, seed: int) -> str:
         snapshot.update({v.path: np.array(v.numpy()) for v in model.weights})  # the weights at the alarm
         return original(model, optimizer, seed)
 
-    adapt.drift.reinit_output = spy  # type: ignore[assignment]
+    adapt.reactions.reinit_output = spy  # type: ignore[assignment]
     try:
         event, _ = run_until_drift(adaptation, learner, rng, calm_batches=5)
     finally:
-        adapt.drift.reinit_output = original  # type: ignore[assignment]
+        adapt.reactions.reinit_output = original  # type: ignore[assignment]
     assert event["reaction"] == "reinit-output" and event["layer"] == "probability"
     # The output layer holds exactly what its initializers give with the event's seed (3 + 1): a fresh start.
     fresh_kernel = keras.initializers.GlorotUniform(seed=4)(tuple(out.kernel.shape)).numpy()

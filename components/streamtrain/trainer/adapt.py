@@ -18,7 +18,7 @@ from prometheus_client import Counter, Gauge
 
 from streamtrain.lib.config import TrainerSettings, parse_class_weight
 from streamtrain.lib.metrics import log_loss
-from streamtrain.trainer import drift
+from streamtrain.trainer import drift, reactions
 from streamtrain.trainer.learner import Learner
 from streamtrain.trainer.replay import ReplayBuffer
 
@@ -155,10 +155,10 @@ class Adaptation:
             self._set_lr(learner)
             detail = {"learning_rate": self._lr, "batches": self.s.drift_boost_batches}
         elif reaction == "reset-optimizer":
-            detail = {"variables_zeroed": drift.reset_optimizer(learner.optimizer)}
+            detail = {"variables_zeroed": reactions.reset_optimizer(learner.optimizer)}
         elif reaction == "reinit-output":
             seed = self.s.seed + self.event_count + 1
-            detail = {"layer": drift.reinit_output(learner.model, learner.optimizer, seed)}
+            detail = {"layer": reactions.reinit_output(learner.model, learner.optimizer, seed)}
         if self.replay is not None:
             detail["replay_dropped"] = len(self.replay)
             self.replay.clear()
