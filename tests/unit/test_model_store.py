@@ -124,7 +124,7 @@ def test_damaged_file_is_a_checksum_error(tmp_path: Path, model: keras.Model, da
             model_store.verify(version.path)
         else:
             model_store.load(version.path, WIDTH)
-    assert "model.keras" in str(caught.value)
+    assert "model.keras" in str(caught.value) and caught.value.kind == "checksum"
 
 
 def test_damaged_savedmodel_file_is_a_checksum_error(tmp_path: Path, model: keras.Model) -> None:
@@ -187,8 +187,9 @@ def test_tampered_manifest_is_a_corrupt_version_and_newest_skips_it(tmp_path: Pa
 def test_incompatible_width(tmp_path: Path, model: keras.Model) -> None:
     version = publish(tmp_path, model, 1)
     model_store.verify(version.path)  # the files are fine ...
-    with pytest.raises(CorruptVersion, match="incompatible"):  # ... the model does not fit the data
+    with pytest.raises(CorruptVersion, match="incompatible") as refused:  # ... the model does not fit the data
         model_store.load(version.path, WIDTH + 1)
+    assert refused.value.kind == "incompatible"
 
 
 def test_newest_skips_a_corrupt_newest_version(tmp_path: Path, model: keras.Model) -> None:
@@ -320,3 +321,11 @@ def test_newest_raises_only_corrupt_version_while_retention_deletes(tmp_path: Pa
         writer.wait(timeout=60)
     assert calls > 100
     assert unexpected == []
+
+
+def test_candidates_are_the_versions_above_newest_first_without_the_skipped(tmp_path: Path) -> None:
+    for name in ("1", "2", "3", "10", "tmp-4", "5.partial"):
+        (tmp_path / "m" / name).mkdir(parents=True)
+    found = list(model_store.candidates(tmp_path, "m", above=1, skip={3}))
+    assert found == [(10, tmp_path / "m" / "10"), (2, tmp_path / "m" / "2")]
+    assert list(model_store.candidates(tmp_path, "absent")) == []

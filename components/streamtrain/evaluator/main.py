@@ -66,10 +66,8 @@ class Evaluator:
             return False
         d = batch.decoded
         if d.labels.size and d.features.shape[1] != current.width:
-            self.watcher.reject(current.version, f"version {current.version}: incompatible: takes "
-                                f"{current.width} features, the test records have {d.features.shape[1]}")
-            self.watcher.current = None
-            self.watcher._wake.set()
+            self.watcher.refuse_current(f"takes {current.width} features, the test records have "
+                                        f"{d.features.shape[1]}")
             return False
         batch, again = unseen(batch, self.next_offsets)  # a rebalance can hand back records scored already
         if again:

@@ -117,21 +117,15 @@ class ModelWatcher:
     def check(self) -> None:
         """Load the newest good version if it is newer than the current one."""
         above = self.current.version if self.current else 0
-        skip = set(self.rejected)
-        for number in reversed(model_store.version_numbers(self.s.model_dir, self.s.model_name)):
-            if number <= above:
-                return
-            if number in skip:
-                continue
+        for number, path in model_store.candidates(self.s.model_dir, self.s.model_name, above, self.rejected):
             started = time.monotonic()
-            path = model_store.model_root(self.s.model_dir, self.s.model_name) / str(number)
             try:
                 model_store.verify(path)
                 model, manifest = model_store.load(path, self.width)
             except model_store.CorruptVersion as exc:
                 if not path.exists():  # retention removed it while we looked: not a fault
                     continue
-                self.reject(number, str(exc))
+                self.reject(number, exc)
                 continue
             loaded = LoadedModel(number, model, compile_predict(model), manifest, int(time.time() * 1000))
             self.current = loaded
@@ -149,10 +143,17 @@ class ModelWatcher:
                                                     "seconds": round(time.monotonic() - started, 3)})
             return
 
-    def reject(self, number: int, reason: str) -> None:
-        self.rejected[number] = reason
-        kind = "incompatible" if "incompatible" in reason else "checksum" if "checksum" in reason else "unreadable"
-        REJECTIONS.labels(kind).inc()
+    def reject(self, number: int, error: model_store.CorruptVersion) -> None:
+        self.rejected[number] = str(error)
+        REJECTIONS.labels(error.kind).inc()
         log.error("model version refused; keeping the current one",
-                  extra={"version": number, "reason": reason,
+                  extra={"version": number, "reason": str(error),
                          "serving": self.current.version if self.current else None})
+
+    def refuse_current(self, reason: str) -> None:
+        """The current version turned out unusable on the data (say, another width): drop it, look again."""
+        if self.current is not None:
+            self.reject(self.current.version, model_store.CorruptVersion(
+                f"version {self.current.version}: incompatible: {reason}", "incompatible"))
+        self.current = None
+        self._wake.set()

@@ -16,9 +16,10 @@ import json
 import logging
 import tempfile
 import time
+from collections.abc import Container, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import keras
 
@@ -31,8 +32,15 @@ MANIFEST = "manifest.json"
 KERAS_FILE = "model.keras"
 
 
+RefusalKind = Literal["checksum", "incompatible", "unreadable"]
+
+
 class CorruptVersion(ValueError):
-    """A version whose files do not match its manifest, or that cannot be used."""
+    """A version whose files do not match its manifest, or that cannot be used; `kind` says which, in one word."""
+
+    def __init__(self, message: str, kind: RefusalKind = "unreadable") -> None:
+        super().__init__(message)
+        self.kind: RefusalKind = kind
 
 
 @dataclass(frozen=True)
@@ -118,7 +126,7 @@ def verify(path: Path) -> dict[str, Any]:
         except OSError as exc:
             raise CorruptVersion(f"version {path.name}: {rel} is unreadable ({exc.__class__.__name__})") from None
         if not intact:
-            raise CorruptVersion(f"version {path.name}: checksum mismatch in {rel}")
+            raise CorruptVersion(f"version {path.name}: checksum mismatch in {rel}", "checksum")
     return manifest
 
 
@@ -139,7 +147,7 @@ def load(path: Path, width: int | None = None) -> tuple[keras.Model, dict[str, A
 
 
     if len(data) != expected["bytes"] or hashlib.sha256(data).hexdigest() != expected["sha256"]:
-        raise CorruptVersion(f"version {path.name}: checksum mismatch in {KERAS_FILE}")
+        raise CorruptVersion(f"version {path.name}: checksum mismatch in {KERAS_FILE}", "checksum")
     with tempfile.TemporaryDirectory(prefix="streamtrain-load-") as tmp:
         local = Path(tmp) / KERAS_FILE
         local.write_bytes(data)
@@ -151,22 +159,27 @@ def load(path: Path, width: int | None = None) -> tuple[keras.Model, dict[str, A
     try:  # the output is checked even before any data told the input width
         check_shape(model, width if width is not None else int(model.inputs[0].shape[1]))
     except (ValueError, TypeError, IndexError) as exc:
-        raise CorruptVersion(f"version {path.name}: incompatible: {exc}") from None
+        raise CorruptVersion(f"version {path.name}: incompatible: {exc}", "incompatible") from None
     return model, manifest
+
+
+def candidates(base: Path, name: str, above: int = 0, skip: Container[int] = ()) -> Iterator[tuple[int, Path]]:
+    """(number, path) of the published versions above `above`, newest first; those in `skip` are passed over."""
+    root = model_root(base, name)
+    for number in reversed(version_numbers(base, name)):
+        if number <= above:
+            return
+        if number not in skip:
+            yield number, root / str(number)
 
 
 def newest(base: Path, name: str, skip: set[int] | None = None, above: int = 0) -> Version | None:
     """The newest version above `above` that verifies; versions in `skip` (known bad) are passed over."""
-    root = model_root(base, name)
-    for number in reversed(version_numbers(base, name)):
-        if number <= above:
-            return None
-        if skip and number in skip:
-            continue
+    for number, path in candidates(base, name, above, skip or ()):
         try:
-            return Version(number, root / str(number), verify(root / str(number)))
+            return Version(number, path, verify(path))
         except CorruptVersion as exc:
-            if not (root / str(number)).exists():
+            if not path.exists():
                 continue  # retention removed it while we looked: not a fault
             log.warning("skipping model version", extra={"version": number, "reason": str(exc)})
             if skip is not None:
