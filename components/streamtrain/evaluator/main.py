@@ -8,20 +8,20 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import ExitStack
 from typing import Any
 
 import numpy as np
 from confluent_kafka import TopicPartition
 from prometheus_client import Counter, Gauge
 
-from streamtrain import PROCESS_START
 from streamtrain.evaluator import live, plot
 from streamtrain.evaluator.watcher import ModelWatcher
-from streamtrain.lib import http, kafka_io
-from streamtrain.lib.batches import Batch, BatchReader, unseen
+from streamtrain.lib import http, kafka_io, service
+from streamtrain.lib.batches import Batch, BatchReader, OffsetLost, unseen
 from streamtrain.lib.config import EvaluatorSettings
 from streamtrain.lib.metrics import Totals, Window
-from streamtrain.lib.runtime import StopFlag, Throughput, write_summary
+from streamtrain.lib.runtime import StopFlag
 from streamtrain.lib.tensors import as_tensor
 from streamtrain.lib.tfio_reader import TfioBatchReader
 
@@ -56,6 +56,9 @@ class Evaluator:
         self.dead_lettered = 0
         self.best_accuracy: float | None = None
         self._rate_mark = (time.monotonic(), 0)
+        self.consumer: Any = None
+        self.reader: BatchReader | TfioBatchReader | None = None
+        self.next_report = self.next_plot = time.monotonic()
 
     def evaluate(self, batch: Batch) -> bool:
         """Score one batch with the current model; False if no usable model is there yet."""
@@ -149,78 +152,62 @@ class Evaluator:
             **self.live.status(),
         }
 
-    consumer: Any = None
-    reader: BatchReader | TfioBatchReader | None = None
+    # --- the service loop's hooks (lib/service.py runs them) ----------------------------------------
+    def routes(self) -> dict[str, Any] | None:
+        return live.routes(self)
 
-    def run(self) -> dict[str, Any]:
-        s = self.s
-        if s.http_port:
-            http.serve(s.http_host, s.http_port, self.health, self.status, extra=live.routes(self))
+    def open(self, cleanup: ExitStack) -> BatchReader | TfioBatchReader:
         self.watcher.start()
-        reader: BatchReader | TfioBatchReader
-        if s.ingest == "tensorflow-io":
-            reader = self.reader = TfioBatchReader(s, s.test_topic, s.group_id, s.batch_size, None, "group",
-                                                   s.idle_exit_seconds, "evaluator").start()
-        else:
-            self.consumer = kafka_io.consumer(s, "evaluator", s.group_id, **{
-                "auto.offset.reset": s.start_offset, "session.timeout.ms": s.session_timeout_ms,
-                "heartbeat.interval.ms": max(s.session_timeout_ms // 5, 500),
-                "max.poll.interval.ms": max(s.session_timeout_ms + 1000, 30_000)})
-            self.consumer.subscribe([s.test_topic])
-            reader = self.reader = BatchReader(self.consumer, s.batch_size, s.batch_max_wait_ms / 1000,
-                                               None).start()
-        self.health.ready = True
-        started = time.monotonic()
-        first_metric_s: float | None = None
-        throughput = Throughput()
-        last_record = time.monotonic()
-        next_report = next_plot = time.monotonic()
-        pending: Batch | None = None
-        reason = "stop signal"
-        try:
-            while not self.stop:
-                self.health.beat()
-                batch = pending or reader.get(timeout=0.2)
-                pending = None
-                now = time.monotonic()
-                if batch is not None:
-                    last_record = now
-                    if not self.evaluate(batch):
-                        pending = batch  # no usable model yet: hold the batch, the reader waits too
-                        self.watcher.changed.wait(0.2)
-                        self.watcher.changed.clear()
-                        continue
-                    throughput.mark(self.totals.records + self.dead_lettered)
-                    first_metric_s = first_metric_s or time.monotonic() - PROCESS_START
-                if now >= next_report:
-                    self.report()
-                    next_report = now + s.metrics_every_seconds
-                if now >= next_plot:
-                    self.write_report()
-                    next_plot = now + s.plot_every_seconds
-                if s.max_records and self.totals.records + self.dead_lettered >= s.max_records:
-                    reason = "max records"
-                    break
-                if s.idle_exit_seconds and now - last_record >= s.idle_exit_seconds:
-                    reason = "idle"
-                    break
-        finally:
-            reader.stop()
-            self.watcher.stop()
+        cleanup.callback(self.watcher.stop)
+        self.reader = service.start_reader(self.s, self.s.test_topic, None, "evaluator", self.subscribe)
+        self.next_report = self.next_plot = time.monotonic()
+        return self.reader
+
+    def subscribe(self) -> tuple[Any, None]:
+        s = self.s
+        self.consumer = kafka_io.consumer(s, "evaluator", s.group_id, **{
+            "auto.offset.reset": s.start_offset, "session.timeout.ms": s.session_timeout_ms,
+            "heartbeat.interval.ms": max(s.session_timeout_ms // 5, 500),
+            "max.poll.interval.ms": max(s.session_timeout_ms + 1000, 30_000)})
+        self.consumer.subscribe([s.test_topic])
+        return self.consumer, None
+
+    def handle(self, batch: Batch) -> bool:
+        if self.evaluate(batch):
+            return True
+        self.watcher.changed.wait(0.2)  # no usable model yet: the loop holds the batch, the reader waits too
+        self.watcher.changed.clear()
+        return False
+
+    def consumed(self) -> int:
+        return self.totals.records + self.dead_lettered
+
+    def tick(self, now: float) -> None:
+        if now >= self.next_report:
+            self.report()
+            self.next_report = now + self.s.metrics_every_seconds
+        if now >= self.next_plot:
+            self.write_report()
+            self.next_plot = now + self.s.plot_every_seconds
+
+    def recover(self, lost: OffsetLost) -> BatchReader:
+        raise lost  # a consumer group's offsets are the broker's: nothing of ours to restore
+
+    def finish(self, run: service.Run) -> dict[str, Any]:
         self.report(final=True)
-        reader.flush_commit()  # the reader thread has stopped: safe to commit from here
+        if self.reader is not None:
+            self.reader.flush_commit()  # the reader thread has stopped: safe to commit from here
         self.write_report()
         self.kafka.flush(10)
         if self.consumer is not None:
             self.consumer.close()
-        summary = {**self.status(), "stopped_by": reason, "seconds": round(time.monotonic() - started, 3),
-                   "first_metric_seconds": first_metric_s, **throughput.summary(),
+        summary = {**self.status(), **run.summary(), "first_metric_seconds": run.first_batch_seconds,
                    "dead_letter_reasons": self.dead.by_reason}
         log.info("evaluator stopped", extra={k: summary[k] for k in ("records_evaluated", "model_version",
                                                                      "accuracy", "best_accuracy", "stopped_by")})
-        write_summary(s.summary_file, summary)
         return summary
 
 
 def run(settings: EvaluatorSettings, stop: StopFlag | None = None) -> dict[str, Any]:
-    return Evaluator(settings, stop or StopFlag().install()).run()
+    stop = stop or StopFlag().install()
+    return service.run(Evaluator(settings, stop), settings, stop)

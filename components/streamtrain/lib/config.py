@@ -189,7 +189,7 @@ class ProducerSettings(CommonSettings):
         return self
 
 
-class _ConsumerSettings(CommonSettings):
+class ConsumerSettings(CommonSettings):
     """Options shared by the two consuming components."""
 
     model_dir: Path = Field(Path("models"), description="base directory of the model store (the shared volume)")
@@ -244,7 +244,7 @@ def parse_class_weight(spec: str) -> dict[int, float] | str | None:
     return weights
 
 
-class TrainerSettings(_ConsumerSettings):
+class TrainerSettings(ConsumerSettings):
     """Online trainer: test-then-train on the train topic, checkpoints, publishes versions."""
 
     http_port: int = Field(9102, ge=0, le=65535, description="port of the HTTP endpoint; 0 disables it")
@@ -325,7 +325,7 @@ class TrainerSettings(_ConsumerSettings):
         return self
 
 
-class EvaluatorSettings(_ConsumerSettings):
+class EvaluatorSettings(ConsumerSettings):
     """Evaluator: hot-loads the newest version and scores it on the test topic."""
 
     http_port: int = Field(9103, ge=0, le=65535, description="port of the HTTP endpoint; 0 disables it")

@@ -164,7 +164,15 @@ def load(path: Path, width: int | None = None) -> tuple[keras.Model, dict[str, A
 
 
 def candidates(base: Path, name: str, above: int = 0, skip: Container[int] = ()) -> Iterator[tuple[int, Path]]:
-    """(number, path) of the published versions above `above`, newest first; those in `skip` are passed over."""
+    """(number, path) of the published versions above `above`, newest first; those in `skip` are passed over.
+
+    >>> import tempfile
+    >>> base = Path(tempfile.mkdtemp())
+    >>> for name in ("1", "2", "3", ".staging-4"):
+    ...     (base / "model" / name).mkdir(parents=True)
+    >>> [number for number, _ in candidates(base, "model", above=1, skip={2})]
+    [3]
+    """
     root = model_root(base, name)
     for number in reversed(version_numbers(base, name)):
         if number <= above:

@@ -7,42 +7,38 @@ The checkpoint is the source of truth for where to resume; Kafka commits only fe
 
 from __future__ import annotations
 
-import errno
 import gc
 import logging
 import time
-from dataclasses import dataclass, field
+from contextlib import ExitStack
 from typing import Any
 
 import numpy as np
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, TopicPartition
+from confluent_kafka import TopicPartition
 from prometheus_client import Counter, Gauge
 
-from streamtrain import PROCESS_START
-from streamtrain.lib import atomic, checkpoint, http, kafka_io, model_store, models
+from streamtrain.lib import atomic, checkpoint, http, kafka_io, model_store, models, service
 from streamtrain.lib.batches import Batch, BatchReader, OffsetLost
 from streamtrain.lib.checkpoint import TrainerState
 from streamtrain.lib.config import TrainerSettings
 from streamtrain.lib.continuity import LogGuard
 from streamtrain.lib.metrics import Totals, Window
-from streamtrain.lib.runtime import StopFlag, Throughput, write_summary
+from streamtrain.lib.runtime import StopFlag
 from streamtrain.lib.tfio_reader import TfioBatchReader
+from streamtrain.trainer import assignment, reporting
 from streamtrain.trainer.adapt import Adaptation
+from streamtrain.trainer.failures import FailureState
 from streamtrain.trainer.learner import Learner
+from streamtrain.trainer.schedule import Schedules
 
 log = logging.getLogger("streamtrain.trainer")
 
 TRAINED = Counter("streamtrain_trainer_records_total", "Records trained on")
 BATCHES = Counter("streamtrain_trainer_batches_total", "Micro-batches trained on")
-PREQ_ACC = Gauge("streamtrain_trainer_prequential_accuracy", "Test-then-train accuracy since the start")
-WINDOW_ACC = Gauge("streamtrain_trainer_window_accuracy", "Test-then-train accuracy over the recent window")
-WINDOW_LOSS = Gauge("streamtrain_trainer_window_loss", "Test-then-train log loss over the recent window")
 VERSION = Gauge("streamtrain_trainer_model_version", "Newest published model version")
 PUBLISH_FAIL = Counter("streamtrain_trainer_publish_failures_total", "Model publications that failed")
 CKPT_FAIL = Counter("streamtrain_trainer_checkpoint_failures_total", "Checkpoints that failed")
 CKPT_TIME = Gauge("streamtrain_trainer_last_checkpoint_timestamp_seconds", "When the last checkpoint was written")
-RATE = Gauge("streamtrain_trainer_records_per_second", "Records trained per second, last interval")
-LAG = Gauge("streamtrain_trainer_lag_records", "Records in the train topic not yet trained on")
 OFFSET_RESETS = Counter("streamtrain_trainer_offset_resets_total", "Times checkpointed offsets were gone")
 PUBLISH_FAILING = Gauge("streamtrain_trainer_publish_failing", "1 while the newest publication attempt failed")
 NO_SPACE = Gauge("streamtrain_trainer_model_store_no_space",
@@ -52,38 +48,8 @@ CKPT_NO_SPACE = Gauge("streamtrain_trainer_checkpoint_no_space",
                       "1 while checkpoints fail because their volume has no space left")
 
 
-def _shorten(text: str, keep: int = 150) -> str:
-    """One line; long messages (TensorFlow's name the op first, the cause last) keep both ends."""
-    text = " ".join(text.split())
-    return text if len(text) <= 2 * keep else f"{text[:keep]} ... {text[-keep:]}"
-
-
-def _no_space(exc: BaseException) -> bool:
-    """A full volume, whichever library wrote: errno ENOSPC or EDQUOT, or TensorFlow's message for it."""
-    return getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in str(exc) \
-        or "Disk quota exceeded" in str(exc)
-
-
 class OffsetLossError(RuntimeError):
     """Checkpointed offsets no longer exist on the broker and the policy is to stop (exit code 3)."""
-
-
-@dataclass
-class Schedule:
-    every_seconds: float
-    every_batches: int = 0
-    last_time: float = field(default_factory=time.monotonic)
-    batches: int = 0
-
-    def tick(self) -> None:
-        self.batches += 1
-
-    def due(self, now: float) -> bool:
-        return (self.every_batches > 0 and self.batches >= self.every_batches) or (
-            self.every_seconds > 0 and now - self.last_time >= self.every_seconds)
-
-    def reset(self, now: float) -> None:
-        self.last_time, self.batches = now, 0
 
 
 class Trainer:
@@ -101,13 +67,15 @@ class Trainer:
         self.published_at_state = -1  # records_trained of the newest published version
         self.consumer: Any = None
         self.guard: LogGuard | None = None
-        self.publish_failing = False  # the last publication failed (a full volume, say)
-        self.checkpoint_failing = False
+        self.checkpoint_failures = FailureState("checkpoints work again", CKPT_FAIL, CKPT_FAILING, CKPT_NO_SPACE)
+        self.publish_failures = FailureState("publishing works again", PUBLISH_FAIL, PUBLISH_FAILING, NO_SPACE)
         self.reader: BatchReader | TfioBatchReader | None = None
-        self._rate_mark = (time.monotonic(), 0)
+        self.rate = reporting.Rate()
         self._checkpointed = -1  # records consumed at the last checkpoint
         self._checkpointed_version = -1
         self._savedmodel_at = -float("inf")  # when a version last carried the SavedModel
+        self._frozen = False  # gc.freeze() done (after the first batch)
+        self.schedules = Schedules.of(settings)
 
     # --- set-up -------------------------------------------------------------------------------
     def restore(self) -> None:
@@ -141,7 +109,7 @@ class Trainer:
         log.info("model ready", extra={"model": self.s.model, "width": width,
                                        "parameters": model.count_params()})
 
-    def assign(self) -> None:
+    def assign(self) -> tuple[Any, LogGuard]:
         """Assign every partition of the train topic at the checkpointed offsets (no consumer group)."""
         topic = self.s.train_topic
         # The guard notes connection losses (error_cb) and checks the topic id (lib/continuity.py).
@@ -152,41 +120,30 @@ class Trainer:
         saved = dict(self.state.offsets.get(topic, {}))
         # Offsets belong to one incarnation of the topic: a re-created topic has a new id.
         topic_id, saved_id = self.guard.current_id(), self.state.extra.get("topic_ids", {}).get(topic)
-        recreated = (f"the topic was re-created (id {saved_id}, now {topic_id})"
-                     if saved and saved_id and topic_id and saved_id != topic_id else None)
-        # A position is fine if it lies within the watermarks; past the reported end, the record just
-        # before it must still be fetchable (watermarks of some brokers lag), else the data is gone.
-        past_end = {p: o - 1 for p, o in saved.items() if p in marks and o > marks[p][1]}
-        still_there = kafka_io.records_exist(self.s, topic, past_end)
-        for partition, offset in saved.items():
-            low, high = marks.get(partition, (-1, -1))
-            gone = partition not in marks or offset < low or (partition in past_end and partition not in still_there)
-            if gone or recreated:
-                self.offset_lost(partition, offset, low, high, recreated)
+        fetchable = kafka_io.records_exist(self.s, topic, assignment.past_the_end(saved, marks))
+        for lost in assignment.lost_offsets(saved, marks, fetchable, saved_id, topic_id):
+            self.offset_lost(lost)
         if topic_id:
             self.state.extra.setdefault("topic_ids", {})[topic] = topic_id  # checkpointed with the offsets
             self.guard.expected_id = topic_id
-        assignment = []
-        for partition in marks:
-            saved_offset = self.state.offsets.get(topic, {}).get(partition)
-            start = OFFSET_BEGINNING if self.s.start_offset == "earliest" else OFFSET_END
-            assignment.append(TopicPartition(topic, partition, start if saved_offset is None else saved_offset))
-        self.consumer.assign(assignment)
-        log.info("assigned", extra={"topic": topic, "offsets": {tp.partition: tp.offset for tp in assignment}})
+        starts = assignment.start_offsets(marks, self.state.offsets.get(topic, {}), self.s.start_offset)
+        self.consumer.assign([TopicPartition(topic, partition, offset) for partition, offset in starts.items()])
+        log.info("assigned", extra={"topic": topic, "offsets": starts})
+        return self.consumer, self.guard
 
-    def offset_lost(self, partition: int, offset: int, low: int, high: int, why: str | None = None) -> None:
+    def offset_lost(self, lost: assignment.LostOffset) -> None:
+        """Apply --on-offset-loss to one lost offset: stop, or forget it (the partition restarts at its earliest)."""
         topic = self.s.train_topic
-        why = why or f"it has {low}..{high}; was the topic deleted or the broker's data lost?"
-        message = f"checkpointed offset {offset} of {topic}[{partition}] is not on the broker ({why})."
+        message = f"checkpointed offset {lost.offset} of {topic}[{lost.partition}] is not on the broker ({lost.why})."
         OFFSET_RESETS.inc()
         if self.s.on_offset_loss == "fail":
             raise OffsetLossError(message + " Stopping (--on-offset-loss fail); use --on-offset-loss "
                                   "restart-from-earliest to keep the model and continue from the earliest offset.")
         log.error(message + " Continuing from the earliest offset (--on-offset-loss restart-from-earliest).")
-        old = self.state.ledger.get(topic, {}).pop(partition, [])
-        self.state.offset_resets.append({"topic": topic, "partition": partition, "lost_offset": offset,
+        old = self.state.ledger.get(topic, {}).pop(lost.partition, [])
+        self.state.offset_resets.append({"topic": topic, "partition": lost.partition, "lost_offset": lost.offset,
                                          "ledger_before": old, "at": time.time()})
-        self.state.offsets.get(topic, {}).pop(partition, None)
+        self.state.offsets.get(topic, {}).pop(lost.partition, None)
 
     # --- the loop -----------------------------------------------------------------------------
     def train(self, batch: Batch) -> None:
@@ -247,19 +204,10 @@ class Trainer:
             path = checkpoint.save(self.s.checkpoint_dir, self.state, self.learner.model.get_weights(),
                                    self.learner.optimizer_state(), self.s.keep_checkpoints)
         except OSError as exc:  # the previous checkpoint stays the newest: model and offsets still agree on disk
-            CKPT_FAIL.inc()
-            CKPT_FAILING.set(1)
-            CKPT_NO_SPACE.set(1 if _no_space(exc) else 0)
-            self.checkpoint_failing = True
-            log.error("checkpoint failed; training goes on and the next checkpoint retries",
-                      extra={"error": str(exc), "no_space_left": _no_space(exc),
-                             "checkpoint_dir": str(self.s.checkpoint_dir)})
+            self.checkpoint_failures.failed(exc, "checkpoint failed; training goes on and the next checkpoint retries",
+                                            checkpoint_dir=str(self.s.checkpoint_dir))
             return False
-        if self.checkpoint_failing:
-            log.warning("checkpoints work again", extra={"path": str(path)})
-            self.checkpoint_failing = False
-        CKPT_FAILING.set(0)
-        CKPT_NO_SPACE.set(0)
+        self.checkpoint_failures.succeeded(path=str(path))
         CKPT_TIME.set(time.time())
         self._checkpointed, self._checkpointed_version = consumed, self.state.last_version
         self.commit_offsets()
@@ -304,20 +252,10 @@ class Trainer:
             # model_store.publish removed its staging directory: the store holds exactly what it held before.
             # The checkpoint just written holds the trained state; only the version number is taken back.
             self.state.last_version = previous
-            no_space = _no_space(exc)
-            PUBLISH_FAIL.inc()
-            PUBLISH_FAILING.set(1)
-            self.publish_failing = True
-            NO_SPACE.set(1 if no_space else 0)
-            log.error("publishing failed; earlier versions are untouched and the next publication retries",
-                      extra={"version": version, "error": f"{exc.__class__.__name__}: {_shorten(str(exc))}",
-                             "no_space_left": no_space, "model_dir": str(self.s.model_dir)})
+            self.publish_failures.failed(exc, "publishing failed; earlier versions are untouched and the next "
+                                         "publication retries", version=version, model_dir=str(self.s.model_dir))
             return
-        if self.publish_failing:
-            log.warning("publishing works again", extra={"version": version})
-            self.publish_failing = False
-        PUBLISH_FAILING.set(0)
-        NO_SPACE.set(0)
+        self.publish_failures.succeeded(version=version)
         self.published_at_state = self.state.records_trained
         VERSION.set(version)
         kafka_io.send_json(self.kafka, self.s.model_events_topic, {
@@ -328,43 +266,20 @@ class Trainer:
         log.info("model version published", extra={"version": version, "records_trained": self.state.records_trained})
 
     def metric_values(self) -> dict[str, Any]:
-        window = self.window.summary()
-        return {
-            "prequential_accuracy": self.state.preq_correct / self.state.preq_records if self.state.preq_records
-            else None,
-            "prequential_loss": self.state.preq_loss_sum / self.state.preq_records if self.state.preq_records
-            else None,
-            "window_accuracy": window["accuracy"], "window_loss": window["loss"], "window_auc": window["auc"],
-        }
+        return reporting.quality(self.state, self.window)
+
+    def lag(self) -> int | None:
+        watermarks = self.reader.high_watermarks if self.reader is not None else None
+        return reporting.lag(watermarks, self.state.offsets.get(self.s.train_topic, {}))
 
     def report(self) -> None:
-        now = time.monotonic()
-        then, trained = self._rate_mark
-        rate = (self.state.records_trained - trained) / max(now - then, 1e-9)
-        self._rate_mark = (now, self.state.records_trained)
-        values = self.metric_values()
-        if values["prequential_accuracy"] is not None:
-            PREQ_ACC.set(values["prequential_accuracy"])
-        if values["window_accuracy"] is not None:
-            WINDOW_ACC.set(values["window_accuracy"])
-            WINDOW_LOSS.set(values["window_loss"])
-        RATE.set(rate)
-        lag = self.lag()
-        if lag is not None:
-            LAG.set(lag)
+        rate, lag = self.rate(self.state.records_trained), self.lag()
+        reporting.export(self.metric_values(), rate, lag)
         payload = {"component": "trainer", "ts_ms": int(time.time() * 1000), **self.status(),
                    "records_per_second": round(rate, 1), "lag": lag}
         kafka_io.send_json(self.kafka, self.s.metrics_topic, payload, key="trainer")
-        log.info("progress", extra={k: payload[k] for k in ("records_trained", "records_dead_lettered",
-                                                            "last_version", "records_per_second", "lag")}
-                 | {"window_accuracy": values["window_accuracy"]})
-
-    def lag(self) -> int | None:
-        """Records on the broker not yet trained on (from the reader's cached high watermarks)."""
-        if self.reader is None or not self.reader.high_watermarks:
-            return None
-        done = self.state.offsets.get(self.s.train_topic, {})
-        return sum(max(high - done.get(p, 0), 0) for p, high in self.reader.high_watermarks.items())
+        log.info("progress", extra={k: payload[k] for k in ("records_trained", "records_dead_lettered", "last_version",
+                                                            "records_per_second", "lag", "window_accuracy")})
 
     def status(self) -> dict[str, Any]:
         return {"component": "trainer", "records_trained": self.state.records_trained,
@@ -372,93 +287,73 @@ class Trainer:
                 "last_version": self.state.last_version, "checkpoint_seq": self.state.seq,
                 **self.metric_values(), **self.adapt.status()}
 
-    def run(self) -> dict[str, Any]:
-        s = self.s
-        if s.http_port:
-            http.serve(s.http_host, s.http_port, self.health, self.status)
+    # --- the service loop's hooks (lib/service.py runs them) ----------------------------------------
+    def routes(self) -> dict[str, Any] | None:
+        return None
+
+    def open(self, cleanup: ExitStack) -> BatchReader | TfioBatchReader:
         self.restore()
-        width = self.state.width or s.n_features
+        width = self.state.width or self.s.n_features
         if width is not None:
             self.build_learner(width)
-        reader: BatchReader | TfioBatchReader
-        if s.ingest == "tensorflow-io":
-            reader = self.reader = TfioBatchReader(s, s.train_topic, s.group_id, s.batch_size, width, "batch",
-                                                   s.idle_exit_seconds, "trainer").start()
-        else:
-            self.assign()
-            reader = self.reader = BatchReader(self.consumer, s.batch_size, s.batch_max_wait_ms / 1000,
-                                               width, guard=self.guard).start()
-        self.health.ready = True
-        ckpt = Schedule(s.checkpoint_every_seconds)
-        publish = Schedule(s.publish_every_seconds, s.publish_every_batches)
-        metrics = Schedule(s.metrics_every_seconds)
-        last_record = time.monotonic()
-        started = time.monotonic()
-        first_batch_s: float | None = None
-        throughput = Throughput()
-        reason = "stop signal"
-        try:
-            while not self.stop:
-                self.health.beat()
-                try:
-                    batch = reader.get(timeout=0.2)
-                except OffsetLost as exc:
-                    reason = "offset loss"
-                    self.checkpoint()
-                    reader.stop()
-                    self.consumer.close()  # assign() makes a new one
-                    self.offset_lost_while_running(str(exc))
-                    self.assign()
-                    reader = self.reader = BatchReader(self.consumer, s.batch_size, s.batch_max_wait_ms / 1000,
-                                                       self.state.width, guard=self.guard).start()
-                    continue
-                now = time.monotonic()
-                if batch is not None:
-                    self.train(batch)
-                    throughput.mark(self.state.records_trained)
-                    if first_batch_s is None:
-                        first_batch_s = time.monotonic() - PROCESS_START  # trained, not fetched
-                        # TensorFlow, Keras, the model and the traced step are ~370k objects that live as long
-                        # as the process; taking them out of the cyclic GC's reach makes the full collection
-                        # after each SavedModel export (lib/model_store.py) 5 ms instead of 250 ms.
-                        gc.freeze()
-                    last_record = now
-                    ckpt.tick()
-                    publish.tick()
-                if publish.due(now):
-                    self.publish()
-                    publish.reset(now)
-                    ckpt.reset(now)
-                elif ckpt.due(now):
-                    self.checkpoint()
-                    ckpt.reset(now)
-                if metrics.due(now):
-                    self.report()
-                    metrics.reset(now)
-                if s.max_records and self.state.records_trained + self.state.records_dead_lettered >= s.max_records:
-                    reason = "max records"
-                    break
-                if s.idle_exit_seconds and (now - last_record >= s.idle_exit_seconds
-                                            or (isinstance(reader, TfioBatchReader) and reader.finished.is_set())):
-                    reason = "idle"
-                    break
-        finally:
-            reader.stop()
-        # Stopping: what was trained is checkpointed and published; the producer queue is flushed.
-        deadline = time.monotonic() + s.stop_grace_seconds
+        self.reader = service.start_reader(self.s, self.s.train_topic, width, "trainer", self.assign)
+        self.schedules = Schedules.of(self.s)  # counted from here, once the model is built and the reader runs
+        return self.reader
+
+    def handle(self, batch: Batch) -> bool:
+        self.train(batch)
+        if not self._frozen:
+            self._frozen = True
+            # TensorFlow, Keras, the model and the traced step are ~370k objects that live as long as the process;
+            # taking them out of the cyclic GC's reach makes the full collection after each SavedModel export
+            # (lib/model_store.py) 5 ms instead of 250 ms.
+            gc.freeze()
+        self.schedules.checkpoint.tick()
+        self.schedules.publish.tick()
+        return True
+
+    def consumed(self) -> int:
+        return self.state.records_trained + self.state.records_dead_lettered
+
+    def tick(self, now: float) -> None:
+        due = self.schedules
+        if due.publish.due(now):
+            self.publish()
+            due.publish.reset(now)
+            due.checkpoint.reset(now)
+        elif due.checkpoint.due(now):
+            self.checkpoint()
+            due.checkpoint.reset(now)
+        if due.metrics.due(now):
+            self.report()
+            due.metrics.reset(now)
+
+    def recover(self, lost: OffsetLost) -> BatchReader:
+        self.checkpoint()
+        if self.reader is not None:
+            self.reader.stop()
+        self.consumer.close()  # assign() makes a new one
+        self.offset_lost_while_running(str(lost))
+        reader = service.start_reader(self.s, self.s.train_topic, self.state.width, "trainer", self.assign)
+        assert isinstance(reader, BatchReader)  # only the confluent reader has offsets to lose
+        self.reader = reader
+        return reader
+
+    def finish(self, run: service.Run) -> dict[str, Any]:
+        """What was trained is checkpointed and published; the producer queue is flushed."""
+        deadline = time.monotonic() + self.s.stop_grace_seconds
         self.publish(final=True)
         self.checkpoint()
-        reader.flush_commit()  # the reader thread has stopped: safe to commit from here
+        if self.reader is not None:
+            self.reader.flush_commit()  # the reader thread has stopped: safe to commit from here
         self.report()
         self.kafka.flush(max(deadline - time.monotonic(), 1.0))
         if self.consumer is not None:
             self.consumer.close()
-        summary = {**self.status(), "stopped_by": reason, "seconds": round(time.monotonic() - started, 3),
-                   "first_batch_seconds": first_batch_s, **throughput.summary(),
+        summary = {**self.status(), **run.summary(), "first_batch_seconds": run.first_batch_seconds,
                    "dead_letter_reasons": self.dead.by_reason,
                    "ledger": self.state.ledger, "overlaps": self.state.overlaps}
         log.info("trainer stopped", extra={k: v for k, v in summary.items() if k not in ("ledger",)})
-        write_summary(s.summary_file, summary)
         gc.unfreeze()  # (for a caller that goes on in this process, such as a test)
         return summary
 
@@ -475,5 +370,6 @@ class Trainer:
 
 
 def run(settings: TrainerSettings, stop: StopFlag | None = None) -> dict[str, Any]:
-    return Trainer(settings, stop or StopFlag().install()).run()
+    stop = stop or StopFlag().install()
+    return service.run(Trainer(settings, stop), settings, stop)
 
