@@ -1,4 +1,4 @@
-"""Online-learning quality (issue 7), measured with fixed seeds through the real components.
+"""Online-learning quality, measured with fixed seeds through the real components.
 
     python -m benchmarks.quality             # about 5 minutes on 2 cores
     python -m benchmarks.quality --quick     # smaller streams, one drift seed (about 2 minutes)

@@ -1,4 +1,4 @@
-"""The seven benchmarks of the performance issue, run against the embedded broker on this machine.
+"""The seven benchmarks, run against the embedded broker on the machine at hand.
 
 Each figure that machine noise moves is reported beside a reference measured in the same run
 (the in-memory training ceiling, the raw Kafka client, in-memory scoring, a bare TensorFlow import),
@@ -56,13 +56,13 @@ class Plan:
 
     mode: str
     fill_records: int  # pre-filled train topic (the trainer, memory and evaluator runs read it)
-    memory_records: int  # trainer and evaluator runs that sample RSS (the issue: 0.5M to 5M)
+    memory_records: int  # trainer and evaluator runs that sample RSS (full mode: 0.5M to 5M)
     memory_from: int
     sweep_batches: list[int]
     sweep_records: int
     ceiling_seconds: float
     tutorial_records: int  # the tutorial's loop as published (10,000-record mini datasets)
-    small_mini_records: int  # the 100-record-mini-dataset variant (ENVIRONMENT.md's "tutorial-style loop")
+    small_mini_records: int  # the 100-record-mini-dataset variant (a common tutorial-style loop)
     producer_records: int
     generator_records: int
     freshness_seconds: float  # measured window, after the warm-up
@@ -251,8 +251,8 @@ def tutorial_model(width: int) -> Any:
 # batch: 10000" for the tutorial's configuration; its own fallback of 1024 never applies, because librdkafka
 # reports a default for every known property). On a topic that holds them, every mini dataset is that size.
 TUTORIAL_MINI_RECORDS = 10_000
-# The variant ENVIRONMENT.md measured as the "tutorial-style loop" (856 records/s there; the issue quotes
-# that table's ceilings): ten fits per thousand records instead of a tenth of one.
+# A common variant of the tutorial's loop that fits much smaller mini datasets: ten fits per thousand records
+# instead of a tenth of one.
 SMALL_MINI_RECORDS = 100
 
 
@@ -328,8 +328,8 @@ def bench_tutorial(run: Run) -> dict[str, Any]:
         "note": f"the tutorial's loop as published: model.fit(epochs=3) on each {TUTORIAL_MINI_RECORDS:,}-record "
                 f"mini dataset (tensorflow-io's effective batch.num.messages), on the first {n:,} records of the "
                 f"train topic; 'small_mini_datasets': the same loop on {SMALL_MINI_RECORDS}-record mini datasets "
-                f"(ENVIRONMENT.md's 'tutorial-style loop', the table the issue's figures come from), first {small:,} "
-                f"records. Both decoded by the same codec; trainer accuracy from its learner at batch {TRAINER_BATCH} "
+                f"(a common tutorial-style variant), first {small:,} "
+                f"records. Both decoded by streamtrain.wire; trainer accuracy from its learner at batch {TRAINER_BATCH} "
                 f"on the same records; trainer throughput from the trainer benchmark, 'speedup' at the default batch "
                 f"size {TRAINER_BATCH}; a loop's time excludes the scoring added for prequential accuracy",
     }

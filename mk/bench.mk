@@ -1,4 +1,4 @@
-# Benchmarks (issue 5): every figure beside a reference measured in the same run, JSON + table + plot
+# Benchmarks: every figure beside a reference measured in the same run, JSON + table + plot
 # under benchmarks/results/. The full suite needs a quiet machine (check `uptime`) and about 25 minutes.
 BENCH_ARGS ?=
 

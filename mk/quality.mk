@@ -1,4 +1,4 @@
-# Online-learning quality (issue 7): fixed-seed measurements through the real components, the trainer against
+# Online-learning quality: fixed-seed measurements through the real components, the trainer against
 # the TensorFlow Kafka tutorial's loop and an offline model. Writes benchmarks/results/quality-<date>-<rev>.{json,png}.
 QUALITY_ARGS ?=
 
