@@ -10,7 +10,7 @@ What it measures, on generated 0/1 prequential error streams with fixed seeds (B
     rate, gradual rises and a rise-fall-rise sequence, the delay in records from the change to the end
     of the batch where a rise is reported (median, p90, max over the seeds), missed changes, false
     alarms before the change, repeated alarms after the first one, falls reported; on stationary
-    streams, alarms per million records. Ours at the trainer's defaults (lib/config.py, drift.make),
+    streams, alarms per million records. Ours at the trainer's defaults (service/config.py, drift.make),
     River's at its defaults and at settings matched to ours.
 (b) cost per micro-batch of 32, 256 and 1024 records: median microseconds of one `update` call for ours
     and of feeding the same records one at a time to River (raw loop, and through the adapter below that
@@ -52,7 +52,7 @@ try:
 except ModuleNotFoundError:  # not a dependency of streamtrain: this comparison is its only user
     raise SystemExit("benchmarks.drift_compare needs River: pip install river==0.26.1 (numpy >= 2)") from None
 
-from streamtrain.lib.config import TrainerSettings
+from streamtrain.service.config import TrainerSettings
 from streamtrain.trainer import drift
 from streamtrain.trainer.drift import Change, Detector
 

@@ -23,11 +23,11 @@ import numpy as np
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from streamtrain import wire as codec
-from streamtrain.lib import kafka_io
-from streamtrain.lib.broker import free_port
-from streamtrain.lib.config import CommonSettings
-from streamtrain.lib.http import fetch_status
+from streamtrain.kafka import clients
+from streamtrain.local.broker import free_port
 from streamtrain.producer.sources import susy_arrays
+from streamtrain.service.config import CommonSettings
+from streamtrain.service.http import fetch_status
 
 COMMANDS = {"producer": "produce", "trainer": "train", "evaluator": "evaluate"}
 
@@ -208,7 +208,7 @@ def settings_for(bootstrap: str) -> CommonSettings:
 
 
 def create_topics(bootstrap: str, names: list[str], partitions: int) -> None:
-    kafka_io.create_topics(kafka_io.admin(settings_for(bootstrap), "bench"), names, partitions)
+    clients.create_topics(clients.admin(settings_for(bootstrap), "bench"), names, partitions)
 
 
 BLOCK_ROWS = 256  # rows per record of the f32-block topics (the producer's default)
@@ -224,7 +224,7 @@ def fill(bootstrap: str, topic: str, count: int, seed: int, partitions: int = 1,
          chunk: int = 65_536, wire: str = "csv") -> dict[str, Any]:
     """Produce `count` SUSY-shaped records in a wire format of the producer's, confirmed; returns counts, time."""
     headers = [(codec.FORMAT_HEADER, wire.encode())] if wire != "csv" else None
-    producer = kafka_io.producer(settings_for(bootstrap), "bench-fill", **{"linger.ms": 20})
+    producer = clients.producer(settings_for(bootstrap), "bench-fill", **{"linger.ms": 20})
     acked = [0, 0]  # ok, failed
 
     def delivered(err: Any, _msg: Any) -> None:
@@ -272,7 +272,7 @@ def read(bootstrap: str, topic: str, limit: int | None = None, idle: float = 2.0
                          "enable.auto.commit": False, "fetch.wait.max.ms": 50,
                          "queued.max.messages.kbytes": 262_144})
     try:
-        consumer.assign([TopicPartition(topic, p, 0) for p in kafka_io.partitions_of(consumer, topic)])
+        consumer.assign([TopicPartition(topic, p, 0) for p in clients.partitions_of(consumer, topic)])
         seen = 0
         last = time.monotonic()
         deadline = time.monotonic() + timeout

@@ -103,13 +103,13 @@ class Run:
         return result
 
     def topics(self, prefix: str) -> None:
-        from streamtrain.lib import kafka_io
-        from streamtrain.lib.config import CommonSettings
+        from streamtrain.kafka import clients
+        from streamtrain.service.config import CommonSettings
 
         env = self.env(prefix)
         settings = CommonSettings(**{k.removeprefix("STREAMTRAIN_").lower(): v for k, v in env.items()
                                      if k.removeprefix("STREAMTRAIN_").lower() in CommonSettings.model_fields})
-        kafka_io.create_topics(kafka_io.admin(settings, "quality"), kafka_io.topic_names(settings), 1)
+        clients.create_topics(clients.admin(settings, "quality"), clients.topic_names(settings), 1)
 
     def read(self, topic: str, count: int) -> tuple[np.ndarray, np.ndarray]:
         """The first `count` records of a topic, decoded (counts come from the producer: exact)."""
@@ -182,7 +182,7 @@ def tutorial_loop(x: np.ndarray, y: np.ndarray, as_published: bool = False, seed
     """
     import keras
 
-    from streamtrain.lib import models
+    from streamtrain import models
 
     model = models.build("mlp", x.shape[1], seed)
     standardizer = models.standardizer(model)
@@ -202,7 +202,7 @@ def offline(x: np.ndarray, y: np.ndarray, epochs: int, batch_size: int, seed: in
     """The same network trained offline: statistics from all train records, `epochs` shuffled passes."""
     import keras
 
-    from streamtrain.lib import models
+    from streamtrain import models
 
     model = models.build("mlp", x.shape[1], seed)
     standardizer = models.standardizer(model)
@@ -220,7 +220,7 @@ def accuracy(model: Any, x: np.ndarray, y: np.ndarray) -> float:
 
 
 def newest_model(models_dir: Path) -> Any:
-    from streamtrain.lib import model_store
+    from streamtrain.store import model_store
 
     version = model_store.newest(models_dir, "streamtrain")
     assert version is not None
@@ -254,7 +254,7 @@ def rounded(value: float) -> float:
 
 # --- the measurement ------------------------------------------------------------------------------
 def measure(quick: bool, work: Path) -> dict[str, Any]:
-    from streamtrain.lib.broker import EmbeddedBroker
+    from streamtrain.local.broker import EmbeddedBroker
 
     results: dict[str, Any] = {}
     curves: dict[str, Any] = {}

@@ -25,8 +25,8 @@ import numpy as np
 
 from benchmarks import harness, report
 from benchmarks.harness import Component
-from streamtrain.lib.broker import EmbeddedBroker
-from streamtrain.lib.config import EvaluatorSettings, TrainerSettings
+from streamtrain.local.broker import EmbeddedBroker
+from streamtrain.service.config import EvaluatorSettings, TrainerSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -129,7 +129,7 @@ def log(message: str) -> None:
 # --- references measured in this process ------------------------------------------------------------
 def train_ceiling(x: np.ndarray, y: np.ndarray, batch: int, seconds: float) -> float:
     """Records/s of Keras train_on_batch on in-memory numpy batches: the same model, compiled as the trainer does."""
-    from streamtrain.lib import models
+    from streamtrain import models
     from streamtrain.trainer.learner import Learner
 
     model = models.mlp(x.shape[1], seed=0)
@@ -139,7 +139,7 @@ def train_ceiling(x: np.ndarray, y: np.ndarray, batch: int, seconds: float) -> f
 
 def learner_in_memory(x: np.ndarray, y: np.ndarray, batch: int, seconds: float) -> float:
     """Records/s of the trainer's own step (score, update statistics, train) on in-memory batches."""
-    from streamtrain.lib import models
+    from streamtrain import models
     from streamtrain.trainer.learner import Learner
 
     learner = Learner(models.mlp(x.shape[1], seed=0), 1e-3)
@@ -164,8 +164,8 @@ def _timed_loop(step: Any, x: np.ndarray, y: np.ndarray, batch: int, seconds: fl
 
 
 def predict_ceiling(x: np.ndarray, batch: int, seconds: float) -> float:
+    from streamtrain import models
     from streamtrain.evaluator.watcher import compile_predict
-    from streamtrain.lib import models
 
     predict = compile_predict(models.mlp(x.shape[1], seed=0))
     return _timed_loop(lambda xb, _yb: predict(xb).numpy(), x, np.zeros(len(x), np.float32), batch, seconds)
@@ -282,7 +282,7 @@ def tutorial_loop(x: np.ndarray, y: np.ndarray, mini: int = TUTORIAL_MINI_RECORD
 
 
 def learner_prequential(x: np.ndarray, y: np.ndarray, batch: int) -> float:
-    from streamtrain.lib import models
+    from streamtrain import models
     from streamtrain.trainer.learner import Learner
 
     learner = Learner(models.mlp(x.shape[1], seed=0), 1e-3)
@@ -328,8 +328,8 @@ def bench_tutorial(run: Run) -> dict[str, Any]:
         "note": f"the tutorial's loop as published: model.fit(epochs=3) on each {TUTORIAL_MINI_RECORDS:,}-record "
                 f"mini dataset (tensorflow-io's effective batch.num.messages), on the first {n:,} records of the "
                 f"train topic; 'small_mini_datasets': the same loop on {SMALL_MINI_RECORDS}-record mini datasets "
-                f"(a common tutorial-style variant), first {small:,} "
-                f"records. Both decoded by streamtrain.wire; trainer accuracy from its learner at batch {TRAINER_BATCH} "
+                f"(a common tutorial-style variant), first {small:,} records. Both decoded by streamtrain.wire; "
+                f"trainer accuracy from its learner at batch {TRAINER_BATCH} "
                 f"on the same records; trainer throughput from the trainer benchmark, 'speedup' at the default batch "
                 f"size {TRAINER_BATCH}; a loop's time excludes the scoring added for prequential accuracy",
     }
@@ -359,11 +359,11 @@ def run_producer(run: Run, name: str, **options: Any) -> dict[str, Any]:
 
 def raw_client(run: Run, keys: list[bytes], values: list[bytes]) -> float:
     """The Kafka client alone: pre-encoded records produced with the producer's settings, delivery confirmed."""
-    from streamtrain.lib import kafka_io
+    from streamtrain.kafka import clients
 
     topic = "bench.raw-client"
     harness.create_topics(run.bootstrap, [topic], run.plan.partitions)
-    producer = kafka_io.producer(harness.settings_for(run.bootstrap), "bench-raw")
+    producer = clients.producer(harness.settings_for(run.bootstrap), "bench-raw")
     acked = [0]
 
     def delivered(err: Any, _msg: Any) -> None:
@@ -417,7 +417,8 @@ def bench_producer(run: Run) -> dict[str, Any]:
 
 # --- 4. evaluator -------------------------------------------------------------------------------------
 def publish_initial_model(models_dir: Path) -> None:
-    from streamtrain.lib import model_store, models
+    from streamtrain import models
+    from streamtrain.store import model_store
 
     model_store.publish(models_dir, "streamtrain", models.mlp(WIDTH, seed=0), 1,
                         {"records_trained": 0, "newest_record_ms": 0}, keep=5)

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from streamtrain.lib import kafka_io
-from streamtrain.lib.broker import BrokerError, EmbeddedBroker, tansu_binary
-from streamtrain.lib.config import CommonSettings
+from streamtrain.kafka import clients
+from streamtrain.local.broker import BrokerError, EmbeddedBroker, tansu_binary
+from streamtrain.service.config import CommonSettings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -61,7 +61,7 @@ def topics(broker: EmbeddedBroker) -> dict[str, str]:
         "STREAMTRAIN_DEAD_LETTER_TOPIC": f"{prefix}.dead-letter",
     }
     settings = common_settings(env)
-    kafka_io.create_topics(kafka_io.admin(settings, "tests"), kafka_io.topic_names(settings), partitions=2)
+    clients.create_topics(clients.admin(settings, "tests"), clients.topic_names(settings), partitions=2)
     return env
 
 

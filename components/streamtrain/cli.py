@@ -1,6 +1,6 @@
 """`streamtrain` command line: one subcommand per component, plus broker, topics, inspect and demo.
 
-Every option of a component is a flag and an env variable (see lib/config.py); a bad value exits
+Every option of a component is a flag and an env variable (see service/config.py); a bad value exits
 with code 2 and one line naming the option, before anything connects.
 """
 
@@ -23,8 +23,8 @@ from pydantic import Field
 from pydantic_settings import BaseSettings
 
 from streamtrain import __version__
-from streamtrain.lib import config
-from streamtrain.lib.config import (
+from streamtrain.service import config
+from streamtrain.service.config import (
     BrokerSettings,
     CommonSettings,
     DemoSettings,
@@ -66,8 +66,8 @@ def _evaluate(settings: Any) -> int:
 
 
 def _broker(settings: Any) -> int:
-    from streamtrain.lib.broker import EmbeddedBroker
-    from streamtrain.lib.runtime import StopFlag
+    from streamtrain.local.broker import EmbeddedBroker
+    from streamtrain.service.runtime import StopFlag
 
     stop = StopFlag().install()
     with EmbeddedBroker(settings.host, settings.port, settings.advertised_host, settings.cert, settings.key,
@@ -88,9 +88,9 @@ class TopicsSettings(CommonSettings):
 
 
 def _topics(settings: Any) -> int:
-    from streamtrain.lib import kafka_io
+    from streamtrain.kafka import clients
 
-    created = kafka_io.create_topics(kafka_io.admin(settings, "topics"), kafka_io.topic_names(settings),
+    created = clients.create_topics(clients.admin(settings, "topics"), clients.topic_names(settings),
                                      settings.partitions)
     print(json.dumps({"created": created, "partitions": settings.partitions}))
     return 0
@@ -105,7 +105,7 @@ class InspectSettings(CommonSettings):
 
 
 def _inspect(settings: Any) -> int:
-    from streamtrain.lib import checkpoint, model_store
+    from streamtrain.store import checkpoint, model_store
 
     versions = []
     for number in model_store.version_numbers(settings.model_dir, settings.model_name):
@@ -186,15 +186,15 @@ def main(argv: list[str] | None = None) -> int:
     except config.ConfigError as exc:
         print(f"streamtrain {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    from streamtrain.lib import logs
+    from streamtrain.service import logs
 
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` prints every thread's stack: for hangs
 
     logs.setup(getattr(settings, "log_level", "INFO"), getattr(settings, "log_format", "auto"))
     started = time.monotonic()
     watch = None
-    if args.command in WATCHED:  # broker stall detection: a metric and a log line (lib/broker_watch.py)
-        from streamtrain.lib.broker_watch import BrokerWatch
+    if args.command in WATCHED:  # broker stall detection: a metric and a log line (kafka/broker_watch.py)
+        from streamtrain.kafka.broker_watch import BrokerWatch
 
         assert isinstance(settings, CommonSettings)
         watch = BrokerWatch(settings, WATCHED[args.command]).start()

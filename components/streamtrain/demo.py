@@ -18,10 +18,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from streamtrain.lib import kafka_io
-from streamtrain.lib.broker import EmbeddedBroker, free_port
-from streamtrain.lib.config import CommonSettings, DemoSettings
-from streamtrain.lib.http import fetch_status
+from streamtrain.kafka import clients
+from streamtrain.local.broker import EmbeddedBroker, free_port
+from streamtrain.service.config import CommonSettings, DemoSettings
+from streamtrain.service.http import fetch_status
 
 log = logging.getLogger("streamtrain.demo")
 
@@ -87,7 +87,7 @@ def run(settings: DemoSettings) -> int:
     try:
         broker.start()
         common = CommonSettings(bootstrap_servers=broker.bootstrap)
-        kafka_io.create_topics(kafka_io.admin(common, "demo"), kafka_io.topic_names(common), settings.partitions)
+        clients.create_topics(clients.admin(common, "demo"), clients.topic_names(common), settings.partitions)
         print(f"broker up at {broker.bootstrap}; topics created ({settings.partitions} partitions each)")
         base = dict(os.environ)
         trainer = Child("trainer", _env(base, broker.bootstrap, model_dir=work / "models",

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from streamtrain.lib.config import ReportSettings
+from streamtrain.service.config import ReportSettings
 
 log = logging.getLogger("streamtrain.report")
 
@@ -34,12 +34,12 @@ def read_topic(settings: ReportSettings) -> list[dict[str, Any]]:
     """
     from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
-    from streamtrain.lib import kafka_io
+    from streamtrain.kafka import clients
 
-    consumer = kafka_io.consumer(settings, "report")
+    consumer = clients.consumer(settings, "report")
     try:
         topic = settings.metrics_topic
-        parts = kafka_io.partitions_of(consumer, topic, timeout=settings.read_timeout_seconds)
+        parts = clients.partitions_of(consumer, topic, timeout=settings.read_timeout_seconds)
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
         messages: list[dict[str, Any]] = []
         began_ms = int(time.time() * 1000)

@@ -25,11 +25,11 @@ STRIMZI_KINDS = {"Kafka", "KafkaNodePool", "KafkaTopic", "KafkaUser"}
 
 if str(REPO / "components") not in sys.path:
     try:
-        import streamtrain.lib.config  # noqa: F401  (installed with pip install -e .)
+        import streamtrain.service.config  # noqa: F401  (installed with pip install -e .)
     except ImportError:
         sys.path.insert(0, str(REPO / "components"))
 
-from streamtrain.lib import config as st_config  # noqa: E402
+from streamtrain.service import config as st_config  # noqa: E402
 
 SETTINGS = {
     "producer": st_config.ProducerSettings,

@@ -1,7 +1,7 @@
 """Update the extraEnv name lists in values.schema.json from the components' settings classes.
 
 Run it when tests/chart/test_chart_policy.py::test_extra_env_names_in_the_schema_follow_the_code fails
-after a setting was added to (or removed from) components/streamtrain/lib/config.py:
+after a setting was added to (or removed from) components/streamtrain/service/config.py:
 
     .venv/bin/python tests/chart/sync_extra_env.py
 """

@@ -204,7 +204,7 @@ def test_tfio_variant_runs_tensorflow_io_with_tensorflow_2_16(tfio_image: Varian
 def test_tfio_variant_accepts_the_tensorflow_io_ingest(tfio_image: VariantImage) -> None:
     """The settings check that refuses --ingest tensorflow-io in the default image passes in this one."""
     code = (
-        "from streamtrain.lib.config import EvaluatorSettings, TrainerSettings, load\n"
+        "from streamtrain.service.config import EvaluatorSettings, TrainerSettings, load\n"
         "for cls in (TrainerSettings, EvaluatorSettings):\n"
         "    print(cls.__name__, load(cls).ingest)\n"
     )

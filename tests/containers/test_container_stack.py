@@ -87,7 +87,7 @@ ENV_FILES = {
 VOLUME_VIEW = r"""
 import json
 from pathlib import Path
-from streamtrain.lib import checkpoint, model_store
+from streamtrain.store import checkpoint, model_store
 base = Path("/data/models")
 versions = []
 for number in model_store.version_numbers(base, "streamtrain"):

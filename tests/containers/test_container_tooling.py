@@ -192,7 +192,7 @@ def _env_file(path: Path) -> dict[str, str]:
 
 def test_local_env_files_name_only_real_settings() -> None:
     """docker/local/*.env configure the containers only through settings the components read."""
-    from streamtrain.lib.config import (
+    from streamtrain.service.config import (
         CommonSettings,
         EvaluatorSettings,
         ProducerSettings,

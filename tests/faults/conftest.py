@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from streamtrain.lib.broker import BrokerError, EmbeddedBroker, tansu_binary
+from streamtrain.local.broker import BrokerError, EmbeddedBroker, tansu_binary
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from streamtrain.lib.broker import EmbeddedBroker
+from streamtrain.local.broker import EmbeddedBroker
 
 # Re-exported: the fault tests read topics the same way as the others.
 from tests.support.kafka import partition_ends as partition_ends

@@ -20,7 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras
 
-from streamtrain.lib import model_store
+from streamtrain.store import model_store
 
 NAME = "m"
 WIDTH = 4

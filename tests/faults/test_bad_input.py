@@ -20,8 +20,8 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from streamtrain.lib import kafka_io
-from streamtrain.lib.broker import EmbeddedBroker
+from streamtrain.kafka import clients
+from streamtrain.local.broker import EmbeddedBroker
 from streamtrain.wire import BadRecordError, decode_batch, decode_record
 from tests.faults.badinput import KINDS, Kind, clean_rows
 from tests.faults.helpers import client_conf, partition_ends, produce, read_all, topics_env
@@ -172,14 +172,14 @@ def test_one_percent_malformed_records_in_a_stream(seed: int, broker: EmbeddedBr
     seen = set()
     for msg in dead:
         meta = headers(msg)
-        where = (meta[kafka_io.H_SOURCE_TOPIC], int(meta[kafka_io.H_SOURCE_PARTITION]),
-                 int(meta[kafka_io.H_SOURCE_OFFSET]))
+        where = (meta[clients.H_SOURCE_TOPIC], int(meta[clients.H_SOURCE_PARTITION]),
+                 int(meta[clients.H_SOURCE_OFFSET]))
         key, value, _partition, kind = origins[where]
         assert kind is not None and where not in seen
         seen.add(where)
         assert (msg.key() or b"", msg.value() or b"") == (key or b"", value or b""), where
-        assert meta[kafka_io.H_REASON].split(":", 1)[0] in kind.reasons, (kind.name, meta[kafka_io.H_REASON])
-        assert meta[kafka_io.H_COMPONENT] == ("trainer" if where[0] == train else "evaluator")
+        assert meta[clients.H_REASON].split(":", 1)[0] in kind.reasons, (kind.name, meta[clients.H_REASON])
+        assert meta[clients.H_COMPONENT] == ("trainer" if where[0] == train else "evaluator")
     assert seen == set(origins)
 
     # The malformed 1% costs no accuracy: the final versions of both runs, scored on the 4,000 clean test rows

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streamtrain.lib import checkpoint, model_store
-from streamtrain.lib.broker import EmbeddedBroker
-from streamtrain.lib.models import standardizer
+from streamtrain.local.broker import EmbeddedBroker
+from streamtrain.models import standardizer
+from streamtrain.store import checkpoint, model_store
 from tests.faults.helpers import client_conf, log_messages, partition_ends, topics_env, wait_until
 from tests.support.ledger import check_exactly_once
 from tests.support.processes import Component

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streamtrain.lib.batches import Batch, unseen
-from streamtrain.lib.broker import EmbeddedBroker
+from streamtrain.kafka.batches import Batch, unseen
+from streamtrain.local.broker import EmbeddedBroker
 from streamtrain.wire import decode_batch
 from tests.faults.helpers import (
     client_conf,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from streamtrain.lib import model_store
+from streamtrain.store import model_store
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

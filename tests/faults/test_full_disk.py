@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from streamtrain.lib import checkpoint, model_store
+from streamtrain.store import checkpoint, model_store
 from tests.faults.helpers import client_conf, log_messages, metric, mount_tmpfs, partition_ends, unmount, wait_until
 from tests.support.ledger import check_exactly_once
 from tests.support.processes import Component

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from streamtrain.lib import checkpoint
+from streamtrain.store import checkpoint
 from tests.faults.helpers import client_conf, partition_ends
 from tests.support.ledger import check_exactly_once
 from tests.support.processes import Component

@@ -24,8 +24,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streamtrain.lib import checkpoint, kafka_io, model_store
-from streamtrain.lib.models import standardizer
+from streamtrain.kafka import clients
+from streamtrain.models import standardizer
+from streamtrain.store import checkpoint, model_store
 from tests.faults.badinput import KINDS
 from tests.faults.helpers import client_conf, partition_ends, produce, read_all
 from tests.support.kafka import headers
@@ -129,7 +130,7 @@ def test_twenty_sigkills_lose_nothing_and_duplicate_nothing(topics: dict[str, st
         story
 
     # Each malformed record reached the dead-letter topic (at least once: a kill can repeat a dead letter).
-    origins = {(int(headers(m)[kafka_io.H_SOURCE_PARTITION]), int(headers(m)[kafka_io.H_SOURCE_OFFSET]))
+    origins = {(int(headers(m)[clients.H_SOURCE_PARTITION]), int(headers(m)[clients.H_SOURCE_OFFSET]))
                for m in read_all(conf, topics["STREAMTRAIN_DEAD_LETTER_TOPIC"])}
     bad_positions = {(m.partition(), m.offset()) for m in read_all(conf, train) if (m.key(), m.value()) in
                      {(k, v) for k, v, _ in bad}}

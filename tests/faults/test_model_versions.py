@@ -20,8 +20,8 @@ from pathlib import Path
 import keras
 import pytest
 
-from streamtrain.lib import model_store
-from streamtrain.lib.models import RunningStandardization
+from streamtrain.models import RunningStandardization
+from streamtrain.store import model_store
 from tests.faults.helpers import log_messages, metric
 from tests.support.processes import Component
 

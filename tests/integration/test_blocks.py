@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Producer, TopicPartition
 
-from streamtrain.lib import checkpoint, kafka_io
-from streamtrain.lib.batches import FIRST_RECORDS, BatchReader
-from streamtrain.lib.checkpoint import check_ledger
+from streamtrain.kafka import clients
+from streamtrain.kafka.batches import FIRST_RECORDS, BatchReader
 from streamtrain.producer.sources import susy_arrays
+from streamtrain.store import checkpoint
+from streamtrain.store.checkpoint import check_ledger
 from streamtrain.wire import F32_BLOCK_FORMAT, FORMAT_HEADER, decode_f32_block, encode_f32_blocks
 from tests.conftest import common_settings
 from tests.support.kafka import headers, partition_ends, read_all
@@ -87,9 +88,9 @@ def test_blocks_are_trained_once_across_a_kill_and_a_bad_block_is_dead_lettered_
     # A kill between a dead letter and the next checkpoint sends it again on restart (at least once).
     dead = read_all(bootstrap, topics["STREAMTRAIN_DEAD_LETTER_TOPIC"])
     assert len(dead) >= 1
-    assert {(m.key(), m.value(), headers(m)[kafka_io.H_SOURCE_PARTITION]) for m in dead} == {(bad_key, bad_value, "0")}
+    assert {(m.key(), m.value(), headers(m)[clients.H_SOURCE_PARTITION]) for m in dead} == {(bad_key, bad_value, "0")}
     meta = headers(dead[0])
-    assert meta[kafka_io.H_REASON] == "non-finite: row 37 column 5 of the block is inf"
+    assert meta[clients.H_REASON] == "non-finite: row 37 column 5 of the block is inf"
     assert meta[FORMAT_HEADER] == "f32-block"  # the dead letter stays decodable
     assert (dead[0].key(), dead[0].value()) == (bad_key, bad_value)
     with pytest.raises(ValueError, match="non-finite"):
@@ -115,7 +116,7 @@ def test_the_reader_sizes_batches_in_rows_on_a_topic_of_blocks(topics: dict[str,
     for key, value in zip(keys, values, strict=True):
         raw.produce(train, key=key, value=value, partition=0, headers=[(FORMAT_HEADER, F32_BLOCK_FORMAT)])
     assert raw.flush(30) == 0
-    consumer = kafka_io.consumer(common_settings(topics), "test", "test-reader")
+    consumer = clients.consumer(common_settings(topics), "test", "test-reader")
     consumer.assign([TopicPartition(train, 0, OFFSET_BEGINNING)])
     reader = BatchReader(consumer, 256, 2.0, None).start()
     try:

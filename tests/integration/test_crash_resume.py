@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streamtrain.lib import checkpoint, model_store
-from streamtrain.lib.models import standardizer
+from streamtrain.models import standardizer
+from streamtrain.store import checkpoint, model_store
 from tests.faults.helpers import wait_until
 from tests.support.kafka import partition_ends
 from tests.support.ledger import check_exactly_once

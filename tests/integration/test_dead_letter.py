@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from confluent_kafka import Producer
 
-from streamtrain.lib import kafka_io
+from streamtrain.kafka import clients
 from streamtrain.wire import encode_labels, encode_rows
 from tests.support.kafka import headers, partition_ends, read_all
 from tests.support.ledger import check_exactly_once
@@ -62,17 +62,17 @@ def test_bad_records_are_dead_lettered_with_reasons(topics: dict[str, str], tmp_
 
     dead = read_all(bootstrap, topics["STREAMTRAIN_DEAD_LETTER_TOPIC"])
     assert len(dead) == len(BAD)
-    by_origin = {(int(headers(m)[kafka_io.H_SOURCE_PARTITION]), int(headers(m)[kafka_io.H_SOURCE_OFFSET])): m
+    by_origin = {(int(headers(m)[clients.H_SOURCE_PARTITION]), int(headers(m)[clients.H_SOURCE_OFFSET])): m
                  for m in dead}
     for i, (key, value, kind) in enumerate(BAD):
         position = stream.index((key, value))
         partition, offset = position % 2, position // 2
         msg = by_origin[(partition, offset)]
         meta = headers(msg)
-        assert meta[kafka_io.H_REASON].startswith(kind + ":"), (i, meta[kafka_io.H_REASON])
-        assert "\n" not in meta[kafka_io.H_REASON]
-        assert meta[kafka_io.H_SOURCE_TOPIC] == train
-        assert meta[kafka_io.H_COMPONENT] == "trainer"
+        assert meta[clients.H_REASON].startswith(kind + ":"), (i, meta[clients.H_REASON])
+        assert "\n" not in meta[clients.H_REASON]
+        assert meta[clients.H_SOURCE_TOPIC] == train
+        assert meta[clients.H_COMPONENT] == "trainer"
         assert (msg.key(), msg.value() or b"") == (key, value)  # the original record, unchanged
     # The clean records were learnt despite the garbage: the final version on 5,000 fresh rows of the same
     # concept. Measured over 6 runs (quiet and at a load average of 5-8): accuracy 0.979-0.984; the majority

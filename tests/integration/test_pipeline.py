@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sklearn.datasets import load_breast_cancer
 
-from streamtrain.lib import model_store
+from streamtrain.store import model_store
 from tests.support.kafka import partition_ends, read_all
 from tests.support.ledger import check_exactly_once
 from tests.support.processes import Component

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from streamtrain.lib import kafka_io, model_store
+from streamtrain.kafka import clients
+from streamtrain.store import model_store
 from tests.conftest import common_settings
 from tests.support.processes import Component
 
@@ -32,7 +33,7 @@ def test_tensorflow_io_backend_trains_and_evaluates(tmp_path: Path) -> None:
            "STREAMTRAIN_MODEL_EVENTS_TOPIC": f"{prefix}.events",
            "STREAMTRAIN_DEAD_LETTER_TOPIC": f"{prefix}.dlq"}
     settings = common_settings(env)
-    kafka_io.create_topics(kafka_io.admin(settings, "tests"), kafka_io.topic_names(settings), partitions=1)
+    clients.create_topics(clients.admin(settings, "tests"), clients.topic_names(settings), partitions=1)
     producer = Component("producer", env, tmp_path / "logs", source="breast-cancer", passes=2,
                          summary_file=tmp_path / "producer.json", http_port=0).start()
     assert producer.wait_exit(120) == 0

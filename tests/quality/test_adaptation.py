@@ -13,8 +13,9 @@ import keras
 import numpy as np
 import pytest
 
-from streamtrain.lib import config, models
-from streamtrain.lib.config import TrainerSettings
+from streamtrain import models
+from streamtrain.service import config
+from streamtrain.service.config import TrainerSettings
 from streamtrain.trainer import adapt, drift, reactions
 from streamtrain.trainer.adapt import Adaptation, ClassWeights
 from streamtrain.trainer.learner import Learner

@@ -21,9 +21,11 @@ import numpy as np
 import pytest
 
 from streamtrain import report
-from streamtrain.lib import config, kafka_io, model_store
-from streamtrain.lib.broker import EmbeddedBroker
-from streamtrain.lib.config import ReportSettings
+from streamtrain.kafka import clients
+from streamtrain.local.broker import EmbeddedBroker
+from streamtrain.service import config
+from streamtrain.service.config import ReportSettings
+from streamtrain.store import model_store
 from tests.conftest import ARTIFACTS, common_settings
 from tests.support.browser import Browser, ensure_chromium
 from tests.support.processes import Component
@@ -60,7 +62,7 @@ def pipeline(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -
            **{f"STREAMTRAIN_{t.upper()}_TOPIC": f"{prefix}.{t.replace('_', '-')}"
               for t in ("train", "test", "metrics", "model_events", "dead_letter")}}
     settings = common_settings(env)
-    kafka_io.create_topics(kafka_io.admin(settings, "tests"), kafka_io.topic_names(settings), partitions=1)
+    clients.create_topics(clients.admin(settings, "tests"), clients.topic_names(settings), partitions=1)
     work = tmp_path_factory.mktemp("live")
     logs = ARTIFACTS / "live-pipeline-logs"  # kept after the run
     trainer = Component("trainer", env, logs, model_dir=work / "models", checkpoint_dir=work / "ckpt",

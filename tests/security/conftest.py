@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from streamtrain.lib.broker import BrokerError, tansu_binary
+from streamtrain.local.broker import BrokerError, tansu_binary
 from tests.faults.helpers import TOPIC_KEYS, wait_until
 from tests.support.processes import Component
 

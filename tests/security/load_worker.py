@@ -15,7 +15,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 def main(mode: str, path: Path) -> dict[str, object]:
     import keras
 
-    from streamtrain.lib import model_store, models
+    from streamtrain import models
+    from streamtrain.store import model_store
 
     try:
         if mode == "store":

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from streamtrain.lib.broker import BrokerError, EmbeddedBroker, tansu_binary
-from streamtrain.lib.config import BrokerSettings
+from streamtrain.local.broker import BrokerError, EmbeddedBroker, tansu_binary
+from streamtrain.service.config import BrokerSettings
 from tests.faults.helpers import wait_until
 
 pytestmark = pytest.mark.integration

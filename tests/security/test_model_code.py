@@ -23,7 +23,7 @@ from typing import Any
 import keras
 import pytest
 
-from streamtrain.lib import model_store
+from streamtrain.store import model_store
 
 REPO = Path(__file__).resolve().parents[2]
 CALL = "STREAMTRAIN_TEST_CALL_MARKER"

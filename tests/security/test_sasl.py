@@ -25,7 +25,7 @@ import pytest
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from streamtrain.lib.broker import BrokerError, free_port, tansu_binary
+from streamtrain.local.broker import BrokerError, free_port, tansu_binary
 from tests.faults.helpers import wait_until
 from tests.support.processes import Component
 

@@ -2,7 +2,7 @@
 
 tansu 0.6.0 cannot serve TLS itself (--cert and --key are mutually exclusive in its CLI; with one
 of them it still speaks plaintext), so `streamtrain broker --cert --key` puts a TLS front before it
-(lib/tls_front.py). The components take CA, certificate and key from files named by env variables,
+(local/tls_front.py). The components take CA, certificate and key from files named by env variables,
 as the Helm chart mounts them. Clients that are not trusted, or do not trust, are refused.
 """
 
@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaException
 
-from streamtrain.lib import kafka_io
-from streamtrain.lib.config import CommonSettings
+from streamtrain.kafka import clients
+from streamtrain.service.config import CommonSettings
 from tests.faults.helpers import client_conf, partition_ends
 from tests.security.conftest import TlsRun
 from tests.support.ledger import check_exactly_once
@@ -41,9 +41,9 @@ def test_pipeline_over_mutual_tls(tls_run: TlsRun) -> None:
 def _connects(settings: dict[str, Any]) -> str:
     """'ok', or why the client could not get metadata (our own client configuration code is used)."""
     try:
-        kafka_io.admin(CommonSettings(**settings), "tls-probe").list_topics(timeout=8)
+        clients.admin(CommonSettings(**settings), "tls-probe").list_topics(timeout=8)
     except KafkaException as exc:
-        return kafka_io.error_text(exc)
+        return clients.error_text(exc)
     return "ok"
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
-from streamtrain.lib import kafka_io
+from streamtrain.kafka import clients
 
 
 def _conf(client: str | dict[str, Any]) -> dict[str, Any]:
@@ -20,7 +20,7 @@ def read_all(client: str | dict[str, Any], topic: str, idle: float = 2.0, timeou
     """Every record of a topic: consume from offset 0 until nothing arrives for `idle` seconds."""
     consumer = Consumer({**_conf(client), "group.id": f"tests-{uuid.uuid4().hex[:6]}", "enable.auto.commit": False})
     try:
-        consumer.assign([TopicPartition(topic, p, 0) for p in kafka_io.partitions_of(consumer, topic)])
+        consumer.assign([TopicPartition(topic, p, 0) for p in clients.partitions_of(consumer, topic)])
         messages: list[Any] = []
         last = time.monotonic()
         deadline = time.monotonic() + timeout

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from streamtrain.lib.checkpoint import check_ledger
+from streamtrain.store.checkpoint import check_ledger
 
 
 def check_exactly_once(state: dict[str, Any], produced: dict[str, dict[int, int]] | None = None) -> None:

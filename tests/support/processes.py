@@ -14,8 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from streamtrain.lib.broker import free_port
-from streamtrain.lib.http import fetch_status
+from streamtrain.local.broker import free_port
+from streamtrain.service.http import fetch_status
 
 COMMANDS = {"producer": "produce", "trainer": "train", "evaluator": "evaluate"}
 

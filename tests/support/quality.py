@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from streamtrain.lib import metrics, model_store
+from streamtrain import metrics
+from streamtrain.store import model_store
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ import pytest
 from sklearn.metrics import accuracy_score, roc_auc_score
 from sklearn.metrics import log_loss as sk_log_loss
 
-from streamtrain.lib import metrics
-from streamtrain.lib.metrics import Totals, Window
+from streamtrain import metrics
+from streamtrain.metrics import Totals, Window
 
 
 @pytest.mark.parametrize("seed", range(6))

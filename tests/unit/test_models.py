@@ -11,8 +11,8 @@ import keras
 import numpy as np
 import pytest
 
-from streamtrain.lib import models
-from streamtrain.lib.models import RunningStandardization
+from streamtrain import models
+from streamtrain.models import RunningStandardization
 
 
 def n_params(variables: list[keras.Variable]) -> int:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from streamtrain.lib.tensors import as_tensor
+from streamtrain.tensors import as_tensor
 
 BASE = np.arange(2048 * 18, dtype=np.float32).reshape(2048, 18)
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Gauge
 
-from streamtrain.lib.http import Route
+from streamtrain.service.http import Route
 
 if TYPE_CHECKING:
     from streamtrain.evaluator.main import Evaluator

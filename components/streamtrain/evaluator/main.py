@@ -17,13 +17,14 @@ from prometheus_client import Counter, Gauge
 
 from streamtrain.evaluator import live, plot
 from streamtrain.evaluator.watcher import ModelWatcher
-from streamtrain.lib import http, kafka_io, service
-from streamtrain.lib.batches import Batch, BatchReader, OffsetLost, unseen
-from streamtrain.lib.config import EvaluatorSettings
-from streamtrain.lib.metrics import Totals, Window
-from streamtrain.lib.runtime import StopFlag
-from streamtrain.lib.tensors import as_tensor
-from streamtrain.lib.tfio_reader import TfioBatchReader
+from streamtrain.kafka import clients
+from streamtrain.kafka.batches import Batch, BatchReader, OffsetLost, unseen
+from streamtrain.kafka.tfio_reader import TfioBatchReader
+from streamtrain.metrics import Totals, Window
+from streamtrain.service import http, loop
+from streamtrain.service.config import EvaluatorSettings
+from streamtrain.service.runtime import StopFlag
+from streamtrain.tensors import as_tensor
 
 log = logging.getLogger("streamtrain.evaluator")
 
@@ -49,8 +50,8 @@ class Evaluator:
         self.rows: list[dict[str, Any]] = []
         self.live = live.Live()  # versions, drift events and lag for the live page (/ and /history)
         self.health = http.Health()
-        self.kafka = kafka_io.producer(settings, "evaluator")
-        self.dead = kafka_io.DeadLetters(self.kafka, settings.dead_letter_topic, "evaluator")
+        self.kafka = clients.producer(settings, "evaluator")
+        self.dead = clients.DeadLetters(self.kafka, settings.dead_letter_topic, "evaluator")
         self.watcher = ModelWatcher(settings)
         self.next_offsets: dict[int, int] = {}
         self.dead_lettered = 0
@@ -116,7 +117,7 @@ class Evaluator:
                 MODEL_AGE.set(max(time.time() - newest / 1000, 0))
         if self.totals.records or final:
             self.rows.append(row)
-            kafka_io.send_json(self.kafka, self.s.metrics_topic, {"component": "evaluator", **row,
+            clients.send_json(self.kafka, self.s.metrics_topic, {"component": "evaluator", **row,
                                                                    "dead_lettered": self.dead_lettered},
                                key="evaluator")
         self.commit()
@@ -152,20 +153,20 @@ class Evaluator:
             **self.live.status(),
         }
 
-    # --- the service loop's hooks (lib/service.py runs them) ----------------------------------------
+    # --- the service loop's hooks (service/loop.py runs them) ----------------------------------------
     def routes(self) -> dict[str, Any] | None:
         return live.routes(self)
 
     def open(self, cleanup: ExitStack) -> BatchReader | TfioBatchReader:
         self.watcher.start()
         cleanup.callback(self.watcher.stop)
-        self.reader = service.start_reader(self.s, self.s.test_topic, None, "evaluator", self.subscribe)
+        self.reader = loop.start_reader(self.s, self.s.test_topic, None, "evaluator", self.subscribe)
         self.next_report = self.next_plot = time.monotonic()
         return self.reader
 
     def subscribe(self) -> tuple[Any, None]:
         s = self.s
-        self.consumer = kafka_io.consumer(s, "evaluator", s.group_id, **{
+        self.consumer = clients.consumer(s, "evaluator", s.group_id, **{
             "auto.offset.reset": s.start_offset, "session.timeout.ms": s.session_timeout_ms,
             "heartbeat.interval.ms": max(s.session_timeout_ms // 5, 500),
             "max.poll.interval.ms": max(s.session_timeout_ms + 1000, 30_000)})
@@ -193,7 +194,7 @@ class Evaluator:
     def recover(self, lost: OffsetLost) -> BatchReader:
         raise lost  # a consumer group's offsets are the broker's: nothing of ours to restore
 
-    def finish(self, run: service.Run) -> dict[str, Any]:
+    def finish(self, run: loop.Run) -> dict[str, Any]:
         self.report(final=True)
         if self.reader is not None:
             self.reader.flush_commit()  # the reader thread has stopped: safe to commit from here
@@ -210,4 +211,4 @@ class Evaluator:
 
 def run(settings: EvaluatorSettings, stop: StopFlag | None = None) -> dict[str, Any]:
     stop = stop or StopFlag().install()
-    return service.run(Evaluator(settings, stop), settings, stop)
+    return loop.run(Evaluator(settings, stop), settings, stop)

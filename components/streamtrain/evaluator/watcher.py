@@ -19,8 +19,9 @@ import tensorflow as tf
 from confluent_kafka import OFFSET_END, TopicPartition
 from prometheus_client import Counter, Gauge
 
-from streamtrain.lib import kafka_io, model_store
-from streamtrain.lib.config import EvaluatorSettings
+from streamtrain.kafka import clients
+from streamtrain.service.config import EvaluatorSettings
+from streamtrain.store import model_store
 
 log = logging.getLogger("streamtrain.evaluator")
 
@@ -70,8 +71,8 @@ class ModelWatcher:
 
     def start(self) -> ModelWatcher:
         try:
-            self._events = kafka_io.consumer(self.s, "evaluator-events")
-            parts = kafka_io.partitions_of(self._events, self.s.model_events_topic, timeout=10)
+            self._events = clients.consumer(self.s, "evaluator-events")
+            parts = clients.partitions_of(self._events, self.s.model_events_topic, timeout=10)
             self._events.assign([TopicPartition(self.s.model_events_topic, p, OFFSET_END) for p in parts])
         except Exception as exc:  # the scan still finds versions, only later
             log.warning("model-events topic unavailable; relying on store scans", extra={"error": str(exc)})

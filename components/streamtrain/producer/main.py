@@ -14,11 +14,12 @@ from typing import Any
 import numpy as np
 from prometheus_client import Counter, Gauge
 
-from streamtrain.lib import http, kafka_io
-from streamtrain.lib.config import ProducerSettings
-from streamtrain.lib.logs import is_terminal
-from streamtrain.lib.runtime import StopFlag, write_summary
+from streamtrain.kafka import clients
 from streamtrain.producer import sources
+from streamtrain.service import http
+from streamtrain.service.config import ProducerSettings
+from streamtrain.service.logs import is_terminal
+from streamtrain.service.runtime import StopFlag, write_summary
 from streamtrain.wire import F32, F32_BLOCK_FORMAT, F32_FORMAT, FORMAT_HEADER, block_label, block_rows
 
 log = logging.getLogger("streamtrain.producer")
@@ -64,11 +65,11 @@ class Deliveries:
 
 def run(settings: ProducerSettings, stop: StopFlag | None = None) -> dict[str, Any]:
     stop = stop or StopFlag().install()
-    kafka = kafka_io.producer(settings, "producer", **{"compression.type": settings.compression})
+    kafka = clients.producer(settings, "producer", **{"compression.type": settings.compression})
     topics = [settings.train_topic, settings.test_topic]
-    partitions = {t: kafka_io.partitions_of(kafka, t) for t in topics}
+    partitions = {t: clients.partitions_of(kafka, t) for t in topics}
     deliveries = Deliveries(topics)
-    dead = kafka_io.DeadLetters(kafka, settings.dead_letter_topic, "producer")
+    dead = clients.DeadLetters(kafka, settings.dead_letter_topic, "producer")
     health = http.Health()
     status: dict[str, Any] = {"component": "producer"}
     if settings.http_port:

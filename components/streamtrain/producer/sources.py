@@ -15,7 +15,7 @@ from typing import IO, cast
 
 import numpy as np
 
-from streamtrain.lib.config import ProducerSettings
+from streamtrain.service.config import ProducerSettings
 from streamtrain.wire import F32_FORMAT, BadKind, decode_batch, encode_f32, encode_labels, encode_rows
 
 CHUNK = 4096

@@ -16,8 +16,8 @@ from typing import Any, TextIO
 import numpy as np
 from prometheus_client import Counter, Gauge
 
-from streamtrain.lib.config import TrainerSettings, parse_class_weight
-from streamtrain.lib.metrics import log_loss
+from streamtrain.metrics import log_loss
+from streamtrain.service.config import TrainerSettings, parse_class_weight
 from streamtrain.trainer import drift, reactions
 from streamtrain.trainer.learner import Learner
 from streamtrain.trainer.replay import ReplayBuffer

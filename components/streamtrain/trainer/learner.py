@@ -10,8 +10,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from streamtrain.lib.models import standardizer
-from streamtrain.lib.tensors import as_tensor
+from streamtrain.models import standardizer
+from streamtrain.tensors import as_tensor
 
 EPS = 1e-7
 

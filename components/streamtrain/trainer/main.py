@@ -17,14 +17,17 @@ import numpy as np
 from confluent_kafka import TopicPartition
 from prometheus_client import Counter, Gauge
 
-from streamtrain.lib import atomic, checkpoint, http, kafka_io, model_store, models, service
-from streamtrain.lib.batches import Batch, BatchReader, OffsetLost
-from streamtrain.lib.checkpoint import TrainerState
-from streamtrain.lib.config import TrainerSettings
-from streamtrain.lib.continuity import LogGuard
-from streamtrain.lib.metrics import Totals, Window
-from streamtrain.lib.runtime import StopFlag
-from streamtrain.lib.tfio_reader import TfioBatchReader
+from streamtrain import models
+from streamtrain.kafka import clients
+from streamtrain.kafka.batches import Batch, BatchReader, OffsetLost
+from streamtrain.kafka.continuity import LogGuard
+from streamtrain.kafka.tfio_reader import TfioBatchReader
+from streamtrain.metrics import Totals, Window
+from streamtrain.service import http, loop
+from streamtrain.service.config import TrainerSettings
+from streamtrain.service.runtime import StopFlag
+from streamtrain.store import atomic, checkpoint, model_store
+from streamtrain.store.checkpoint import TrainerState
 from streamtrain.trainer import assignment, reporting
 from streamtrain.trainer.adapt import Adaptation
 from streamtrain.trainer.failures import FailureState
@@ -62,8 +65,8 @@ class Trainer:
         self.window = Window(2000)
         self.adapt = Adaptation(settings)  # drift detection and reactions, replay, class weights
         self.health = http.Health()
-        self.kafka = kafka_io.producer(settings, "trainer")
-        self.dead = kafka_io.DeadLetters(self.kafka, settings.dead_letter_topic, "trainer")
+        self.kafka = clients.producer(settings, "trainer")
+        self.dead = clients.DeadLetters(self.kafka, settings.dead_letter_topic, "trainer")
         self.published_at_state = -1  # records_trained of the newest published version
         self.consumer: Any = None
         self.guard: LogGuard | None = None
@@ -112,15 +115,15 @@ class Trainer:
     def assign(self) -> tuple[Any, LogGuard]:
         """Assign every partition of the train topic at the checkpointed offsets (no consumer group)."""
         topic = self.s.train_topic
-        # The guard notes connection losses (error_cb) and checks the topic id (lib/continuity.py).
+        # The guard notes connection losses (error_cb) and checks the topic id (kafka/continuity.py).
         self.guard = LogGuard(self.s, topic, None)
-        self.consumer = kafka_io.consumer(self.s, "trainer", self.s.group_id,
+        self.consumer = clients.consumer(self.s, "trainer", self.s.group_id,
                                           **{"auto.offset.reset": "error", "error_cb": self.guard.error_cb})
-        marks = kafka_io.watermarks(self.consumer, topic)
+        marks = clients.watermarks(self.consumer, topic)
         saved = dict(self.state.offsets.get(topic, {}))
         # Offsets belong to one incarnation of the topic: a re-created topic has a new id.
         topic_id, saved_id = self.guard.current_id(), self.state.extra.get("topic_ids", {}).get(topic)
-        fetchable = kafka_io.records_exist(self.s, topic, assignment.past_the_end(saved, marks))
+        fetchable = clients.records_exist(self.s, topic, assignment.past_the_end(saved, marks))
         for lost in assignment.lost_offsets(saved, marks, fetchable, saved_id, topic_id):
             self.offset_lost(lost)
         if topic_id:
@@ -185,7 +188,7 @@ class Trainer:
 
     def drift_event(self, event: dict[str, Any]) -> None:
         """Announce a drift on the metrics topic; the next manifest and /status list it too."""
-        kafka_io.send_json(self.kafka, self.s.metrics_topic, {
+        clients.send_json(self.kafka, self.s.metrics_topic, {
             "component": "trainer", "event": "drift", "model_name": self.s.model_name,
             "model_version": self.state.last_version, **event}, key="trainer")
 
@@ -258,7 +261,7 @@ class Trainer:
         self.publish_failures.succeeded(version=version)
         self.published_at_state = self.state.records_trained
         VERSION.set(version)
-        kafka_io.send_json(self.kafka, self.s.model_events_topic, {
+        clients.send_json(self.kafka, self.s.model_events_topic, {
             "event": "model-published", "model_name": self.s.model_name, "version": version,
             "path": str(published.path), "records_trained": self.state.records_trained,
             "newest_record_ms": self.state.newest_record_ms, "created_at_ms": published.manifest["created_at_ms"],
@@ -277,7 +280,7 @@ class Trainer:
         reporting.export(self.metric_values(), rate, lag)
         payload = {"component": "trainer", "ts_ms": int(time.time() * 1000), **self.status(),
                    "records_per_second": round(rate, 1), "lag": lag}
-        kafka_io.send_json(self.kafka, self.s.metrics_topic, payload, key="trainer")
+        clients.send_json(self.kafka, self.s.metrics_topic, payload, key="trainer")
         log.info("progress", extra={k: payload[k] for k in ("records_trained", "records_dead_lettered", "last_version",
                                                             "records_per_second", "lag", "window_accuracy")})
 
@@ -287,7 +290,7 @@ class Trainer:
                 "last_version": self.state.last_version, "checkpoint_seq": self.state.seq,
                 **self.metric_values(), **self.adapt.status()}
 
-    # --- the service loop's hooks (lib/service.py runs them) ----------------------------------------
+    # --- the service loop's hooks (service/loop.py runs them) ----------------------------------------
     def routes(self) -> dict[str, Any] | None:
         return None
 
@@ -296,7 +299,7 @@ class Trainer:
         width = self.state.width or self.s.n_features
         if width is not None:
             self.build_learner(width)
-        self.reader = service.start_reader(self.s, self.s.train_topic, width, "trainer", self.assign)
+        self.reader = loop.start_reader(self.s, self.s.train_topic, width, "trainer", self.assign)
         self.schedules = Schedules.of(self.s)  # counted from here, once the model is built and the reader runs
         return self.reader
 
@@ -306,7 +309,7 @@ class Trainer:
             self._frozen = True
             # TensorFlow, Keras, the model and the traced step are ~370k objects that live as long as the process;
             # taking them out of the cyclic GC's reach makes the full collection after each SavedModel export
-            # (lib/model_store.py) 5 ms instead of 250 ms.
+            # (store/model_store.py) 5 ms instead of 250 ms.
             gc.freeze()
         self.schedules.checkpoint.tick()
         self.schedules.publish.tick()
@@ -334,12 +337,12 @@ class Trainer:
             self.reader.stop()
         self.consumer.close()  # assign() makes a new one
         self.offset_lost_while_running(str(lost))
-        reader = service.start_reader(self.s, self.s.train_topic, self.state.width, "trainer", self.assign)
+        reader = loop.start_reader(self.s, self.s.train_topic, self.state.width, "trainer", self.assign)
         assert isinstance(reader, BatchReader)  # only the confluent reader has offsets to lose
         self.reader = reader
         return reader
 
-    def finish(self, run: service.Run) -> dict[str, Any]:
+    def finish(self, run: loop.Run) -> dict[str, Any]:
         """What was trained is checkpointed and published; the producer queue is flushed."""
         deadline = time.monotonic() + self.s.stop_grace_seconds
         self.publish(final=True)
@@ -371,5 +374,5 @@ class Trainer:
 
 def run(settings: TrainerSettings, stop: StopFlag | None = None) -> dict[str, Any]:
     stop = stop or StopFlag().install()
-    return service.run(Trainer(settings, stop), settings, stop)
+    return loop.run(Trainer(settings, stop), settings, stop)
 

@@ -1,7 +1,7 @@
 """What the trainer reports about its learning: prequential (test-then-train) and windowed quality, its rate and its
 lag, as Prometheus gauges, on the metrics topic and in the log.
 
->>> from streamtrain.lib.checkpoint import TrainerState
+>>> from streamtrain.store.checkpoint import TrainerState
 >>> state = TrainerState(preq_records=4, preq_correct=3, preq_loss_sum=2.0)
 >>> quality(state, Window(10))["prequential_accuracy"]
 0.75
@@ -16,8 +16,8 @@ from typing import Any
 
 from prometheus_client import Gauge
 
-from streamtrain.lib.checkpoint import TrainerState
-from streamtrain.lib.metrics import Window
+from streamtrain.metrics import Window
+from streamtrain.store.checkpoint import TrainerState
 
 PREQ_ACC = Gauge("streamtrain_trainer_prequential_accuracy", "Test-then-train accuracy since the start")
 WINDOW_ACC = Gauge("streamtrain_trainer_window_accuracy", "Test-then-train accuracy over the recent window")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from streamtrain.lib.config import TrainerSettings
+from streamtrain.service.config import TrainerSettings
 
 
 @dataclass

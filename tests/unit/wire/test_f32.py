@@ -10,9 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from streamtrain import wire
-from streamtrain.lib.batches import to_batch
-from streamtrain.lib.config import ProducerSettings
+from streamtrain.kafka.batches import to_batch
 from streamtrain.producer import sources
+from streamtrain.service.config import ProducerSettings
 from streamtrain.wire import F32_FORMAT, FORMAT_HEADER, decode_batch, encode_f32, encode_labels, encode_rows
 
 

@@ -8,8 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from streamtrain import wire
-from streamtrain.lib.batches import to_batch, unseen
-from streamtrain.lib.config import ProducerSettings
+from streamtrain.kafka.batches import to_batch, unseen
+from streamtrain.service.config import ProducerSettings
 from streamtrain.wire import (
     F32_BLOCK_FORMAT,
     F32_FORMAT,

@@ -12,8 +12,8 @@ import pytest
 from pydantic_settings import BaseSettings
 
 from streamtrain import cli
-from streamtrain.lib import config
-from streamtrain.lib.config import (
+from streamtrain.service import config
+from streamtrain.service.config import (
     BrokerSettings,
     CommonSettings,
     ConfigError,

@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from streamtrain import PROCESS_START
-from streamtrain.lib import http
-from streamtrain.lib.batches import Batch, BatchReader, Guard, OffsetLost
-from streamtrain.lib.config import EvaluatorSettings, TrainerSettings
-from streamtrain.lib.runtime import StopFlag, Throughput, write_summary
-from streamtrain.lib.tfio_reader import TfioBatchReader
+from streamtrain.kafka.batches import Batch, BatchReader, Guard, OffsetLost
+from streamtrain.kafka.tfio_reader import TfioBatchReader
+from streamtrain.service import http
+from streamtrain.service.config import EvaluatorSettings, TrainerSettings
+from streamtrain.service.runtime import StopFlag, Throughput, write_summary
 
 POLL_SECONDS = 0.2  # the longest a turn waits for a batch: how soon a stop signal or an idle exit is seen
 

@@ -18,16 +18,16 @@ from typing import Any
 
 import numpy as np
 
-from streamtrain.lib import kafka_io
-from streamtrain.lib.batches import Batch, take
-from streamtrain.lib.config import CommonSettings
+from streamtrain.kafka import clients
+from streamtrain.kafka.batches import Batch, take
+from streamtrain.service.config import CommonSettings
 from streamtrain.wire import decode_batch
 
 log = logging.getLogger(__name__)
 
 
 def _configuration(settings: CommonSettings, component: str, group_timeout_ms: int) -> list[str]:
-    conf = kafka_io.client_config(settings, component)
+    conf = clients.client_config(settings, component)
     conf.pop("bootstrap.servers")
     conf.update({"session.timeout.ms": group_timeout_ms, "max.poll.interval.ms": max(group_timeout_ms + 1000, 10_000),
                  "auto.offset.reset": "earliest", "enable.auto.commit": True})

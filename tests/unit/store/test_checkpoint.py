@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streamtrain.lib import checkpoint, models
-from streamtrain.lib.checkpoint import TrainerState, check_ledger
+from streamtrain import models
+from streamtrain.store import checkpoint
+from streamtrain.store.checkpoint import TrainerState, check_ledger
 from streamtrain.trainer.learner import Learner
 
 

@@ -12,7 +12,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from confluent_kafka.admin import AdminClient, NewTopic
 from prometheus_client import Counter
 
-from streamtrain.lib.config import CommonSettings
+from streamtrain.service.config import CommonSettings
 from streamtrain.wire.base import FORMAT_HEADER
 
 log = logging.getLogger(__name__)

@@ -23,8 +23,8 @@ from typing import Any, Literal
 
 import keras
 
-from streamtrain.lib import atomic
-from streamtrain.lib.models import check_shape
+from streamtrain.models import check_shape
+from streamtrain.store import atomic
 
 log = logging.getLogger(__name__)
 

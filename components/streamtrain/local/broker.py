@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from streamtrain.lib.tls_front import TlsFront
+from streamtrain.local.tls_front import TlsFront
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class EmbeddedBroker:
     """A tansu process with in-memory storage; everything it holds is gone when it stops.
 
     It listens on loopback unless told otherwise. With cert and key it serves TLS through a
-    TlsFront (tansu 0.6 cannot: see lib/tls_front.py): tansu then listens on a private loopback
+    TlsFront (tansu 0.6 cannot: see local/tls_front.py): tansu then listens on a private loopback
     port (`internal_bootstrap`, plaintext, for the owning process) and advertises the TLS address.
     """
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from streamtrain.lib.config import ProducerSettings
 from streamtrain.producer import sources
 from streamtrain.producer.sources import Chunk
+from streamtrain.service.config import ProducerSettings
 from streamtrain.wire import decode_batch
 
 

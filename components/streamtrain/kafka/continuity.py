@@ -25,9 +25,9 @@ from typing import Any
 
 from confluent_kafka import KafkaError
 
-from streamtrain.lib import kafka_io
-from streamtrain.lib.batches import OffsetLost
-from streamtrain.lib.config import CommonSettings
+from streamtrain.kafka import clients
+from streamtrain.kafka.batches import OffsetLost
+from streamtrain.service.config import CommonSettings
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +61,8 @@ class LogGuard:
 
     def current_id(self) -> str | None:
         if self._admin is None:
-            self._admin = kafka_io.admin(self.settings, "log-guard")
-        return kafka_io.topic_id(self._admin, self.topic, timeout=5)
+            self._admin = clients.admin(self.settings, "log-guard")
+        return clients.topic_id(self._admin, self.topic, timeout=5)
 
     def verify(self, holding: bool, stop: threading.Event) -> None:
         """Raise OffsetLost if the topic is not the one our offsets belong to.

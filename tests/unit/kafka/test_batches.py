@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from streamtrain.lib.batches import Batch
-from streamtrain.lib.checkpoint import TrainerState, check_ledger
+from streamtrain.kafka.batches import Batch
+from streamtrain.store.checkpoint import TrainerState, check_ledger
 from streamtrain.wire import decode_batch
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streamtrain.lib import metrics, models
+from streamtrain import metrics, models
 from streamtrain.trainer.learner import Learner
 
 

@@ -18,7 +18,7 @@ from typing import Protocol
 import numpy as np
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
-from streamtrain.lib.kafka_io import DeadLetters
+from streamtrain.kafka.clients import DeadLetters
 from streamtrain.wire import Decoded, decode_batch, record_format
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ class OffsetLost(RuntimeError):
 
 
 class Guard(Protocol):
-    """Checks that the log is still the one the offsets belong to (lib/continuity.py's LogGuard)."""
+    """Checks that the log is still the one the offsets belong to (kafka/continuity.py's LogGuard)."""
 
     def verify(self, holding: bool, stop: threading.Event) -> None: ...
 

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from streamtrain.lib import model_store, models
-from streamtrain.lib.model_store import CorruptVersion
+from streamtrain import models
+from streamtrain.store import model_store
+from streamtrain.store.model_store import CorruptVersion
 
 NAME = "m"
 WIDTH = 4
@@ -212,7 +213,7 @@ def test_newest_skips_a_corrupt_newest_version(tmp_path: Path, model: keras.Mode
 READER = textwrap.dedent("""
     import json, sys, time
     from pathlib import Path
-    from streamtrain.lib import model_store
+    from streamtrain.store import model_store
 
     base, name, out = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
     stop, ready = out.with_suffix(".stop"), out.with_suffix(".ready")
@@ -280,7 +281,8 @@ def test_concurrent_reader_never_sees_a_partial_version(tmp_path: Path, model: k
 WRITER = textwrap.dedent("""
     import sys
     from pathlib import Path
-    from streamtrain.lib import model_store, models
+    from streamtrain.store import model_store
+    from streamtrain import models
 
     base, stop = Path(sys.argv[1]), Path(sys.argv[2])
     model = models.build("logreg", 18)

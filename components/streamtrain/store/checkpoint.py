@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from streamtrain.lib import atomic
+from streamtrain.store import atomic
 
 log = logging.getLogger(__name__)
 

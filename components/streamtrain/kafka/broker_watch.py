@@ -23,8 +23,8 @@ from typing import Any
 from confluent_kafka import KafkaException
 from prometheus_client import Counter, Gauge
 
-from streamtrain.lib import kafka_io
-from streamtrain.lib.config import CommonSettings
+from streamtrain.kafka import clients
+from streamtrain.service.config import CommonSettings
 
 log = logging.getLogger("streamtrain.broker")
 
@@ -73,7 +73,7 @@ class BrokerWatch:
         started = time.monotonic()
         try:
             if self._client is None:
-                self._client = kafka_io.admin(self.settings, f"{self.component}-watch")
+                self._client = clients.admin(self.settings, f"{self.component}-watch")
             self._client.list_topics(timeout=self.timeout)
         except KafkaException as exc:
             self._unanswered(started, exc)
@@ -90,7 +90,7 @@ class BrokerWatch:
             REACHABLE.labels(self.component).set(0)
             log.warning("Kafka broker stalled: no answer; clients keep retrying",
                         extra={"component": self.component, "waited_seconds": round(now - started, 1),
-                               "error": kafka_io.error_text(exc)})
+                               "error": clients.error_text(exc)})
         UNREACHABLE.labels(self.component).set(now - self.down_since)
 
     def _answered(self) -> None:

@@ -1,0 +1,1 @@
+"""Local tooling: the embedded Kafka-protocol broker and its TLS front."""

@@ -1,0 +1,1 @@
+"""What every component runs on: configuration, HTTP endpoints, logs, signals, the service loop."""

@@ -1,0 +1,1 @@
+"""The model store (numbered versions, TF Serving layout) and the trainer's checkpoints, written atomically."""
