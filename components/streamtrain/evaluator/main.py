@@ -12,13 +12,14 @@ from contextlib import ExitStack
 from typing import Any
 
 import numpy as np
-from confluent_kafka import TopicPartition
+from confluent_kafka import Producer, TopicPartition
 from prometheus_client import Counter, Gauge
 
 from streamtrain.evaluator import live, plot
 from streamtrain.evaluator.watcher import ModelWatcher
 from streamtrain.kafka import clients
 from streamtrain.kafka.batches import Batch, BatchReader, OffsetLost, unseen
+from streamtrain.kafka.clients import ConsumerFactory
 from streamtrain.kafka.tfio_reader import TfioBatchReader
 from streamtrain.metrics import Totals, Window
 from streamtrain.service import http, loop
@@ -41,7 +42,10 @@ REPEATS = Counter("streamtrain_evaluator_repeated_records_total",
 
 
 class Evaluator:
-    def __init__(self, settings: EvaluatorSettings, stop: StopFlag) -> None:
+    def __init__(self, settings: EvaluatorSettings, stop: StopFlag, producer: Producer | None = None,
+                 consumer: ConsumerFactory = clients.consumer) -> None:
+        """producer: for dead letters, metrics and model events; consumer(settings, client, group, **config): how
+        the topic's consumer is made. Both default to the configured Kafka clients (tests pass their own)."""
         self.s = settings
         self.stop = stop
         self.window = Window(settings.window)
@@ -50,7 +54,8 @@ class Evaluator:
         self.rows: list[dict[str, Any]] = []
         self.live = live.Live()  # versions, drift events and lag for the live page (/ and /history)
         self.health = http.Health()
-        self.kafka = clients.producer(settings, "evaluator")
+        self.kafka = producer if producer is not None else clients.producer(settings, "evaluator")
+        self.make_consumer = consumer
         self.dead = clients.DeadLetters(self.kafka, settings.dead_letter_topic, "evaluator")
         self.watcher = ModelWatcher(settings)
         self.next_offsets: dict[int, int] = {}
@@ -166,7 +171,7 @@ class Evaluator:
 
     def subscribe(self) -> tuple[Any, None]:
         s = self.s
-        self.consumer = clients.consumer(s, "evaluator", s.group_id, **{
+        self.consumer = self.make_consumer(s, "evaluator", s.group_id, **{
             "auto.offset.reset": s.start_offset, "session.timeout.ms": s.session_timeout_ms,
             "heartbeat.interval.ms": max(s.session_timeout_ms // 5, 500),
             "max.poll.interval.ms": max(s.session_timeout_ms + 1000, 30_000)})

@@ -6,7 +6,7 @@ import json
 import logging
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicCollection, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -58,6 +58,11 @@ def producer(settings: CommonSettings, component: str, **overrides: Any) -> Prod
     })
     conf.update(overrides)
     return Producer(conf)
+
+
+class ConsumerFactory(Protocol):
+    def __call__(self, settings: CommonSettings, component: str, group_id: str | None = None,
+                 **overrides: Any) -> Consumer: ...
 
 
 def consumer(settings: CommonSettings, component: str, group_id: str | None = None, **overrides: Any) -> Consumer:

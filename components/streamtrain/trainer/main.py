@@ -14,12 +14,13 @@ from contextlib import ExitStack
 from typing import Any
 
 import numpy as np
-from confluent_kafka import TopicPartition
+from confluent_kafka import Producer, TopicPartition
 from prometheus_client import Counter, Gauge
 
 from streamtrain import models
 from streamtrain.kafka import clients
 from streamtrain.kafka.batches import Batch, BatchReader, OffsetLost
+from streamtrain.kafka.clients import ConsumerFactory
 from streamtrain.kafka.continuity import LogGuard
 from streamtrain.kafka.tfio_reader import TfioBatchReader
 from streamtrain.metrics import Totals, Window
@@ -56,7 +57,10 @@ class OffsetLossError(RuntimeError):
 
 
 class Trainer:
-    def __init__(self, settings: TrainerSettings, stop: StopFlag) -> None:
+    def __init__(self, settings: TrainerSettings, stop: StopFlag, producer: Producer | None = None,
+                 consumer: ConsumerFactory = clients.consumer) -> None:
+        """producer: for dead letters, metrics and model events; consumer(settings, client, group, **config): how
+        the topic's consumer is made. Both default to the configured Kafka clients (tests pass their own)."""
         self.s = settings
         self.stop = stop
         self.state = TrainerState()
@@ -65,7 +69,8 @@ class Trainer:
         self.window = Window(2000)
         self.adapt = Adaptation(settings)  # drift detection and reactions, replay, class weights
         self.health = http.Health()
-        self.kafka = clients.producer(settings, "trainer")
+        self.kafka = producer if producer is not None else clients.producer(settings, "trainer")
+        self.make_consumer = consumer
         self.dead = clients.DeadLetters(self.kafka, settings.dead_letter_topic, "trainer")
         self.published_at_state = -1  # records_trained of the newest published version
         self.consumer: Any = None
@@ -117,7 +122,7 @@ class Trainer:
         topic = self.s.train_topic
         # The guard notes connection losses (error_cb) and checks the topic id (kafka/continuity.py).
         self.guard = LogGuard(self.s, topic, None)
-        self.consumer = clients.consumer(self.s, "trainer", self.s.group_id,
+        self.consumer = self.make_consumer(self.s, "trainer", self.s.group_id,
                                           **{"auto.offset.reset": "error", "error_cb": self.guard.error_cb})
         marks = clients.watermarks(self.consumer, topic)
         saved = dict(self.state.offsets.get(topic, {}))
