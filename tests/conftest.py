@@ -72,6 +72,15 @@ def common_settings(env: dict[str, str]) -> CommonSettings:
 
 
 @pytest.fixture
+def clean_streamtrain_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings read STREAMTRAIN_* variables; a test that uses this starts from none of them (processes get theirs
+    explicitly). The unit and quality tests use it for every test."""
+    for name in list(os.environ):
+        if name.startswith("STREAMTRAIN_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
 def artifacts(request: pytest.FixtureRequest) -> Path:
     """A folder kept after the run (CI can upload it): plots, screenshots, logs."""
     path = ARTIFACTS / request.node.name.replace("/", "_")

@@ -1,17 +1,10 @@
-"""Unit-test fixtures: quiet TensorFlow, no STREAMTRAIN_* leaking in from the caller's environment."""
+"""Unit tests start from no STREAMTRAIN_* variable of the caller's environment."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 @pytest.fixture(autouse=True)
-def _clean_streamtrain_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Settings read STREAMTRAIN_* variables; tests start from none of them."""
-    for name in list(os.environ):
-        if name.startswith("STREAMTRAIN_"):
-            monkeypatch.delenv(name)
+def _no_streamtrain_env(clean_streamtrain_env: None) -> None:
+    """(the shared fixture, for every test here)"""
