@@ -17,12 +17,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from streamtrain.evaluator import plot
 from streamtrain.service.config import ReportSettings
 
 log = logging.getLogger("streamtrain.report")
 
-NUMERIC = {"ts_ms", "records_evaluated", "model_version", "accuracy", "loss", "auc", "records_per_second", "lag",
-           "drift_events"}
+NUMERIC = set(plot.COLUMNS)  # every column of the evaluator's CSV is a number
 
 
 def read_topic(settings: ReportSettings) -> list[dict[str, Any]]:
@@ -116,19 +116,11 @@ def _png(fig: Any) -> str:
 
 
 def _marks(ax: Any, t0: float, data: dict[str, list[dict[str, Any]]], label: bool) -> None:
-    previous = None
-    first_version = True
-    for r in data["evaluator"] or data["trainer"]:
-        version = r.get("model_version", r.get("last_version"))
-        if version is not None and previous is not None and version != previous:
-            ax.axvline((r["ts_ms"] - t0) / 1000, color="grey", alpha=0.35, linewidth=0.8, linestyle="--",
-                       label="new model version" if label and first_version else None)
-            first_version = False
-        previous = version if version is not None else previous
-    for i, event in enumerate(data["drifts"]):
-        if event.get("ts_ms"):
-            ax.axvline((event["ts_ms"] - t0) / 1000, color="tab:red", linewidth=1.8,
-                       label="drift detected" if label and i == 0 else None)
+    for i, r in enumerate(plot.version_changes(data["evaluator"] or data["trainer"])):
+        name = "new model version" if label and not i else None
+        ax.axvline((r["ts_ms"] - t0) / 1000, **plot.VERSION_MARK, label=name)
+    for i, event in enumerate(e for e in data["drifts"] if e.get("ts_ms")):
+        ax.axvline((event["ts_ms"] - t0) / 1000, **plot.DRIFT_MARK, label="drift detected" if label and not i else None)
 
 
 def plots(data: dict[str, list[dict[str, Any]]]) -> dict[str, str]:

@@ -1,4 +1,10 @@
-"""The accuracy-over-time CSV and PNG the evaluator keeps up to date."""
+"""The accuracy-over-time CSV and PNG the evaluator keeps up to date; its columns and the plots' marks (new model
+versions, drifts) are also what `streamtrain report` reads and draws.
+
+>>> rows = [{"model_version": 1}, {"model_version": 1}, {"model_version": 2}, {"last_version": 3}]
+>>> [rows.index(r) for r in version_changes(rows)]
+[2, 3]
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,20 @@ from typing import Any
 
 COLUMNS = ["ts_ms", "records_evaluated", "model_version", "accuracy", "loss", "auc", "records_per_second", "lag",
            "drift_events"]
+# The marks every plot of a run draws (matplotlib axvline keywords).
+VERSION_MARK: dict[str, Any] = {"color": "grey", "alpha": 0.35, "linewidth": 0.8, "linestyle": "--"}
+DRIFT_MARK: dict[str, Any] = {"color": "tab:red", "alpha": 0.8, "linewidth": 1.8}
+
+
+def version_changes(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows at which a new model version shows (an evaluator's model_version or a trainer's last_version)."""
+    changes, previous = [], None
+    for row in rows:
+        version = row.get("model_version", row.get("last_version"))
+        if version is not None and previous is not None and version != previous:
+            changes.append(row)
+        previous = version if version is not None else previous
+    return changes
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -35,15 +55,12 @@ def write_png(path: Path, rows: list[dict[str, Any]], title: str = "streamtrain:
     if any(r.get("auc") is not None for r in points):
         ax.plot(x, [r["auc"] if r.get("auc") is not None else float("nan") for r in points],
                 label="AUC", color="tab:green", alpha=0.7)
-    previous = None
-    for r in points:
-        if r["model_version"] != previous and previous is not None:
-            ax.axvline(r["records_evaluated"], color="grey", alpha=0.25, linewidth=0.8)
-        previous = r["model_version"]
+    for r in version_changes(points):
+        ax.axvline(r["records_evaluated"], **VERSION_MARK)
     drifts = 0
     for r in points:  # red lines: the evaluator learnt of a drift the trainer detected
         if (r.get("drift_events") or 0) > drifts:
-            ax.axvline(r["records_evaluated"], color="tab:red", alpha=0.8, linewidth=1.5)
+            ax.axvline(r["records_evaluated"], **DRIFT_MARK)
         drifts = max(drifts, r.get("drift_events") or 0)
     ax.set_xlabel("test records evaluated")
     ax.set_ylabel("score")
