@@ -56,8 +56,9 @@ def decode_batch(keys: list[bytes | None], values: list[bytes | None], width: in
 def _decode_mixed(keys: list[bytes | None], values: list[bytes | None], width: int | None,
                   formats: list[bytes | None]) -> tuple[Decoded, int | None]:
     """A batch with binary records (and maybe CSV ones, or unknown formats): each part by its format."""
-    binary = [i for i, f in enumerate(formats) if f == f32.F32_RECORD.header]
-    blocks = [i for i, f in enumerate(formats) if f == f32_block.F32_BLOCK.header]
+    row_header, block_header = f32.F32_RECORD.header, f32_block.F32_BLOCK.header  # looked up once, not per record
+    binary = [i for i, f in enumerate(formats) if f == row_header]
+    blocks = [i for i, f in enumerate(formats) if f == block_header]
     if width is None:
         width = (f32.width_of([values[i] for i in binary])
                  or f32_block.width_of([keys[i] for i in blocks], [values[i] for i in blocks]))
