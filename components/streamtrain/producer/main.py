@@ -20,7 +20,7 @@ from streamtrain.service import http
 from streamtrain.service.config import ProducerSettings
 from streamtrain.service.logs import is_terminal
 from streamtrain.service.runtime import StopFlag, write_summary
-from streamtrain.wire import F32, F32_BLOCK_FORMAT, F32_FORMAT, FORMAT_HEADER, block_label, block_rows
+from streamtrain.wire import F32, F32_BLOCK_FORMAT, F32_FORMAT, FORMATS, block_label, block_rows
 
 log = logging.getLogger("streamtrain.producer")
 
@@ -151,7 +151,7 @@ def _slice(rate: float) -> int:
 
 # Records in a format other than CSV say so in a header (CSV records carry none, as the tutorial's).
 HEADERS: dict[bytes | None, list[tuple[str, bytes]]] = {
-    F32_FORMAT: [(FORMAT_HEADER, F32_FORMAT)], F32_BLOCK_FORMAT: [(FORMAT_HEADER, F32_BLOCK_FORMAT)]}
+    name: headers for name, wire in FORMATS.items() if (headers := wire.headers()) is not None}
 
 
 def _produce_blocks(kafka: Any, topics: list[str], span: range, keys: list[bytes], values: list[bytes],

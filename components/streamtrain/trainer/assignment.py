@@ -45,11 +45,11 @@ def lost_offsets(saved: dict[int, int], marks: Watermarks, fetchable: set[int], 
     could be fetched; saved_id/topic_id: the topic's id when checkpointed and now (None: unknown)."""
     recreated = (f"the topic was re-created (id {saved_id}, now {topic_id})"
                  if saved and saved_id and topic_id and saved_id != topic_id else None)
-    beyond = past_the_end(saved, marks)
     lost = []
     for partition, offset in saved.items():
         low, high = marks.get(partition, (-1, -1))
-        gone = partition not in marks or offset < low or (partition in beyond and partition not in fetchable)
+        beyond = offset > high  # past_the_end's test: the record before it must be fetchable
+        gone = partition not in marks or offset < low or (beyond and partition not in fetchable)
         if gone or recreated:
             why = recreated or f"it has {low}..{high}; was the topic deleted or the broker's data lost?"
             lost.append(LostOffset(partition, offset, low, high, why))

@@ -11,7 +11,7 @@ from streamtrain.wire.f32 import decode_f32_record, encode_f32
 from streamtrain.wire.f32_block import MAX_BLOCK_BYTES, block_label, block_rows, decode_f32_block, encode_f32_blocks
 from streamtrain.wire.labels import decode_label, encode_labels
 
-F32_FORMAT = b"f32"
+F32_FORMAT = b"f32"  # the streamtrain.format header values (WireFormat.header of f32 and f32_block)
 F32_BLOCK_FORMAT = b"f32-block"
 
 __all__ = [

@@ -20,7 +20,8 @@ from streamtrain.wire import csv, f32, f32_block
 from streamtrain.wire.base import FORMAT_HEADER, BadRecord, BadRecordError, Decoded, WireFormat
 
 CSV_FORMAT = b"csv"  # what a record without the header is, too
-FORMATS: dict[bytes, WireFormat] = {CSV_FORMAT: csv.CSV, b"f32": f32.F32_RECORD, b"f32-block": f32_block.F32_BLOCK}
+FORMATS: dict[bytes, WireFormat] = {wire.header or CSV_FORMAT: wire
+                                   for wire in (csv.CSV, f32.F32_RECORD, f32_block.F32_BLOCK)}
 
 Headers = list[tuple[str, str | bytes | None]] | dict[str, str | bytes | None] | None
 
