@@ -165,7 +165,7 @@ def _timed_loop(step: Any, x: np.ndarray, y: np.ndarray, batch: int, seconds: fl
 
 def predict_ceiling(x: np.ndarray, batch: int, seconds: float) -> float:
     from streamtrain import models
-    from streamtrain.evaluator.watcher import compile_predict
+    from streamtrain.store.loaded import compile_predict
 
     predict = compile_predict(models.mlp(x.shape[1], seed=0))
     return _timed_loop(lambda xb, _yb: predict(xb).numpy(), x, np.zeros(len(x), np.float32), batch, seconds)

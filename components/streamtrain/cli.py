@@ -29,8 +29,10 @@ from streamtrain.service.config import (
     CommonSettings,
     DemoSettings,
     EvaluatorSettings,
+    PredictorSettings,
     ProducerSettings,
     ReportSettings,
+    ServingSettings,
     TrainerSettings,
 )
 
@@ -65,6 +67,19 @@ def _evaluate(settings: Any) -> int:
     return 0
 
 
+def _predict(settings: Any) -> int:
+    from streamtrain.predictor.main import run
+
+    run(settings)
+    return 0
+
+
+def _serving(settings: Any) -> int:
+    from streamtrain.serving.commands import main
+
+    return main(settings)
+
+
 def _broker(settings: Any) -> int:
     from streamtrain.local.broker import EmbeddedBroker
     from streamtrain.service.runtime import StopFlag
@@ -82,7 +97,7 @@ def _broker(settings: Any) -> int:
 
 
 class TopicsSettings(CommonSettings):
-    """Create the five topics (for local runs; on Kubernetes, Strimzi's KafkaTopics do it)."""
+    """Create the topics (for local runs; on Kubernetes, Strimzi's KafkaTopics do it)."""
 
     partitions: int = Field(1, ge=1, description="partitions per topic")
 
@@ -143,16 +158,20 @@ def _demo(settings: Any) -> int:
 COMMANDS: dict[str, tuple[type[BaseSettings], Callable[[Any], int], str]] = {
     "produce": (ProducerSettings, _produce, "stream a source into the train and test topics"),
     "train": (TrainerSettings, _train, "train a model online on the train topic and publish versions"),
-    "evaluate": (EvaluatorSettings, _evaluate, "evaluate the newest model version on the test topic"),
+    "evaluate": (EvaluatorSettings, _evaluate, "evaluate the newest model version on the test topic and judge it"),
+    "predict": (PredictorSettings, _predict, "score the input topic and answer REST requests with the served version"),
+    "serving": (ServingSettings, _serving, "show serving decisions; pin, unpin or roll back the served version"),
     "broker": (BrokerSettings, _broker, "run the embedded Kafka-protocol broker (tansu) in the foreground"),
-    "topics": (TopicsSettings, _topics, "create the train, test, metrics, model-events and dead-letter topics"),
+    "topics": (TopicsSettings, _topics, "create the topics (train, test, metrics, model events, dead letters, "
+                                        "control, input, predictions)"),
     "inspect": (InspectSettings, _inspect, "show the newest checkpoint and the published versions"),
     "demo": (DemoSettings, _demo, "run broker, producer, trainer and evaluator locally, then summarise"),
     "report": (ReportSettings, _report, "write an HTML report (plots inside) from the metrics topic or a CSV"),
 }
 
 
-WATCHED = {"produce": "producer", "train": "trainer", "evaluate": "evaluator"}  # long-running Kafka clients
+# long-running Kafka clients
+WATCHED = {"produce": "producer", "train": "trainer", "evaluate": "evaluator", "predict": "predictor"}
 
 
 class _OneLineParser(argparse.ArgumentParser):

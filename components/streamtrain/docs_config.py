@@ -46,6 +46,8 @@ _TAG_START = re.compile(r"<(?=[A-Za-z/!?])")  # what Markdown would take for the
 def option_names(settings_cls: type[BaseSettings], field: str) -> tuple[str, str]:
     """The flag and the environment variable of one field, as the CLI derives them."""
     prefix = str(settings_cls.model_config.get("env_prefix", ""))
+    if config.positional(settings_cls.model_fields[field]):
+        return field.upper(), f"{prefix}{field.upper()}"
     return config.flag_name(field), f"{prefix}{field.upper()}"
 
 
@@ -94,6 +96,8 @@ def _description(info: FieldInfo) -> str:
 
 def _flag_cell(settings_cls: type[BaseSettings], field: str, info: FieldInfo) -> str:
     flag, _ = option_names(settings_cls, field)
+    if config.positional(info):
+        return f"`{flag}` (argument)"
     if info.annotation is bool:
         return f"`{flag}` / `--no-{flag.removeprefix('--')}`"
     return f"`{flag}`"

@@ -45,7 +45,9 @@ def test_flags_and_env_names_match_the_cli() -> None:
     parser = cli.parser()
     subparsers = next(a for a in parser._actions if a.dest == "command")
     for command, (settings_cls, _run, _summary) in cli.COMMANDS.items():
-        accepted = {option for action in subparsers.choices[command]._actions for option in action.option_strings}
+        actions = subparsers.choices[command]._actions
+        accepted = {option for action in actions for option in action.option_strings}
+        accepted |= {action.dest.upper() for action in actions if not action.option_strings}  # positionals
         for field in settings_cls.model_fields:
             flag, _env = docs_config.option_names(settings_cls, field)
             assert flag in accepted, f"streamtrain {command} has no {flag}"

@@ -19,7 +19,7 @@ from streamtrain.service.http import Route
 
 if TYPE_CHECKING:
     from streamtrain.evaluator.main import Evaluator
-    from streamtrain.evaluator.watcher import LoadedModel
+    from streamtrain.store.loaded import LoadedModel
 
 LAG = Gauge("streamtrain_evaluator_lag_records", "Test records on the broker not yet evaluated (this replica)")
 DRIFTS = Gauge("streamtrain_evaluator_drift_events", "Drift events the trainer reported in the loaded versions")

@@ -11,17 +11,15 @@ import json
 import logging
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
-import keras
-import tensorflow as tf
 from confluent_kafka import OFFSET_END, TopicPartition
 from prometheus_client import Counter, Gauge
 
 from streamtrain.kafka import clients
 from streamtrain.service.config import EvaluatorSettings
 from streamtrain.store import model_store
+from streamtrain.store.loaded import LoadedModel, load_version
 
 log = logging.getLogger("streamtrain.evaluator")
 
@@ -30,30 +28,6 @@ REJECTIONS = Counter("streamtrain_evaluator_model_rejections_total", "Model vers
 LOAD_SECONDS = Gauge("streamtrain_evaluator_model_load_seconds", "Time to verify and load the newest version")
 
 HISTORY_LIMIT = 1000  # loaded versions kept in /status (versions_loaded)
-
-
-@dataclass
-class LoadedModel:
-    version: int
-    model: keras.Model
-    predict: Any  # compiled scoring function: features -> probabilities
-    manifest: dict[str, Any]
-    loaded_at_ms: int
-
-    @property
-    def width(self) -> int:
-        return int(self.model.inputs[0].shape[1])
-
-
-def compile_predict(model: keras.Model) -> Any:
-    width = int(model.inputs[0].shape[1])
-
-    @tf.function(input_signature=[tf.TensorSpec([None, width], tf.float32)])
-    def predict(x: tf.Tensor) -> tf.Tensor:
-        return model(x, training=False)[:, 0]
-
-    # The concrete function skips tf.function's per-call dispatch (as the trainer's step does): ~0.1 ms a batch.
-    return predict.get_concrete_function()
 
 
 class ModelWatcher:
@@ -121,14 +95,13 @@ class ModelWatcher:
         for number, path in model_store.candidates(self.s.model_dir, self.s.model_name, above, self.rejected):
             started = time.monotonic()
             try:
-                model_store.verify(path)
-                model, manifest = model_store.load(path, self.width)
+                loaded = load_version(number, path, self.width)
             except model_store.CorruptVersion as exc:
                 if not path.exists():  # retention removed it while we looked: not a fault
                     continue
                 self.reject(number, exc)
                 continue
-            loaded = LoadedModel(number, model, compile_predict(model), manifest, int(time.time() * 1000))
+            manifest = loaded.manifest
             self.current = loaded
             LOADS.inc()
             LOAD_SECONDS.set(time.monotonic() - started)

@@ -91,8 +91,8 @@ def admin(settings: CommonSettings, component: str) -> AdminClient:
 
 
 def topic_names(settings: CommonSettings) -> list[str]:
-    return [settings.train_topic, settings.test_topic, settings.metrics_topic,
-            settings.model_events_topic, settings.dead_letter_topic]
+    return [settings.train_topic, settings.test_topic, settings.metrics_topic, settings.model_events_topic,
+            settings.dead_letter_topic, settings.control_topic, settings.input_topic, settings.output_topic]
 
 
 def create_topics(client: AdminClient, topics: Iterable[str], partitions: int, timeout: float = 30.0) -> list[str]:

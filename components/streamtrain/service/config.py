@@ -63,6 +63,11 @@ class CommonSettings(BaseSettings):
     metrics_topic: str = Field("streamtrain.metrics", description="topic the components publish metrics to")
     model_events_topic: str = Field("streamtrain.model-events", description="topic announcing new model versions")
     dead_letter_topic: str = Field("streamtrain.dead-letter", description="topic for records that cannot be used")
+    control_topic: str = Field(
+        "streamtrain.control", description="compacted topic of serving decisions: promotions, rejections, pins"
+    )
+    input_topic: str = Field("streamtrain.input", description="topic of feature rows the predictor scores")
+    output_topic: str = Field("streamtrain.predictions", description="topic the predictor writes predictions to")
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log level")
     log_format: Literal["auto", "json", "text"] = Field(
@@ -88,7 +93,8 @@ class CommonSettings(BaseSettings):
         return value
 
     @field_validator(
-        "train_topic", "test_topic", "metrics_topic", "model_events_topic", "dead_letter_topic"
+        "train_topic", "test_topic", "metrics_topic", "model_events_topic", "dead_letter_topic", "control_topic",
+        "input_topic", "output_topic",
     )
     @classmethod
     def _check_topic(cls, value: str) -> str:
@@ -337,6 +343,73 @@ class EvaluatorSettings(ConsumerSettings):
     report_dir: Path = Field(Path("reports"), description="writable directory for the accuracy CSV and PNG plot")
     plot_every_seconds: float = Field(30.0, gt=0, description="seconds between plot refreshes")
     session_timeout_ms: int = Field(10_000, ge=1000, description="consumer group session timeout, in ms")
+    # The quality gate (serving/gate.py): the evaluator judges each version it scores and announces the verdict.
+    gate: bool = Field(True, description="judge versions and announce promotions and rejections on the control topic")
+    gate_min_records: int = Field(500, ge=10, description="test records a version must be scored on before a verdict")
+    gate_metric: Literal["accuracy", "auc", "loss"] = Field(
+        "accuracy", description="metric the gate compares: accuracy, auc (higher is better) or loss (lower is better)"
+    )
+    gate_floor: float = Field(
+        0.0, ge=0, description="absolute bound: accuracy/AUC must reach it; log loss must stay at or below it "
+        "(0 = no bound for loss)"
+    )
+    gate_tolerance: float = Field(
+        0.02, ge=0, description="how much worse than the promoted version's metric a version may be and pass"
+    )
+
+
+class PredictorSettings(ConsumerSettings):
+    """Predictor: scores the input topic into the output topic and answers TensorFlow-Serving-style REST requests
+    with the version the serving decisions name."""
+
+    http_port: int = Field(8501, ge=0, le=65535, description="port of the REST API and /metrics; 0 disables it")
+    ingest: Literal["confluent"] = Field(  # type: ignore[assignment]  # transactions need confluent's consumer
+        "confluent", description="Kafka reader: confluent only (the transactions commit the input offsets)"
+    )
+    group_id: str = Field("streamtrain-predictor", description="consumer group shared by predictor replicas")
+    batch_size: int = Field(1024, ge=1, le=1_000_000, description="records per micro-batch (one transaction)")
+    batch_max_wait_ms: int = Field(50, ge=1, description="longest wait to fill a micro-batch, in ms")
+    serve: Literal["promoted", "newest"] = Field(
+        "promoted", description="which version to serve when none is pinned: the newest promoted one (the gate's) "
+        "or the newest complete one"
+    )
+    output_format: Literal["json", "csv"] = Field(
+        "json", description="value format of the predictions: json or csv (class,probability,version)"
+    )
+    threshold: float = Field(0.5, gt=0, lt=1, description="probability at or above which the predicted class is 1")
+    transactional_id: str | None = Field(
+        None, description="Kafka transactional.id of this replica (default: streamtrain-predictor-<host name>); "
+        "unique per replica"
+    )
+    transaction_timeout_ms: int = Field(60_000, ge=1000, description="Kafka transaction.timeout.ms")
+    session_timeout_ms: int = Field(10_000, ge=1000, description="consumer group session timeout, in ms")
+    poll_seconds: float = Field(5.0, gt=0, description="seconds between scans of the model store")
+    max_request_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="largest REST request body accepted")
+    max_request_instances: int = Field(10_000, ge=1, description="most instances one REST request may hold")
+    request_batch_size: int = Field(64, ge=1, le=100_000, description="REST instances scored in one predict call")
+    request_batch_wait_ms: float = Field(
+        2.0, ge=0, le=1000, description="how long a REST request waits for others to share its predict call, in ms"
+    )
+
+
+class ServingSettings(CommonSettings):
+    """Show the serving decisions, or pin a version, unpin, or roll back to the previously promoted version."""
+
+    action: Literal["status", "pin", "unpin", "rollback"] = Field(
+        "status", description="status, pin (needs a version), unpin or rollback", json_schema_extra={"positional": True}
+    )
+    version: int | None = Field(None, ge=1, description="the version to pin", json_schema_extra={"positional": True})
+    model_dir: Path = Field(Path("models"), description="base directory of the model store (the shared volume)")
+    model_name: str = Field("streamtrain", description="model name")
+    serve: Literal["promoted", "newest"] = Field(
+        "promoted", description="the predictors' --serve policy, to show what they serve"
+    )
+
+    @model_validator(mode="after")
+    def _check_version(self) -> ServingSettings:
+        if (self.action == "pin") != (self.version is not None):
+            raise _field_error("version", "pin takes a VERSION; the other actions take none")
+        return self
 
 
 class ReportSettings(CommonSettings):
@@ -441,12 +514,21 @@ def add_arguments(parser: argparse.ArgumentParser, settings_cls: type[BaseSettin
         shown = ",".join(map(str, default)) if isinstance(default, list) else default
         env = f"{prefix}{name.upper()}"
         help_text = f"{info.description} [env {env}; default {shown}]"
+        if positional(info):
+            parser.add_argument(name, nargs="?", default=argparse.SUPPRESS, choices=_choices(info.annotation),
+                                metavar=name.upper(), help=help_text)
+            continue
         if _is_bool(info.annotation):
             parser.add_argument(flag_name(name), dest=name, action=argparse.BooleanOptionalAction,
                                 default=argparse.SUPPRESS, help=help_text)
         else:
             parser.add_argument(flag_name(name), dest=name, default=argparse.SUPPRESS, metavar=name.upper(),
                                 choices=_choices(info.annotation), help=help_text)
+
+
+def positional(info: Any) -> bool:
+    """A field given as a positional argument (`streamtrain serving pin 7`), not a flag."""
+    return isinstance(info.json_schema_extra, dict) and bool(info.json_schema_extra.get("positional"))
 
 
 def load(settings_cls: type[S], args: argparse.Namespace | dict[str, Any] | None = None) -> S:
@@ -457,23 +539,25 @@ def load(settings_cls: type[S], args: argparse.Namespace | dict[str, Any] | None
     try:
         return settings_cls(**given)
     except _FieldError as exc:
-        raise ConfigError(_describe(exc.field, prefix, str(exc))) from None
+        raise ConfigError(_describe(exc.field, prefix, str(exc), settings_cls)) from None
     except ValidationError as exc:
         error = exc.errors()[0]
         field_error = (error.get("ctx") or {}).get("error")
         if isinstance(field_error, _FieldError):
-            raise ConfigError(_describe(field_error.field, prefix, str(field_error))) from None
+            raise ConfigError(_describe(field_error.field, prefix, str(field_error), settings_cls)) from None
         field = str(error["loc"][0]) if error["loc"] else "?"
         message = error["msg"].removeprefix("Value error, ")
         value = error.get("input")
         if field in settings_cls.model_fields and error["type"] != "value_error" and not isinstance(value, dict):
             shown = "***" if "password" in field else repr(value)
             message = f"{message} (got {shown})"
-        raise ConfigError(_describe(field, prefix, message)) from None
+        raise ConfigError(_describe(field, prefix, message, settings_cls)) from None
 
 
-def _describe(field: str, prefix: str, message: str) -> str:
-    return f"{flag_name(field)} ({prefix}{field.upper()}): {message}".replace("\n", " ")
+def _describe(field: str, prefix: str, message: str, settings_cls: type[BaseSettings] | None = None) -> str:
+    info = settings_cls.model_fields.get(field) if settings_cls is not None else None
+    name = field.upper() if info is not None and positional(info) else flag_name(field)
+    return f"{name} ({prefix}{field.upper()}): {message}".replace("\n", " ")
 
 
 def env_names(settings_cls: type[BaseSettings]) -> set[str]:

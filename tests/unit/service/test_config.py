@@ -293,7 +293,7 @@ def test_help_lists_every_flag_with_its_env(command: str, monkeypatch: pytest.Mo
     settings_cls = cli.COMMANDS[command][0]
     prefix = settings_cls.model_config.get("env_prefix", "")
     for name, info in settings_cls.model_fields.items():
-        assert config.flag_name(name) in text
+        assert (name.upper() if config.positional(info) else config.flag_name(name)) in text
         assert f"[env {prefix}{name.upper()}; default " in text
         assert str(info.description).split(" (")[0][:30] in text
 

@@ -1,0 +1,1 @@
+"""Serving decisions: the quality gate, the control topic, pins and rollbacks."""

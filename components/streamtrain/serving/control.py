@@ -1,0 +1,194 @@
+"""The control topic: serving decisions as keyed JSON events on a compacted topic, folded into one state.
+
+Kafka is the control plane (the model volume stays the store of the files). Two kinds of events:
+
+- a verdict, key ``verdict/<model>/<version>``: the evaluator's gate promoted or rejected a version, with its numbers;
+- a pin, key ``pin/<model>``: an operator pinned a version (or unpinned: version null); rollback is a pin.
+
+Compaction keeps the last event of each key, so reading the topic from the start rebuilds the state: a restarted
+predictor serves what it served before.
+
+>>> d = Decisions("m")
+>>> for event in (verdict("m", 3, "promoted", "accuracy", 0.91, 500), verdict("m", 4, "rejected", "accuracy", 0.52,
+...               500, "accuracy 0.520 is below the floor 0.6"), verdict("m", 5, "promoted", "accuracy", 0.92, 500)):
+...     d.apply(event)
+>>> d.serving([3, 4, 5, 6], "promoted"), d.serving([3, 4, 5, 6], "newest")
+(5, 6)
+>>> d.rollback_target([3, 4, 5, 6], "promoted")
+3
+>>> d.apply(pin("m", 3, "rollback"))
+>>> d.serving([3, 4, 5, 6], "promoted"), d.pinned
+(3, 3)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, Producer, TopicPartition
+
+from streamtrain.kafka import clients
+from streamtrain.service.config import CommonSettings
+
+log = logging.getLogger(__name__)
+
+Decision = Literal["promoted", "rejected"]
+Policy = Literal["promoted", "newest"]
+
+
+class ControlEventError(ValueError):
+    """A control-topic record that is not a serving decision (skipped with a warning, never fatal)."""
+
+
+def verdict(model: str, version: int, decision: Decision, metric: str, value: float | None, records: int,
+            reason: str = "", by: str = "") -> dict[str, Any]:
+    return {"kind": "verdict", "model_name": model, "version": version, "decision": decision, "metric": metric,
+            "value": value, "records": records, "reason": reason, "by": by, "ts_ms": int(time.time() * 1000)}
+
+
+def pin(model: str, version: int | None, action: str = "pin", by: str = "") -> dict[str, Any]:
+    """action: pin, unpin or rollback (a rollback is a pin of the previously promoted version)."""
+    return {"kind": "pin", "model_name": model, "version": version, "action": action, "by": by,
+            "ts_ms": int(time.time() * 1000)}
+
+
+def key_of(event: dict[str, Any]) -> str:
+    if event["kind"] == "verdict":
+        return f"verdict/{event['model_name']}/{event['version']}"
+    return f"pin/{event['model_name']}"
+
+
+@dataclass
+class Decisions:
+    """The serving state of one model, folded from its control events."""
+
+    model_name: str
+    promoted: dict[int, dict[str, Any]] = field(default_factory=dict)
+    rejected: dict[int, dict[str, Any]] = field(default_factory=dict)
+    pinned: int | None = None
+    pin_event: dict[str, Any] | None = None
+    events: int = 0
+
+    def apply(self, event: dict[str, Any]) -> None:
+        """Take in one event; events of other models are ignored; a malformed one raises ControlEventError."""
+        if not isinstance(event, dict) or event.get("model_name") != self.model_name:
+            return
+        kind, version = event.get("kind"), event.get("version")
+        if kind == "verdict" and isinstance(version, int) and event.get("decision") in ("promoted", "rejected"):
+            self.promoted.pop(version, None)
+            self.rejected.pop(version, None)
+            (self.promoted if event["decision"] == "promoted" else self.rejected)[version] = event
+        elif kind == "pin" and (version is None or isinstance(version, int)):
+            self.pinned, self.pin_event = version, event
+        else:
+            raise ControlEventError(f"not a serving decision: {json.dumps(event)[:200]}")
+        self.events += 1
+
+    def serving(self, available: Iterable[int], policy: Policy) -> int | None:
+        """The version to serve among those in the store: the pinned one, else the newest promoted (or, with the
+        policy 'newest', the newest complete one). None: nothing servable yet (keep what is served)."""
+        there = set(available)
+        if self.pinned is not None:
+            return self.pinned if self.pinned in there else None
+        pool = there if policy == "newest" else there & self.promoted.keys()
+        return max(pool, default=None)
+
+    def rollback_target(self, available: Iterable[int], policy: Policy) -> int | None:
+        """The promoted version before the one served now (None if there is none in the store)."""
+        there = set(available)
+        now = self.serving(there, policy)
+        earlier = [v for v in self.promoted if v in there and (now is None or v < now)]
+        return max(earlier, default=None)
+
+    def newest_promoted(self) -> dict[str, Any] | None:
+        return self.promoted[max(self.promoted)] if self.promoted else None
+
+    def keep(self, count: int) -> set[int]:
+        """Versions the store must keep beyond its newest ones: the pinned one and the newest `count` promoted."""
+        kept = set(sorted(self.promoted)[-count:])
+        return kept | ({self.pinned} if self.pinned is not None else set())
+
+    def summary(self) -> dict[str, Any]:
+        return {"promoted": sorted(self.promoted), "rejected": {v: e.get("reason") for v, e in
+                                                                sorted(self.rejected.items())},
+                "pinned": self.pinned, "control_events": self.events}
+
+
+def send(kafka: Producer, topic: str, event: dict[str, Any]) -> None:
+    kafka.produce(topic, key=key_of(event).encode(), value=json.dumps(event).encode())
+    kafka.poll(0)
+
+
+class ControlReader:
+    """Reads the control topic from its start in a thread and keeps `decisions` current.
+
+    `caught_up` is set once everything on the topic at start-up has been applied, so a component can wait for its
+    decisions before it serves; `changed` is set after every applied event.
+    """
+
+    def __init__(self, settings: CommonSettings, model_name: str, component: str) -> None:
+        self.s = settings
+        self.decisions = Decisions(model_name)
+        self.lock = threading.Lock()
+        self.changed = threading.Event()
+        self.caught_up = threading.Event()
+        self.component = component
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="control-reader", daemon=True)
+        self._consumer: Any = None
+
+    def start(self) -> ControlReader:
+        self._consumer = clients.consumer(self.s, f"{self.component}-control", None,
+                                          **{"enable.partition.eof": True})
+        parts = clients.partitions_of(self._consumer, self.s.control_topic, timeout=30)
+        self._ends = {p: self._consumer.get_watermark_offsets(TopicPartition(self.s.control_topic, p),
+                                                              timeout=10, cached=False)[1] for p in parts}
+        self._consumer.assign([TopicPartition(self.s.control_topic, p, OFFSET_BEGINNING) for p in parts])
+        self._positions = {p: 0 for p in parts}
+        if all(end <= 0 for end in self._ends.values()):
+            self.caught_up.set()
+        self._thread.start()
+        return self
+
+    def wait(self, timeout: float) -> bool:
+        return self.caught_up.wait(timeout)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        if self._consumer is not None:
+            self._consumer.close()
+
+    def snapshot(self) -> Decisions:
+        with self.lock:
+            return Decisions(self.decisions.model_name, dict(self.decisions.promoted), dict(self.decisions.rejected),
+                             self.decisions.pinned, self.decisions.pin_event, self.decisions.events)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for msg in self._consumer.consume(num_messages=500, timeout=0.5):
+                partition = msg.partition()
+                if msg.error() is None:
+                    self._positions[partition] = msg.offset() + 1
+                    self._apply(msg.value())
+                elif msg.error().code() == KafkaError._PARTITION_EOF and partition in self._ends:
+                    self._positions[partition] = max(self._positions[partition], self._ends[partition])
+            # (the embedded broker's high watermark can be below the true end; EOF events settle it)
+            if not self.caught_up.is_set() and all(self._positions[p] >= e for p, e in self._ends.items()):
+                self.caught_up.set()
+
+    def _apply(self, value: bytes | None) -> None:
+        try:
+            event = json.loads(value or b"")
+            with self.lock:
+                self.decisions.apply(event)
+        except (ValueError, ControlEventError) as exc:
+            log.warning("control record skipped", extra={"error": str(exc)[:300]})
+            return
+        self.changed.set()
