@@ -50,7 +50,7 @@ def broker() -> Iterator[EmbeddedBroker]:
 
 @pytest.fixture
 def topics(broker: EmbeddedBroker) -> dict[str, str]:
-    """Five fresh topics (2 partitions each) and the env that points components at them."""
+    """Fresh topics (2 partitions each) and the env that points components at them."""
     prefix = f"t{uuid.uuid4().hex[:8]}"
     env = {
         "STREAMTRAIN_BOOTSTRAP_SERVERS": broker.bootstrap,
@@ -59,6 +59,9 @@ def topics(broker: EmbeddedBroker) -> dict[str, str]:
         "STREAMTRAIN_METRICS_TOPIC": f"{prefix}.metrics",
         "STREAMTRAIN_MODEL_EVENTS_TOPIC": f"{prefix}.model-events",
         "STREAMTRAIN_DEAD_LETTER_TOPIC": f"{prefix}.dead-letter",
+        "STREAMTRAIN_CONTROL_TOPIC": f"{prefix}.control",
+        "STREAMTRAIN_INPUT_TOPIC": f"{prefix}.input",
+        "STREAMTRAIN_OUTPUT_TOPIC": f"{prefix}.predictions",
     }
     settings = common_settings(env)
     clients.create_topics(clients.admin(settings, "tests"), clients.topic_names(settings), partitions=2)

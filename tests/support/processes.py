@@ -17,7 +17,7 @@ from typing import Any
 from streamtrain.local.broker import free_port
 from streamtrain.service.http import fetch_status
 
-COMMANDS = {"producer": "produce", "trainer": "train", "evaluator": "evaluate"}
+COMMANDS = {"producer": "produce", "trainer": "train", "evaluator": "evaluate", "predictor": "predict"}
 
 
 class Component:

@@ -16,6 +16,7 @@ from confluent_kafka import Producer, TopicPartition
 from prometheus_client import Counter, Gauge
 
 from streamtrain.evaluator import live, plot
+from streamtrain.evaluator.judge import Judge
 from streamtrain.evaluator.watcher import ModelWatcher
 from streamtrain.kafka import clients
 from streamtrain.kafka.batches import Batch, BatchReader, OffsetLost, unseen
@@ -58,6 +59,7 @@ class Evaluator:
         self.make_consumer = consumer
         self.dead = clients.DeadLetters(self.kafka, settings.dead_letter_topic, "evaluator")
         self.watcher = ModelWatcher(settings)
+        self.judge = Judge(settings, self.kafka) if settings.gate else None
         self.next_offsets: dict[int, int] = {}
         self.dead_lettered = 0
         self.best_accuracy: float | None = None
@@ -88,6 +90,8 @@ class Evaluator:
             self.window.add(scores, d.labels)
             self.totals.add(scores, d.labels)
             self.per_version.setdefault(current.version, Totals()).add(scores, d.labels)
+            if self.judge is not None:
+                self.judge.observe(current.version, scores, d.labels)
             EVALUATED.inc(int(d.labels.size))
         if batch.offsets.size and batch.offsets[0] >= 0:  # the tensorflow-io backend has no offsets
             for partition, _start, end in batch.ranges():
@@ -156,6 +160,7 @@ class Evaluator:
             "versions_loaded": self.watcher.history,
             "versions_rejected": self.watcher.rejected,
             **self.live.status(),
+            **(self.judge.status() if self.judge is not None else {}),
         }
 
     # --- the service loop's hooks (service/loop.py runs them) ----------------------------------------
@@ -165,6 +170,9 @@ class Evaluator:
     def open(self, cleanup: ExitStack) -> BatchReader | TfioBatchReader:
         self.watcher.start()
         cleanup.callback(self.watcher.stop)
+        if self.judge is not None:
+            self.judge.start()
+            cleanup.callback(self.judge.stop)
         self.reader = loop.start_reader(self.s, self.s.test_topic, None, "evaluator", self.subscribe)
         self.next_report = self.next_plot = time.monotonic()
         return self.reader

@@ -19,7 +19,7 @@ import numpy as np
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from streamtrain.kafka.clients import DeadLetters
-from streamtrain.wire import Decoded, decode_batch, record_format
+from streamtrain.wire import Decoded, decode_batch, decode_unlabelled, record_format
 
 log = logging.getLogger(__name__)
 
@@ -119,12 +119,17 @@ def unseen(batch: Batch, next_offsets: dict[int, int]) -> tuple[Batch, int]:
                    values=list(compress(batch.values, flags)), decoded=decoded, formats=formats), dropped
 
 
-def to_batch(messages: list[Message], width: int | None) -> Batch:
+def to_batch(messages: list[Message], width: int | None, labelled: bool = True) -> Batch:
+    """labelled=False: the keys are opaque ids, not labels (the predictor's input); the width must be known."""
     keys = [m.key() for m in messages]
     values = [m.value() for m in messages]
     headers = [record_format(m.headers()) for m in messages]  # None for plain CSV records (no header)
     formats = headers if any(headers) else None
-    decoded, width = decode_batch(keys, values, width, formats)
+    if labelled:
+        decoded, width = decode_batch(keys, values, width, formats)
+    else:
+        assert width is not None, "unlabelled records need the model's width"
+        decoded = decode_unlabelled(values, width, formats)
     return Batch(
         topic=(messages[0].topic() or "") if messages else "",
         partitions=np.fromiter((m.partition() for m in messages), np.int32, len(messages)),

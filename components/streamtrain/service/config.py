@@ -265,6 +265,10 @@ class TrainerSettings(ConsumerSettings):
     publish_every_batches: int = Field(0, ge=0, description="publish a model version every N batches; 0 = off")
     publish_every_seconds: float = Field(10.0, ge=0, description="publish a model version every T seconds; 0 = off")
     keep_versions: int = Field(5, ge=1, description="published versions to keep in the model store")
+    keep_promoted_versions: int = Field(
+        3, ge=0, description="promoted versions kept beyond --keep-versions (with the pinned one), for serving and "
+        "rollback; read from the control topic"
+    )
     savedmodel_every_seconds: float = Field(
         0.0, ge=0, description="write the SavedModel (TF Serving's format, ~0.2 s or more) into a version at most "
         "every T seconds; versions in between hold only model.keras (~0.03 s), which the evaluator loads; the "

@@ -100,11 +100,12 @@ class Decisions:
         return max(pool, default=None)
 
     def rollback_target(self, available: Iterable[int], policy: Policy) -> int | None:
-        """The promoted version before the one served now (None if there is none in the store)."""
+        """The version to go back to: the promoted one before the one served now (with the policy 'newest', the
+        version before it that was not rejected); None if the store has none."""
         there = set(available)
         now = self.serving(there, policy)
-        earlier = [v for v in self.promoted if v in there and (now is None or v < now)]
-        return max(earlier, default=None)
+        pool = self.promoted.keys() if policy == "promoted" else there - self.rejected.keys()
+        return max((v for v in pool if v in there and (now is None or v < now)), default=None)
 
     def newest_promoted(self) -> dict[str, Any] | None:
         return self.promoted[max(self.promoted)] if self.promoted else None
@@ -143,10 +144,15 @@ class ControlReader:
         self._thread = threading.Thread(target=self._run, name="control-reader", daemon=True)
         self._consumer: Any = None
 
-    def start(self) -> ControlReader:
+    def start(self, timeout: float = 30.0) -> ControlReader:
+        """Raises TimeoutError when the topic has no partitions within `timeout` (it does not exist)."""
         self._consumer = clients.consumer(self.s, f"{self.component}-control", None,
                                           **{"enable.partition.eof": True})
-        parts = clients.partitions_of(self._consumer, self.s.control_topic, timeout=30)
+        try:
+            parts = clients.partitions_of(self._consumer, self.s.control_topic, timeout=timeout)
+        except TimeoutError:
+            self._consumer.close()
+            raise
         self._ends = {p: self._consumer.get_watermark_offsets(TopicPartition(self.s.control_topic, p),
                                                               timeout=10, cached=False)[1] for p in parts}
         self._consumer.assign([TopicPartition(self.s.control_topic, p, OFFSET_BEGINNING) for p in parts])

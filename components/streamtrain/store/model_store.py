@@ -63,8 +63,9 @@ def version_numbers(base: Path, name: str) -> list[int]:
 
 
 def publish(base: Path, name: str, model: keras.Model, version: int, info: dict[str, Any],
-            keep: int, savedmodel: bool = True) -> Version:
-    """Write version `version` atomically, then drop versions beyond the newest `keep`."""
+            keep: int, savedmodel: bool = True, protect: Container[int] = ()) -> Version:
+    """Write version `version` atomically, then drop versions beyond the newest `keep`, except those in `protect`
+    (the promoted and pinned versions predictors may serve)."""
     root = model_root(base, name)
     staged = atomic.staging_dir(root, str(version))
     try:
@@ -96,7 +97,8 @@ def publish(base: Path, name: str, model: keras.Model, version: int, info: dict[
         atomic.remove_dir(staged)
         raise
     for old in version_numbers(base, name)[:-keep]:
-        atomic.remove_dir(root / str(old))
+        if old not in protect:
+            atomic.remove_dir(root / str(old))
     return Version(version, final, manifest)
 
 

@@ -14,7 +14,7 @@ from contextlib import ExitStack
 from typing import Any
 
 import numpy as np
-from confluent_kafka import Producer, TopicPartition
+from confluent_kafka import KafkaException, Producer, TopicPartition
 from prometheus_client import Counter, Gauge
 
 from streamtrain import models
@@ -27,6 +27,7 @@ from streamtrain.metrics import Totals, Window
 from streamtrain.service import http, loop
 from streamtrain.service.config import TrainerSettings
 from streamtrain.service.runtime import StopFlag
+from streamtrain.serving.control import ControlReader
 from streamtrain.store import atomic, checkpoint, model_store
 from streamtrain.store.checkpoint import TrainerState
 from streamtrain.trainer import assignment, reporting
@@ -78,6 +79,7 @@ class Trainer:
         self.checkpoint_failures = FailureState("checkpoints work again", CKPT_FAIL, CKPT_FAILING, CKPT_NO_SPACE)
         self.publish_failures = FailureState("publishing works again", PUBLISH_FAIL, PUBLISH_FAILING, NO_SPACE)
         self.reader: BatchReader | TfioBatchReader | None = None
+        self.control: ControlReader | None = None  # serving decisions, for retention
         self.rate = reporting.Rate()
         self._checkpointed = -1  # records consumed at the last checkpoint
         self._checkpointed_version = -1
@@ -253,7 +255,8 @@ class Trainer:
             every = self.s.savedmodel_every_seconds
             savedmodel = final or every == 0 or time.monotonic() - self._savedmodel_at >= every
             published = model_store.publish(self.s.model_dir, self.s.model_name, self.learner.model, version,
-                                            info, self.s.keep_versions, savedmodel=savedmodel)
+                                            info, self.s.keep_versions, savedmodel=savedmodel,
+                                            protect=self.protected())
             if savedmodel:
                 self._savedmodel_at = time.monotonic()
         except Exception as exc:  # OSError from Keras, ResourceExhaustedError & co from the SavedModel export
@@ -272,6 +275,10 @@ class Trainer:
             "newest_record_ms": self.state.newest_record_ms, "created_at_ms": published.manifest["created_at_ms"],
         }, key=self.s.model_name)
         log.info("model version published", extra={"version": version, "records_trained": self.state.records_trained})
+
+    def protected(self) -> set[int]:
+        """Versions retention must keep: the promoted ones predictors may serve or roll back to, the pinned one."""
+        return self.control.snapshot().keep(self.s.keep_promoted_versions) if self.control is not None else set()
 
     def metric_values(self) -> dict[str, Any]:
         return reporting.quality(self.state, self.window)
@@ -304,6 +311,9 @@ class Trainer:
         width = self.state.width or self.s.n_features
         if width is not None:
             self.build_learner(width)
+        self.control = start_control(self.s)
+        if self.control is not None:
+            cleanup.callback(self.control.stop)
         self.reader = loop.start_reader(self.s, self.s.train_topic, width, "trainer", self.assign)
         self.schedules = Schedules.of(self.s)  # counted from here, once the model is built and the reader runs
         return self.reader
@@ -375,6 +385,16 @@ class Trainer:
         # assign() re-checks every partition (topic id, watermarks, fetch probes) and resets the lost ones;
         # watermarks alone cannot tell (the embedded broker's are inexact).
         log.error("the broker lost data under our offsets; re-checking every partition", extra={"detail": detail})
+
+
+def start_control(settings: TrainerSettings) -> ControlReader | None:
+    """The serving decisions, read for retention; without the control topic nothing is protected (a warning)."""
+    try:
+        return ControlReader(settings, settings.model_name, "trainer").start(timeout=10)
+    except (TimeoutError, KafkaException) as exc:
+        log.warning("control topic unreadable: retention keeps only the newest versions",
+                    extra={"topic": settings.control_topic, "error": str(exc)})
+        return None
 
 
 def run(settings: TrainerSettings, stop: StopFlag | None = None) -> dict[str, Any]:

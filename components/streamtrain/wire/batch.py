@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 
 from streamtrain.wire import csv, f32, f32_block
-from streamtrain.wire.base import FORMAT_HEADER, BadRecord, BadRecordError, Decoded, WireFormat
+from streamtrain.wire.base import F32, FORMAT_HEADER, BadRecord, BadRecordError, Decoded, WireFormat
 
+F32_BYTES = F32.itemsize
 CSV_FORMAT = b"csv"  # what a record without the header is, too
 FORMATS: dict[bytes, WireFormat] = {wire.header or CSV_FORMAT: wire
                                    for wire in (csv.CSV, f32.F32_RECORD, f32_block.F32_BLOCK)}
@@ -52,6 +53,25 @@ def decode_batch(keys: list[bytes | None], values: list[bytes | None], width: in
     if fast is not None:
         return fast, width
     return decode_each(keys, values, width, range(len(values)), csv.CSV), width
+
+
+def decode_unlabelled(values: list[bytes | None], width: int,
+                     formats: list[bytes | None] | None = None) -> Decoded:
+    """Decode feature rows that carry no label (the predictor's input: the key is an opaque id).
+
+    The formats keep their label in the key; here each record gets a stand-in label key (one '0' per row of a
+    block), so the same decoders judge the values. `Decoded.labels` means nothing in the result.
+
+    >>> decoded = decode_unlabelled([b"1,2", b"3,x"], width=2)
+    >>> decoded.features.tolist(), [bad.reason for bad in decoded.bad]
+    ([[1.0, 2.0]], ["non-numeric: column 1 is 'x'"])
+    """
+    row_bytes = width * F32_BYTES
+    block = f32_block.F32_BLOCK.header
+    keys: list[bytes | None] = [
+        b"0" * max(1, len(v) // row_bytes) if formats and formats[i] == block and v and len(v) % row_bytes == 0
+        else b"0" for i, v in enumerate(values)]
+    return decode_batch(keys, values, width, formats)[0]
 
 
 def _decode_mixed(keys: list[bytes | None], values: list[bytes | None], width: int | None,

@@ -1,0 +1,148 @@
+"""The predictor as a process against the real broker: the stream scored exactly once, the quality gate deciding
+what is served, pin and rollback across replicas."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from streamtrain.store import model_store
+from tests.support.kafka import read_all
+from tests.support.processes import Component
+from tests.support.serving import (
+    breast_cancer,
+    dead_letter_keys,
+    produce_inputs,
+    produce_labelled,
+    publish_trained,
+    read_predictions,
+    repeats,
+)
+
+pytestmark = pytest.mark.integration
+
+FAST = {"session_timeout_ms": 6000, "poll_seconds": 1, "batch_max_wait_ms": 100}
+
+
+def serving(topics: dict[str, str], models: Path, *args: str) -> dict:
+    """`streamtrain serving ...` as an operator runs it."""
+    env = {**topics, "STREAMTRAIN_MODEL_DIR": str(models), "STREAMTRAIN_LOG_FORMAT": "json",
+           "STREAMTRAIN_SERVE": "newest"}
+    env.update({k: v for k, v in os.environ.items() if not k.startswith("STREAMTRAIN_")})
+    done = subprocess.run([sys.executable, "-m", "streamtrain", "serving", *args], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, f"serving {args}: {done.stdout}\n{done.stderr[-2000:]}"
+    return json.loads(done.stdout)
+
+
+def test_stream_is_scored_once_with_the_served_version(topics: dict[str, str], tmp_path: Path) -> None:
+    bootstrap = topics["STREAMTRAIN_BOOTSTRAP_SERVERS"]
+    x, y = breast_cancer()
+    models = tmp_path / "models"
+    version = publish_trained(models, 1, x, y)
+    inputs = produce_inputs(bootstrap, topics["STREAMTRAIN_INPUT_TOPIC"], x, bad_every=50)
+    predictor = Component("predictor", topics, tmp_path / "logs", model_dir=models, serve="newest",
+                          transactional_id="p-once", batch_size=100, summary_file=tmp_path / "p.json", **FAST).start()
+    try:
+        predictor.wait_for(lambda s: s["records_predicted"] + s["records_dead_lettered"] >= len(x), 180,
+                           "every input record")
+    finally:
+        assert predictor.stop() == 0, predictor.log_tail()
+    predictions = read_predictions(bootstrap, topics["STREAMTRAIN_OUTPUT_TOPIC"])
+    keys = [p["key"] for p in predictions]
+    assert not repeats(keys), f"predictions written twice: {repeats(keys)}"
+    assert sorted(keys) == sorted(inputs.ids)
+    assert sorted(dead_letter_keys(bootstrap, topics["STREAMTRAIN_DEAD_LETTER_TOPIC"])) == sorted(inputs.bad_ids)
+    # the served version's own scores, computed here
+    model, _ = model_store.load(version.path)
+    expected = np.asarray(model(x, training=False))[:, 0]
+    by_key = {p["key"]: p for p in predictions}
+    for i in range(len(x)):
+        p = by_key.get(f"id-{i}")
+        if p is not None:
+            assert p["model_version"] == 1 and p["class"] == int(p["probability"] >= 0.5)
+            assert abs(p["probability"] - expected[i]) < 1e-5, (i, p, expected[i])
+    offsets = {(p["partition"], p["offset"]) for p in predictions}
+    assert len(offsets) == len(predictions)  # each names the input record it scored
+    summary = json.loads((tmp_path / "p.json").read_text())
+    assert summary["records_predicted"] == len(inputs.ids)
+    assert summary["records_dead_lettered"] == len(inputs.bad_ids)
+
+
+def test_gate_rejects_a_worse_version_and_it_is_never_served(topics: dict[str, str], tmp_path: Path) -> None:
+    bootstrap = topics["STREAMTRAIN_BOOTSTRAP_SERVERS"]
+    x, y = breast_cancer()
+    models, logs = tmp_path / "models", tmp_path / "logs"
+    publish_trained(models, 1, x, y)
+    evaluator = Component("evaluator", topics, logs, model_dir=models, report_dir=tmp_path / "reports",
+                          gate_min_records=300, batch_size=100, **FAST).start()
+    predictor = Component("predictor", topics, logs, model_dir=models, transactional_id="p-gate", batch_size=50,
+                          **FAST).start()
+    test_topic, input_topic = topics["STREAMTRAIN_TEST_TOPIC"], topics["STREAMTRAIN_INPUT_TOPIC"]
+    try:
+        produce_labelled(bootstrap, test_topic, x, y)
+        evaluator.wait_for(lambda s: 1 in s.get("promoted", []), 180, "version 1 promoted")
+        predictor.wait_for(lambda s: s["serving_version"] == 1, 60, "serving version 1")
+        produce_inputs(bootstrap, input_topic, x[:200], start=0)
+
+        publish_trained(models, 2, x, y, flip=True)  # learnt the labels backwards: worse than version 1
+        evaluator.wait_for(lambda s: s["model_version"] == 2, 60, "version 2 loaded")
+        produce_labelled(bootstrap, test_topic, x, y)
+        status = evaluator.wait_for(lambda s: "2" in s.get("rejected", {}) or 2 in s.get("rejected", {}), 180,
+                                    "version 2 rejected")
+        produce_inputs(bootstrap, input_topic, x[200:400], start=200)
+
+        publish_trained(models, 3, x, y, seed=1)
+        evaluator.wait_for(lambda s: s["model_version"] == 3, 60, "version 3 loaded")
+        produce_labelled(bootstrap, test_topic, x, y)
+        evaluator.wait_for(lambda s: 3 in s.get("promoted", []), 180, "version 3 promoted")
+        predictor.wait_for(lambda s: s["serving_version"] == 3, 60, "serving version 3")
+        produce_inputs(bootstrap, input_topic, x[400:], start=400)
+        predictor.wait_for(lambda s: s["records_predicted"] >= len(x), 120, "every input record")
+    finally:
+        assert predictor.stop() == 0, predictor.log_tail()
+        assert evaluator.stop() == 0, evaluator.log_tail()
+    verdicts = {v["version"]: v for v in status["verdicts"]}
+    assert verdicts[2]["decision"] == "rejected" and "worse than the promoted" in verdicts[2]["reason"], verdicts
+    predictions = read_predictions(bootstrap, topics["STREAMTRAIN_OUTPUT_TOPIC"])
+    served = {p["model_version"] for p in predictions}
+    assert 2 not in served, "the rejected version scored records"
+    assert [p["model_version"] for p in predictions if int(p["key"].split("-")[1]) >= 400] == \
+        [3] * (len(x) - 400)
+    assert len(predictions) == len(x) and not repeats([p["key"] for p in predictions])
+    control = [json.loads(m.value()) for m in read_all(bootstrap, topics["STREAMTRAIN_CONTROL_TOPIC"])]
+    assert [(e["version"], e["decision"]) for e in control] == [(1, "promoted"), (2, "rejected"), (3, "promoted")]
+
+
+def test_pin_and_rollback_reach_every_replica_and_survive_a_restart(topics: dict[str, str], tmp_path: Path) -> None:
+    x, y = breast_cancer()
+    models, logs = tmp_path / "models", tmp_path / "logs"
+    for number in (1, 2, 3):
+        publish_trained(models, number, x[:200], y[:200], seed=number)
+    replicas = [Component("predictor", topics, logs / f"r{i}", model_dir=models, serve="newest",
+                          transactional_id=f"p-pin-{i}", **FAST).start() for i in range(3)]
+    try:
+        for replica in replicas:
+            replica.wait_for(lambda s: s["serving_version"] == 3, 120, "serving the newest version")
+        assert serving(topics, models, "pin", "1")["pinned"] == 1
+        for replica in replicas:
+            replica.wait_for(lambda s: s["serving_version"] == 1, 60, "pinned version 1")
+        replicas[0].kill()  # a replica restarted while pinned comes back serving the pin
+        replicas[0].start().wait_for(lambda s: s["serving_version"] == 1, 120, "version 1 after the restart")
+        assert serving(topics, models, "unpin")["serving"] == 3
+        for replica in replicas:
+            replica.wait_for(lambda s: s["serving_version"] == 3, 60, "the newest version again")
+        rolled = serving(topics, models, "rollback")  # no promotions (serve newest): the version before it
+        assert rolled["pinned"] == 2 and rolled["serving"] == 2, rolled
+        for replica in replicas:
+            replica.wait_for(lambda s: s["serving_version"] == 2, 60, "rolled back to version 2")
+        assert serving(topics, models, "status")["pinned"] == 2
+    finally:
+        for replica in replicas:
+            replica.stop()
