@@ -19,7 +19,7 @@ STRIMZI_CRDS = REPO.parent / "shared" / "strimzi-crds"
 KUBE_VERSION = "1.34"
 RELEASE = "streamtrain"
 NAMESPACE = "streamtrain"
-COMPONENTS = ("producer", "trainer", "evaluator")
+COMPONENTS = ("producer", "trainer", "evaluator", "predictor")
 RUNTIME_ENV = {"HOME", "MPLCONFIGDIR", "KERAS_HOME"}
 STRIMZI_KINDS = {"Kafka", "KafkaNodePool", "KafkaTopic", "KafkaUser"}
 
@@ -35,6 +35,7 @@ SETTINGS = {
     "producer": st_config.ProducerSettings,
     "trainer": st_config.TrainerSettings,
     "evaluator": st_config.EvaluatorSettings,
+    "predictor": st_config.PredictorSettings,
 }
 
 # Meaningful value sets the chart must render, validate and pass every policy with.
@@ -80,8 +81,15 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             "colocateEvaluators": False,
         },
         "evaluator": {"replicas": 3},
+        "predictor": {"replicas": 3, "serve": "promoted"},
         "networkPolicy": {
-            "metricsFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+            "metricsFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+            "predictorFrom": [
+                {
+                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "shop"}},
+                    "podSelector": {"matchLabels": {"app": "checkout"}},
+                }
+            ],
         },
     },
     # The image with tensorflow-io (<tag>-tfio); its ingest is tested in test_chart_image_variant.py, since the
@@ -92,10 +100,19 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "mtls": {"kafka": {"listener": {"authentication": "tls"}}},
     "producer-deployment": {"producer": {"kind": "Deployment", "count": 0, "source": "drift", "rate": 500}},
     "service-monitor": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}},
+    "predictor-autoscaling": {
+        "topics": {"input": {"partitions": 6}},
+        "predictor": {
+            "autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 6, "targetCPUUtilizationPercentage": 60},
+            "serve": "newest",
+            "outputFormat": "csv",
+        },
+    },
     "extra-env": {
         "producer": {"extraEnv": {"STREAMTRAIN_DRIFT_POINTS": "5000,10000", "STREAMTRAIN_N_FEATURES": 10}},
         "trainer": {"extraEnv": {"STREAMTRAIN_ON_OFFSET_LOSS": "restart-from-earliest"}},
         "evaluator": {"extraEnv": {"STREAMTRAIN_PLOT_EVERY_SECONDS": 60}},
+        "predictor": {"extraEnv": {"STREAMTRAIN_REQUEST_BATCH_SIZE": 128, "STREAMTRAIN_START_OFFSET": "latest"}},
     },
 }
 

@@ -23,6 +23,11 @@ CONNECTION = {
     "STREAMTRAIN_SSL_KEY_LOCATION",
 }
 
+# Settings a component reads that extraEnv may not carry either. The predictor's transactional.id must differ
+# between replicas (a shared one fences them), so each keeps its default, streamtrain-predictor-<pod name>, which
+# the KafkaUser's prefix ACL admits; its ingest has one value only (its transactions need confluent's consumer).
+NOT_EXTRA = {"predictor": {"STREAMTRAIN_TRANSACTIONAL_ID", "STREAMTRAIN_INGEST"}}
+
 
 def allowed_extra_env() -> dict[str, list[str]]:
     """{component: sorted env names extraEnv may set}: what the code reads minus what the chart sets."""
@@ -30,7 +35,8 @@ def allowed_extra_env() -> dict[str, list[str]]:
     out = {}
     for component in COMPONENTS:
         managed = set(effective_env(docs, component_workload(docs, component))[component]) - RUNTIME_ENV
-        out[component] = sorted(st_config.env_names(SETTINGS[component]) - managed - CONNECTION)
+        excluded = managed | CONNECTION | NOT_EXTRA.get(component, set())
+        out[component] = sorted(st_config.env_names(SETTINGS[component]) - excluded)
     return out
 
 

@@ -48,7 +48,7 @@ def test_tfio_variant_appends_to_the_tag_of_every_container(tag: str) -> None:
     docs = render({"image": {"repository": "registry.example.com/ml/streamtrain", "tag": tag, "variant": "tfio"}})
     base = tag or _app_version()
     assert _images(docs) == {f"registry.example.com/ml/streamtrain:{base}-tfio"}
-    assert len(workloads(docs)) == 3
+    assert len(workloads(docs)) == 4
     for workload in workloads(docs):
         # The version label is the release's version, not the image variant.
         assert workload["metadata"]["labels"]["app.kubernetes.io/version"] == base

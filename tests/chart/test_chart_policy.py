@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from chartkit import (
     CHART,
+    COMPONENTS,
     RELEASE,
     RUNTIME_ENV,
     SETTINGS,
@@ -52,7 +53,7 @@ PEM = re.compile(r"-----BEGIN [A-Z ]+-----")
 
 # ---------------------------------------------------------------- pod security ("restricted" PSS)
 def test_pods_meet_the_restricted_pod_security_standard(rendered: list[dict[str, Any]]) -> None:
-    assert len(workloads(rendered)) == 3
+    assert sorted(component_of(w) for w in workloads(rendered)) == sorted(COMPONENTS)
     for workload in workloads(rendered):
         spec = pod_spec(workload)
         where = f"{workload['kind']}/{workload['metadata']['name']}"
@@ -104,7 +105,7 @@ def test_every_container_has_requests_limits_and_probes(rendered: list[dict[str,
 
 def test_service_accounts_one_per_component_without_token(rendered: list[dict[str, Any]]) -> None:
     accounts = {sa["metadata"]["name"]: sa for sa in of_kind(rendered, "ServiceAccount")}
-    assert len(accounts) == 3
+    assert len(accounts) == len(COMPONENTS)
     for sa in accounts.values():
         assert sa["automountServiceAccountToken"] is False
     for workload in workloads(rendered):
@@ -117,7 +118,7 @@ def test_service_accounts_one_per_component_without_token(rendered: list[dict[st
 # ---------------------------------------------------------------- secrets
 def test_no_secret_value_in_any_configmap(rendered: list[dict[str, Any]]) -> None:
     configmaps = of_kind(rendered, "ConfigMap")
-    assert len(configmaps) == 3
+    assert len(configmaps) == len(COMPONENTS)
     for cm in configmaps:
         for key, value in cm["data"].items():
             assert not key.endswith("PASSWORD"), f"{cm['metadata']['name']}: {key}"
@@ -208,6 +209,9 @@ def test_env_is_exactly_what_each_component_reads(rendered: list[dict[str, Any]]
         "STREAMTRAIN_METRICS_TOPIC",
         "STREAMTRAIN_MODEL_EVENTS_TOPIC",
         "STREAMTRAIN_DEAD_LETTER_TOPIC",
+        "STREAMTRAIN_CONTROL_TOPIC",
+        "STREAMTRAIN_INPUT_TOPIC",
+        "STREAMTRAIN_OUTPUT_TOPIC",
     }
     required = {
         "producer": {"STREAMTRAIN_COUNT", "STREAMTRAIN_SOURCE"},
@@ -223,6 +227,13 @@ def test_env_is_exactly_what_each_component_reads(rendered: list[dict[str, Any]]
             "STREAMTRAIN_MODEL_NAME",
             "STREAMTRAIN_REPORT_DIR",
             "STREAMTRAIN_GROUP_ID",
+            "STREAMTRAIN_GATE",
+        },
+        "predictor": {
+            "STREAMTRAIN_MODEL_DIR",
+            "STREAMTRAIN_MODEL_NAME",
+            "STREAMTRAIN_GROUP_ID",
+            "STREAMTRAIN_SERVE",
         },
     }
     for workload in workloads(rendered):
@@ -278,6 +289,48 @@ def test_extra_env_reaches_the_container() -> None:
     docs = render(VALUE_SETS["extra-env"])
     env = effective_env(docs, component_workload(docs, "producer"))["producer"]
     assert env["STREAMTRAIN_DRIFT_POINTS"] == "5000,10000" and env["STREAMTRAIN_N_FEATURES"] == "10"
+    env = effective_env(docs, component_workload(docs, "predictor"))["predictor"]
+    assert env["STREAMTRAIN_REQUEST_BATCH_SIZE"] == "128" and env["STREAMTRAIN_START_OFFSET"] == "latest"
+
+
+def test_every_component_reads_the_same_topics(rendered: list[dict[str, Any]]) -> None:
+    """Serving decisions travel on one control topic: every component must name the same one (and the same
+    input and predictions topics)."""
+    topics = {
+        component_of(w): {k: v for k, v in effective_env(rendered, w)[component_of(w)].items() if k.endswith("_TOPIC")}
+        for w in workloads(rendered)
+    }
+    assert len({tuple(sorted(t.items())) for t in topics.values()}) == 1, topics
+    kafka_topics = {t["spec"]["topicName"] for t in of_kind(rendered, "KafkaTopic")}
+    assert set(topics["predictor"].values()) <= kafka_topics
+
+
+def test_each_predictor_replica_keeps_its_own_transactional_id(rendered: list[dict[str, Any]]) -> None:
+    """The chart never sets STREAMTRAIN_TRANSACTIONAL_ID (one id for all replicas would fence all but one): each
+    replica takes the code's default, streamtrain-predictor-<host name>; the pod's host name is its own name."""
+    predictor = component_workload(rendered, "predictor")
+    env = effective_env(rendered, predictor)["predictor"]
+    assert "STREAMTRAIN_TRANSACTIONAL_ID" not in env
+    assert "hostname" not in pod_spec(predictor), "a fixed host name would be every replica's"
+    description = SETTINGS["predictor"].model_fields["transactional_id"].description or ""
+    assert "streamtrain-predictor-<host name>" in description
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    extra = schema["properties"]["predictor"]["properties"]["extraEnv"]["propertyNames"]["enum"]
+    assert "STREAMTRAIN_TRANSACTIONAL_ID" not in extra
+
+
+def test_evaluator_gate_values_reach_its_settings() -> None:
+    values = {"evaluator": {"gate": {"enabled": False, "minRecords": 50, "metric": "auc", "floor": 0.7,
+                                     "tolerance": 0.05}}}
+    docs = render(values)
+    env = effective_env(docs, component_workload(docs, "evaluator"))["evaluator"]
+    settings = st_config.EvaluatorSettings(**{
+        k.removeprefix("STREAMTRAIN_").lower(): v for k, v in env.items() if k.startswith("STREAMTRAIN_GATE")
+    })
+    assert (settings.gate, settings.gate_min_records, settings.gate_metric, settings.gate_floor,
+            settings.gate_tolerance) == (False, 50, "auc", 0.7, 0.05)
+    default = effective_env(render({}), component_workload(render({}), "evaluator"))["evaluator"]
+    assert default["STREAMTRAIN_GATE"] == "true" and default["STREAMTRAIN_GATE_MIN_RECORDS"] == "500"
 
 
 # ---------------------------------------------------------------- network policies
@@ -311,6 +364,30 @@ def test_default_deny_and_a_policy_per_component(rendered: list[dict[str, Any]])
         "app.kubernetes.io/part-of": f"strimzi-{RELEASE}-kafka",
     }
     assert not selector_matches(deny["spec"]["podSelector"], strimzi_pod)
+
+
+def _ingress_from(docs: list[dict[str, Any]], component: str) -> list[dict[str, Any]] | None:
+    """The peers admitted to a component's http port; None: every peer (a rule without `from`)."""
+    policy = one(docs, "NetworkPolicy", f"{RELEASE}-{component}")
+    [rule] = policy["spec"]["ingress"]
+    assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]
+    return rule.get("from")
+
+
+def test_predictor_rest_api_admits_its_clients_and_the_scrapers() -> None:
+    docs = render({})
+    assert _ingress_from(docs, "predictor") == [{"namespaceSelector": {}}, {"podSelector": {}}]
+    production = VALUE_SETS["production"]["networkPolicy"]
+    docs = render(VALUE_SETS["production"])
+    assert _ingress_from(docs, "predictor") == production["metricsFrom"] + production["predictorFrom"]
+    # The REST clients are the predictor's alone: the other components' ports still admit only the scrapers.
+    for component in ("trainer", "evaluator"):
+        assert _ingress_from(docs, component) == production["metricsFrom"]
+    # An empty metricsFrom admits everyone already (no `from`); predictorFrom must not narrow that.
+    docs = render({"networkPolicy": {"metricsFrom": []}})
+    assert _ingress_from(docs, "predictor") is None and _ingress_from(docs, "evaluator") is None
+    docs = render({"networkPolicy": {"metricsFrom": production["metricsFrom"], "predictorFrom": []}})
+    assert _ingress_from(docs, "predictor") == production["metricsFrom"]
 
 
 def test_kafka_listener_admits_only_the_components(default_docs: list[dict[str, Any]]) -> None:
@@ -369,6 +446,11 @@ def test_images_and_tags_come_from_values() -> None:
 
 
 def test_components_run_their_subcommand(default_docs: list[dict[str, Any]]) -> None:
-    for component, command in (("producer", "produce"), ("trainer", "train"), ("evaluator", "evaluate")):
+    for component, command in (
+        ("producer", "produce"),
+        ("trainer", "train"),
+        ("evaluator", "evaluate"),
+        ("predictor", "predict"),
+    ):
         container = pod_spec(component_workload(default_docs, component))["containers"][0]
         assert container["command"] == ["streamtrain", command]

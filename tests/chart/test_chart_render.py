@@ -37,6 +37,7 @@ def test_every_value_set_renders_the_expected_kinds(
         assert "KafkaUser" in kinds
     assert ("ServiceMonitor" in kinds) == (name == "service-monitor")
     assert ("Job" in kinds) == (name != "producer-deployment")
+    assert ("HorizontalPodAutoscaler" in kinds) == (name == "predictor-autoscaling")
 
 
 @pytest.mark.parametrize("name", sorted(VALUE_SETS))
@@ -118,3 +119,20 @@ def test_notes_tell_how_to_watch_accuracy_read_the_model_and_scale() -> None:
     assert "delete pvc streamtrain-models" in text
     kind_notes = notes(VALUE_SETS["kind"])
     assert "localhost:30092" in kind_notes
+
+
+def test_notes_tell_how_to_reach_the_predictor_and_change_what_it_serves() -> None:
+    from chartkit import notes
+
+    text = notes()
+    assert "port-forward svc/streamtrain-predictor 8501:http" in text
+    assert "curl -s -X POST localhost:8501/v1/models/streamtrain:predict" in text
+    assert "exec deploy/streamtrain-predictor -- streamtrain serving status" in text
+    # Pins go through the evaluator: the only Kafka user that may write the control topic.
+    assert "exec deploy/streamtrain-evaluator -- streamtrain serving pin <version> --serve promoted" in text
+    assert "serving rollback --serve promoted" in text and "isolation.level=read_committed" in text
+    newest = notes({"predictor": {"serve": "newest", "httpPort": 9200}, "model": {"name": "churn"}})
+    assert "port-forward svc/streamtrain-predictor 9200:http" in newest and "/v1/models/churn:predict" in newest
+    assert "serving unpin --serve newest" in newest and "the newest complete one" in newest
+    without = notes({"predictor": {"enabled": False}})
+    assert "predictor" not in without and "serving" not in without

@@ -94,10 +94,14 @@ def test_values_yaml_is_valid_and_matches_the_contract_defaults() -> None:
         values["producer"]["httpPort"],
         values["trainer"]["httpPort"],
         values["evaluator"]["httpPort"],
-    ) == (9101, 9102, 9103)
+        values["predictor"]["httpPort"],
+    ) == (9101, 9102, 9103, 8501)
     assert values["security"]["runAsUser"] == values["security"]["runAsGroup"] == 10001
     assert (
         values["trainer"]["groupId"] == "streamtrain-trainer"
         and values["evaluator"]["groupId"] == "streamtrain-evaluator"
+        and values["predictor"]["groupId"] == "streamtrain-predictor"
     )
+    assert values["predictor"]["autoscaling"]["enabled"] is False
+    assert values["topics"]["predictions"]["partitions"] is None  # = topics.input.partitions
     assert values["kafka"]["listener"]["tls"] is True

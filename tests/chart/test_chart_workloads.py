@@ -32,12 +32,12 @@ def test_trainer_is_a_single_recreated_replica_with_time_to_checkpoint(
     assert grace > float(env["STREAMTRAIN_STOP_GRACE_SECONDS"])
 
 
-def test_shared_model_volume_rw_for_trainer_ro_for_evaluators(rendered: list[dict[str, Any]]) -> None:
+def test_shared_model_volume_rw_for_trainer_ro_for_evaluators_and_predictors(rendered: list[dict[str, Any]]) -> None:
     pvc = of_kind(rendered, "PersistentVolumeClaim")
     assert len(pvc) == 1
     claim = pvc[0]["metadata"]["name"]
     mounts = {}
-    for component in ("trainer", "evaluator"):
+    for component in ("trainer", "evaluator", "predictor"):
         workload = component_workload(rendered, component)
         spec = pod_spec(workload)
         volume = next(v for v in spec["volumes"] if v.get("persistentVolumeClaim", {}).get("claimName") == claim)
@@ -51,12 +51,17 @@ def test_shared_model_volume_rw_for_trainer_ro_for_evaluators(rendered: list[dic
         assert env["STREAMTRAIN_MODEL_DIR"].startswith(mount["mountPath"] + "/")
         if component == "trainer":
             assert env["STREAMTRAIN_CHECKPOINT_DIR"].startswith(mount["mountPath"] + "/")
-        else:
+        elif component == "evaluator":
             report = env["STREAMTRAIN_REPORT_DIR"]
             report_mount = next(m for m in spec["containers"][0]["volumeMounts"] if m["mountPath"] == report)
             assert "emptyDir" in next(v for v in spec["volumes"] if v["name"] == report_mount["name"])
     assert mounts["trainer"][:2] == (False, False)
     assert mounts["evaluator"][:2] == (True, True)
+    assert mounts["predictor"][:2] == (True, True)
+    # Predictors read the versions the trainer publishes: the same model directory and name.
+    envs = {c: effective_env(rendered, component_workload(rendered, c))[c] for c in ("trainer", "predictor")}
+    for name in ("STREAMTRAIN_MODEL_DIR", "STREAMTRAIN_MODEL_NAME"):
+        assert envs["trainer"][name] == envs["predictor"][name]
     producer = pod_spec(component_workload(rendered, "producer"))
     assert not any("persistentVolumeClaim" in v for v in producer["volumes"])
 
@@ -110,6 +115,71 @@ def test_producer_can_be_left_out() -> None:
     assert not [d for d in docs if d["metadata"]["labels"].get("app.kubernetes.io/component") == "producer"]
 
 
+def test_predictor_can_be_left_out_with_its_topics_but_not_the_control_topic() -> None:
+    docs = render({"predictor": {"enabled": False, "autoscaling": {"enabled": True}}})
+    assert not [d for d in docs if d["metadata"]["labels"].get("app.kubernetes.io/component") == "predictor"]
+    topics = {t["spec"]["topicName"] for t in of_kind(docs, "KafkaTopic")}
+    assert "streamtrain.control" in topics and not {"streamtrain.input", "streamtrain.predictions"} & topics
+    acls = _acls(docs)
+    assert set(acls) == {"producer", "trainer", "evaluator"}
+    assert ("topic", "streamtrain.control", "Write") in acls["evaluator"]
+
+
+def test_predictor_is_a_deployment_that_rolls_without_a_gap(default_docs: list[dict[str, Any]]) -> None:
+    predictor = component_workload(default_docs, "predictor")
+    assert predictor["kind"] == "Deployment" and predictor["spec"]["replicas"] == 1
+    assert predictor["spec"]["strategy"] == {"type": "RollingUpdate",
+                                             "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+    container = pod_spec(predictor)["containers"][0]
+    assert container["ports"] == [{"name": "http", "containerPort": 8501, "protocol": "TCP"}]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    env = effective_env(default_docs, predictor)["predictor"]
+    assert env["STREAMTRAIN_HTTP_PORT"] == "8501" and env["STREAMTRAIN_SERVE"] == "promoted"
+    three = component_workload(render({"predictor": {"replicas": 3}}), "predictor")
+    assert three["spec"]["replicas"] == 3
+
+
+def test_predictor_autoscaling_off_by_default_and_owning_the_replicas_when_on() -> None:
+    assert not of_kind(render({}), "HorizontalPodAutoscaler")
+    docs = render(VALUE_SETS["predictor-autoscaling"])
+    hpa = one(docs, "HorizontalPodAutoscaler", f"{RELEASE}-predictor")
+    predictor = component_workload(docs, "predictor")
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
+                                             "name": predictor["metadata"]["name"]}
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 6)
+    assert hpa["spec"]["metrics"] == [{"type": "Resource", "resource": {
+        "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 60}}}]
+    # The HPA owns the count: a replicas field would be reset by every `helm upgrade`.
+    assert "replicas" not in predictor["spec"]
+    # CPU utilization is measured against the request, which every container has.
+    assert pod_spec(predictor)["containers"][0]["resources"]["requests"]["cpu"]
+
+
+@pytest.mark.parametrize(
+    ("values", "pdb"),
+    [
+        ({}, False),
+        ({"predictor": {"replicas": 2}}, True),
+        ({"predictor": {"replicas": 2, "pdb": {"enabled": False}}}, False),
+        ({"predictor": {"autoscaling": {"enabled": True, "minReplicas": 1}}}, False),
+        ({"predictor": {"replicas": 1, "autoscaling": {"enabled": True, "minReplicas": 2}}}, True),
+    ],
+)
+def test_predictor_pdb_only_when_it_can_help(values: dict[str, Any], pdb: bool) -> None:
+    docs = render(values)
+    found = [d for d in of_kind(docs, "PodDisruptionBudget") if d["metadata"]["name"] == f"{RELEASE}-predictor"]
+    assert bool(found) == pdb
+    if found:
+        assert found[0]["spec"]["maxUnavailable"] == 1
+        labels = component_workload(docs, "predictor")["spec"]["template"]["metadata"]["labels"]
+        assert selector_matches(found[0]["spec"]["selector"], labels)
+        for other in ("trainer", "evaluator"):
+            other_labels = component_workload(docs, other)["spec"]["template"]["metadata"]["labels"]
+            assert not selector_matches(found[0]["spec"]["selector"], other_labels)
+
+
 def test_evaluator_pdb_only_when_it_can_help() -> None:
     assert not of_kind(render({}), "PodDisruptionBudget")
     docs = render(VALUE_SETS["production"])
@@ -142,12 +212,18 @@ def test_a_changed_training_value_rolls_only_the_trainer() -> None:
         docs = render(values)
         return {
             c: component_workload(docs, c)["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
-            for c in ("producer", "trainer", "evaluator")
+            for c in ("producer", "trainer", "evaluator", "predictor")
         }
 
     before, after = checksums({}), checksums({"trainer": {"learningRate": 0.0005}})
     assert before["trainer"] != after["trainer"]
     assert before["evaluator"] == after["evaluator"] and before["producer"] == after["producer"]
+    assert before["predictor"] == after["predictor"]
+    served = checksums({"predictor": {"serve": "newest"}})
+    assert served["predictor"] != before["predictor"]
+    assert {c: served[c] for c in ("producer", "trainer", "evaluator")} == {
+        c: before[c] for c in ("producer", "trainer", "evaluator")
+    }
 
 
 def test_services_and_service_monitor_reach_the_metrics_port() -> None:
@@ -158,7 +234,7 @@ def test_services_and_service_monitor_reach_the_metrics_port() -> None:
     services = [
         s for s in of_kind(docs, "Service") if selector_matches(monitor["spec"]["selector"], s["metadata"]["labels"])
     ]
-    assert len(services) == 3
+    assert len(services) == 4
     for service in services:
         assert [p["name"] for p in service["spec"]["ports"]] == ["http"]
         component = service["metadata"]["labels"]["app.kubernetes.io/component"]
@@ -170,21 +246,25 @@ def test_services_and_service_monitor_reach_the_metrics_port() -> None:
         assert (
             service["spec"]["ports"][0]["port"]
             == port
-            == {"producer": 9101, "trainer": 9102, "evaluator": 9103}[component]
+            == {"producer": 9101, "trainer": 9102, "evaluator": 9103, "predictor": 8501}[component]
         )
 
 
 # ---------------------------------------------------------------- Strimzi resources
 def _acls(docs: list[dict[str, Any]]) -> dict[str, set[tuple[str, str, str]]]:
+    """{component: {(resource type, name, operation)}}; a prefix pattern's name ends with '*'."""
     out = {}
     for user in of_kind(docs, "KafkaUser"):
         component = user["metadata"]["labels"]["app.kubernetes.io/component"]
         rules = set()
         for acl in user["spec"]["authorization"]["acls"]:
-            assert acl["resource"]["patternType"] == "literal"
+            resource = acl["resource"]
+            # Prefix patterns only for transactional ids: each predictor replica's id ends with its pod name.
+            assert resource["patternType"] == ("prefix" if resource["type"] == "transactionalId" else "literal")
             assert acl.get("type", "allow") == "allow"
+            name = resource["name"] + ("*" if resource["patternType"] == "prefix" else "")
             for op in acl["operations"]:
-                rules.add((acl["resource"]["type"], acl["resource"]["name"], op))
+                rules.add((resource["type"], name, op))
         out[component] = rules
     return out
 
@@ -203,12 +283,20 @@ def test_kafka_users_have_least_privilege_acls(default_docs: list[dict[str, Any]
         | {("group", "streamtrain-trainer", "Read")}
         | rw("streamtrain.model-events", *w)
         | rw("streamtrain.metrics", *w)
-        | rw("streamtrain.dead-letter", *w),
+        | rw("streamtrain.dead-letter", *w)
+        | rw("streamtrain.control", *r),  # serving decisions, so retention keeps promoted and pinned versions
         "evaluator": rw("streamtrain.test", *r)
         | {("group", "streamtrain-evaluator", "Read")}
         | rw("streamtrain.model-events", *r)
         | rw("streamtrain.metrics", *w)
-        | rw("streamtrain.dead-letter", *w),
+        | rw("streamtrain.dead-letter", *w)
+        | rw("streamtrain.control", "Read", "Write", "Describe"),  # verdicts; operators' pins (serving pin)
+        "predictor": rw("streamtrain.input", *r)
+        | {("group", "streamtrain-predictor", "Read")}  # the group's offsets go in with each transaction
+        | rw("streamtrain.predictions", *w)
+        | rw("streamtrain.dead-letter", *w)
+        | rw("streamtrain.control", *r)
+        | {("transactionalId", "streamtrain-predictor-*", op) for op in w},
     }
     assert _acls(default_docs) == expected
     for user in of_kind(default_docs, "KafkaUser"):
@@ -216,10 +304,22 @@ def test_kafka_users_have_least_privilege_acls(default_docs: list[dict[str, Any]
 
 
 def test_acls_follow_renamed_topics_and_groups() -> None:
-    docs = render({"topics": {"train": {"name": "ml.train.v2"}}, "evaluator": {"groupId": "eval-b"}})
+    docs = render({
+        "topics": {"train": {"name": "ml.train.v2"}, "control": {"name": "ml.control"},
+                   "input": {"name": "shop.rows"}, "predictions": {"name": "shop.scores"}},
+        "evaluator": {"groupId": "eval-b"},
+        "predictor": {"groupId": "pred-b"},
+    })
     acls = _acls(docs)
     assert ("topic", "ml.train.v2", "Write") in acls["producer"] and ("topic", "ml.train.v2", "Read") in acls["trainer"]
     assert ("group", "eval-b", "Read") in acls["evaluator"]
+    assert ("group", "pred-b", "Read") in acls["predictor"] and ("topic", "shop.rows", "Read") in acls["predictor"]
+    assert ("topic", "shop.scores", "Write") in acls["predictor"]
+    assert ("topic", "ml.control", "Write") in acls["evaluator"] and ("topic", "ml.control", "Read") in acls["trainer"]
+    assert ("topic", "ml.control", "Read") in acls["predictor"]
+    env = effective_env(docs, component_workload(docs, "predictor"))["predictor"]
+    assert (env["STREAMTRAIN_INPUT_TOPIC"], env["STREAMTRAIN_OUTPUT_TOPIC"], env["STREAMTRAIN_GROUP_ID"]) == (
+        "shop.rows", "shop.scores", "pred-b")
     env = effective_env(docs, component_workload(docs, "trainer"))["trainer"]
     assert env["STREAMTRAIN_TRAIN_TOPIC"] == "ml.train.v2"
     topic = one(docs, "KafkaTopic", f"{RELEASE}-train")
@@ -241,12 +341,29 @@ def test_topics_from_values(default_docs: list[dict[str, Any]]) -> None:
         "streamtrain.metrics",
         "streamtrain.model-events",
         "streamtrain.dead-letter",
+        "streamtrain.control",
+        "streamtrain.input",
+        "streamtrain.predictions",
     }
     assert (
         topics["streamtrain.train"]["partitions"] == 3
         and topics["streamtrain.train"]["config"]["retention.ms"] == 604800000
     )
     assert all(t["replicas"] == 1 and t["config"]["min.insync.replicas"] == 1 for t in topics.values())
+    # Serving decisions: compacted, never expired by age (a restarted predictor rebuilds them from the start).
+    control = topics["streamtrain.control"]
+    assert control["config"]["cleanup.policy"] == "compact" and "retention.ms" not in control["config"]
+    assert all("cleanup.policy" not in t["config"] for name, t in topics.items() if name != "streamtrain.control")
+    assert topics["streamtrain.predictions"]["partitions"] == topics["streamtrain.input"]["partitions"] == 3
+
+
+def test_predictions_follow_the_input_partitions_unless_set() -> None:
+    def partitions(values: dict[str, Any]) -> tuple[int, int]:
+        topics = {t["spec"]["topicName"]: t["spec"] for t in of_kind(render(values), "KafkaTopic")}
+        return topics["streamtrain.input"]["partitions"], topics["streamtrain.predictions"]["partitions"]
+
+    assert partitions({"topics": {"input": {"partitions": 12}}}) == (12, 12)
+    assert partitions({"topics": {"input": {"partitions": 12}, "predictions": {"partitions": 4}}}) == (12, 4)
 
 
 def test_default_kafka_is_one_combined_kraft_node_for_kind(default_docs: list[dict[str, Any]]) -> None:
@@ -337,6 +454,10 @@ def test_release_names_keep_resources_apart() -> None:
         ({"kafka": {"listener": {"tls": False, "authentication": "tls"}}}, "needs kafka.listener.tls=true"),
         ({"topics": {"replicas": 3}}, "cannot exceed kafka.replicas"),
         ({"trainer": {"extraEnv": {"STREAMTRAIN_BATCH_SIZE": "9"}}}, None),
+        (
+            {"predictor": {"autoscaling": {"enabled": True, "minReplicas": 4, "maxReplicas": 2}}},
+            "predictor.autoscaling.minReplicas (4) cannot exceed predictor.autoscaling.maxReplicas (2)",
+        ),
     ],
 )
 def test_inconsistent_values_fail_with_a_clear_message(values: dict[str, Any], message: str | None) -> None:

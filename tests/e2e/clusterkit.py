@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
 import os
+import queue
+import re
 import shutil
 import subprocess
+import threading
 import time
-from collections.abc import Callable
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -61,6 +68,119 @@ try:
 except OSError:
     print("blocked")
 """
+
+
+# Runs inside a predictor pod as a client of the predictor: writes feature rows (CSV) to the input topic and reads
+# the predictions of exactly those records from the output topic, read_committed (only committed transactions),
+# from the output's end before the rows were written. The one argument is a JSON job: input and output topics,
+# rows, consumer group, timeout in seconds, and the client's own credentials (a KafkaUser of the test's: the
+# predictor's user may not write the input topic). Prints {"undelivered", "delivered": {key: [partition, offset]},
+# "predictions": {key: {"value", "headers", "count"}}}.
+PREDICT_IO = r"""
+import json, os, sys, tempfile, time, uuid
+from confluent_kafka import Consumer, Producer, TopicPartition
+e, job = os.environ, json.loads(sys.argv[1])
+conf = {"bootstrap.servers": e["STREAMTRAIN_BOOTSTRAP_SERVERS"],
+        "security.protocol": e.get("STREAMTRAIN_SECURITY_PROTOCOL", "PLAINTEXT")}
+if e.get("STREAMTRAIN_SSL_CA_LOCATION"):
+    conf["ssl.ca.location"] = e["STREAMTRAIN_SSL_CA_LOCATION"]
+user = job.get("user") or {}
+if conf["security.protocol"].startswith("SASL"):
+    conf.update({"sasl.mechanism": e.get("STREAMTRAIN_SASL_MECHANISM", "SCRAM-SHA-512"),
+                 "sasl.username": user["username"], "sasl.password": user["password"]})
+elif "user.crt" in user:
+    folder = tempfile.mkdtemp()
+    for name in ("user.crt", "user.key"):
+        with open(os.path.join(folder, name), "w") as f:
+            f.write(user[name])
+    conf.update({"ssl.certificate.location": os.path.join(folder, "user.crt"),
+                 "ssl.key.location": os.path.join(folder, "user.key")})
+out = job["output"]
+consumer = Consumer({**conf, "group.id": job["group"], "enable.auto.commit": False,
+                     "isolation.level": "read_committed", "auto.offset.reset": "earliest"})
+meta = consumer.list_topics(out, timeout=20).topics[out]
+if meta.error is not None:
+    raise SystemExit(f"{out}: {meta.error}")
+start = {p: consumer.get_watermark_offsets(TopicPartition(out, p), timeout=20)[1] for p in meta.partitions}
+consumer.assign([TopicPartition(out, p, o) for p, o in start.items()])
+run, delivered, errors = uuid.uuid4().hex[:8], {}, []
+def done(err, msg):
+    if err is None:
+        delivered[msg.key().decode()] = [msg.partition(), msg.offset()]
+    else:
+        errors.append(str(err))
+producer = Producer(conf)
+for i, row in enumerate(job["rows"]):
+    producer.produce(job["input"], key=f"e2e-{run}-{i}".encode(), value=",".join(map(repr, row)).encode(),
+                     on_delivery=done)
+undelivered = producer.flush(30)
+predictions, deadline = {}, time.monotonic() + job["timeout"]
+while len(predictions) < len(delivered) and time.monotonic() < deadline:
+    for msg in consumer.consume(500, 1.0):
+        key = msg.key().decode() if msg.error() is None and msg.key() is not None else None
+        if key in delivered:
+            seen = predictions.setdefault(key, {"value": msg.value().decode(), "count": 0,
+                                                "headers": {k: v.decode() for k, v in msg.headers() or []}})
+            seen["count"] += 1
+consumer.close()
+print(json.dumps({"undelivered": undelivered + len(errors), "errors": errors[:5], "delivered": delivered,
+                  "predictions": predictions}))
+"""
+
+FORWARDING = re.compile(r"^Forwarding from 127\.0\.0\.1:(\d+) -> \d+")
+
+
+def forwarded_port(line: str) -> int | None:
+    """The local port of a `kubectl port-forward` output line ("Forwarding from 127.0.0.1:PORT -> REMOTE")."""
+    match = FORWARDING.match(line.strip())
+    return int(match.group(1)) if match else None
+
+
+@contextlib.contextmanager
+def forwarding(argv: list[str], timeout: float = 60) -> Iterator[int]:
+    """Run a port-forward command (kubectl port-forward ... :REMOTE); yield the local port once it forwards."""
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in process.stdout or []], daemon=True)
+    reader.start()
+    try:
+        deadline, said, port = time.monotonic() + timeout, [], None
+        command = " ".join(argv[:3])
+        while port is None:
+            try:
+                line = lines.get(timeout=0.2)
+            except queue.Empty:
+                if not reader.is_alive() and lines.empty():  # all it said is read: it has exited
+                    process.wait(10)
+                    raise AssertionError(f"`{command}` exited {process.returncode}: {said}") from None
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"`{command}` did not forward within {timeout:.0f}s: {said}") from None
+                continue
+            said.append(line.strip())
+            port = forwarded_port(line)
+        yield port
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def http_json(url: str, body: Any = None, timeout: float = 30) -> tuple[int, Any]:
+    """(status, decoded JSON body) of a GET, or of a POST of `body` as JSON; error statuses are returned too."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method="GET" if data is None else "POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            status, raw = response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        status, raw = exc.code, exc.read()
+    try:
+        return status, json.loads(raw) if raw else None
+    except ValueError:
+        return status, raw.decode(errors="replace")
 
 
 def launcher_argv(code: str, *args: str) -> list[str]:
@@ -238,6 +358,99 @@ class Cluster:
 
     def connect(self, pod: Any, host: str, port: int) -> str:
         return self.python(pod, CONNECT, host, str(port)).strip()
+
+    # ------------------------------------------------------------ the predictor and the serving decisions
+    def model_manifest(self, version: int, component: str = "predictor") -> dict[str, Any]:
+        """manifest.json of a version in the model store, read through the component's (read-only) mount."""
+        env = self.configmap_env(component)
+        path = f"{env['STREAMTRAIN_MODEL_DIR']}/{env['STREAMTRAIN_MODEL_NAME']}/{version}/manifest.json"
+        return json.loads(self.exec(self.ready_pod(component), ["cat", path]))
+
+    def serving(self, component: str, *args: str) -> dict[str, Any]:
+        """`streamtrain serving ARGS` in a pod of the component, with its Kafka user: its JSON answer."""
+        return json.loads(self.exec(self.ready_pod(component), ["streamtrain", "serving", *args]))
+
+    @contextlib.contextmanager
+    def port_forward(self, component: str, timeout: float = 60) -> Iterator[int]:
+        """`kubectl port-forward svc/<release>-<component> :<its http port>`; yields the local port."""
+        kubectl = shutil.which("kubectl")
+        if kubectl is None:
+            import pytest
+
+            pytest.skip("the kubectl CLI is not on PATH (needed for port-forward)")
+        port = self.configmap_env(component)["STREAMTRAIN_HTTP_PORT"]
+        argv = [kubectl, "port-forward", f"svc/{self.release}-{component}", f":{port}",
+                "--address", "127.0.0.1", "--namespace", self.namespace]
+        if self.context:
+            argv += ["--context", self.context]
+        with forwarding(argv, timeout) as local:
+            yield local
+
+    def rest(self, component: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """An HTTP request to the component's Service through a port-forward: (status, JSON body)."""
+        with self.port_forward(component) as local:
+            return http_json(f"http://127.0.0.1:{local}{path}", body)
+
+    def listener_authentication(self) -> str:
+        listener = next(lst for lst in self.kafka()["spec"]["kafka"]["listeners"] if lst["name"] == "clients")
+        return str((listener.get("authentication") or {}).get("type", "none"))
+
+    @contextlib.contextmanager
+    def kafka_client(self, name: str, acls: list[dict[str, Any]], timeout: float = 300) -> Iterator[dict[str, str]]:
+        """A KafkaUser of the test's own with these ACLs, for the time of the block; yields its credentials
+        ({} when the listener authenticates no one). Not labelled with the release: it is no part of it."""
+        from kubernetes.client.exceptions import ApiException
+
+        auth = self.listener_authentication()
+        if auth == "none":
+            yield {}
+            return
+
+        def delete() -> None:
+            try:
+                self.custom.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, "kafkausers", name)
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+
+        def get() -> dict[str, Any] | None:
+            try:
+                return self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, "kafkausers", name)
+            except ApiException as exc:
+                if exc.status == 404:
+                    return None
+                raise
+
+        delete()  # a leftover of an interrupted run
+        wait_for(f"a leftover KafkaUser {name} to go", lambda: get() is None or None, timeout)
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "KafkaUser",
+            "metadata": {"name": name, "labels": {"strimzi.io/cluster": self.kafka_name,
+                                                  "app.kubernetes.io/part-of": "streamtrain-e2e"}},
+            "spec": {"authentication": {"type": auth}, "authorization": {"type": "simple", "acls": acls}},
+        }
+        self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, "kafkausers", body)
+        try:
+            wait_for(f"KafkaUser {name} Ready", lambda: when(get(), lambda u: bool(u) and self.ready(u)), timeout)
+            keys = ("password",) if auth == "scram-sha-512" else ("user.crt", "user.key")
+            data = wait_for(
+                f"the Secret of KafkaUser {name}",
+                lambda: when(self.core.read_namespaced_secret(name, self.namespace).data or {},
+                             lambda d: all(k in d for k in keys)),
+                timeout,
+            )
+            yield {"username": name, **{k: base64.b64decode(data[k]).decode() for k in keys}}
+        finally:
+            delete()
+
+    def predict_through_kafka(self, user: dict[str, str], rows: list[list[float]], timeout: float) -> dict[str, Any]:
+        """PREDICT_IO in a predictor pod: rows into the input topic, their predictions out of the output topic."""
+        env = self.configmap_env("predictor")
+        job = {"input": env["STREAMTRAIN_INPUT_TOPIC"], "output": env["STREAMTRAIN_OUTPUT_TOPIC"], "rows": rows,
+               "group": f"streamtrain-e2e-{int(time.time())}", "timeout": timeout, "user": user}
+        return json.loads(self.python(self.ready_pod("predictor"), PREDICT_IO, json.dumps(job),
+                                      timeout=timeout + 120))
 
     # ------------------------------------------------------------ helm
     def helm(self, *args: str, timeout: float = 900) -> str:

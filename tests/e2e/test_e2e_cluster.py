@@ -1,5 +1,6 @@
-"""The deployed system on a live cluster: Kafka, pods, the stream, versions, accuracy, a trainer restart in
-the middle of a stream, `helm upgrade` and `helm uninstall`. Run with `make e2e` after `make kind-up deploy`.
+"""The deployed system on a live cluster: Kafka, pods, the stream, versions, accuracy, the predictor (REST through
+a port-forward, the input topic scored into the output topic, a pin), a trainer restart in the middle of a stream,
+`helm upgrade` and `helm uninstall`. Run with `make e2e` after `make kind-up deploy`.
 
 The tests run in file order and build on each other (the restart and upgrade tests start new streams);
 each still checks its own preconditions. Assertions on exactly-once use the same helper as the
@@ -8,6 +9,7 @@ process-level pipeline test (tests/support/ledger.py).
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from typing import Any
@@ -21,6 +23,11 @@ pytestmark = pytest.mark.e2e
 # same data set with the same window). Kept equal by a test in test_e2e_dryrun.py.
 ACCURACY_THRESHOLD = 0.90
 STREAM_TIMEOUT = float(os.environ.get("STREAMTRAIN_E2E_TIMEOUT", "900"))
+# What the chart creates with the predictor on (the default): train, test, metrics, model-events, dead-letter,
+# control, input and predictions; a KafkaUser per component.
+TOPICS, USERS = 8, 4
+# Input records the Kafka test writes, and how long it waits for all their predictions.
+KAFKA_ROWS, KAFKA_TIMEOUT = 50, 180.0
 
 
 def check_exactly_once(state: dict[str, Any], produced: dict[str, dict[int, int]]) -> None:
@@ -120,7 +127,7 @@ def test_topics_and_users_are_ready_with_their_secrets(cluster: Cluster) -> None
             ),
             300,
         )
-        assert len(objects) == (5 if plural == "kafkatopics" else 3)
+        assert len(objects) == (TOPICS if plural == "kafkatopics" else USERS)
     auth = cluster.custom_objects("kafkausers")[0]["spec"]["authentication"]["type"]
     for user in cluster.custom_objects("kafkausers"):
         secret = cluster.core.read_namespaced_secret(user["metadata"]["name"], cluster.namespace)
@@ -217,6 +224,143 @@ def test_evaluator_accuracy_passes_the_pipeline_threshold(cluster: Cluster) -> N
     assert status["records_evaluated"] > 0 and len(status["versions_loaded"]) >= 1
 
 
+# ---------------------------------------------------------------- the predictor
+def serving_predictor(cluster: Cluster, timeout: float = 300) -> dict[str, Any]:
+    """The /status of a Ready predictor once it serves a version."""
+    return wait_for(
+        "a predictor serving a version",
+        lambda: when(cluster.status("predictor"), lambda s: s.get("serving_version") is not None),
+        timeout,
+    )
+
+
+def input_width(cluster: Cluster) -> int:
+    """The served version's input width, from its manifest in the model store (as the predictor reads it)."""
+
+    def width() -> int | None:
+        version = serving_predictor(cluster)["serving_version"]
+        return int(cluster.model_manifest(version)["input_width"])
+
+    return wait_for("the served version's manifest", width, 120)
+
+
+def feature_rows(count: int, width: int) -> list[list[float]]:
+    return [[round(((i * 7 + j * 3) % 11) / 10 - 0.5, 3) for j in range(width)] for i in range(count)]
+
+
+def probability(prediction: Any) -> float:
+    """A REST prediction as a probability: a number, a one-element list (TF Serving's shape for [n, 1] outputs)
+    or an object with "probability"."""
+    if isinstance(prediction, dict):
+        prediction = prediction["probability"]
+    if isinstance(prediction, list):
+        assert len(prediction) == 1, prediction
+        prediction = prediction[0]
+    assert isinstance(prediction, int | float) and 0 <= prediction <= 1, prediction
+    return float(prediction)
+
+
+def output_record(value: str, output_format: str) -> dict[str, Any]:
+    """One record of the output topic (json, or csv: class,probability,version)."""
+    if output_format == "csv":
+        label, prob, version = value.split(",")
+        return {"class": int(label), "probability": float(prob), "model_version": int(version)}
+    return dict(json.loads(value))
+
+
+def test_predictor_is_ready_serving_a_version_and_locked_down(cluster: Cluster) -> None:
+    """Ready means serving: with serve=promoted, a version the evaluator's gate promoted on the control topic."""
+    pod = cluster.ready_pod("predictor", timeout=STREAM_TIMEOUT)
+    status = serving_predictor(cluster)
+    env = cluster.configmap_env("predictor")
+    if status.get("pinned") is None and env["STREAMTRAIN_SERVE"] == "promoted":
+        assert status["serving_version"] in status["promoted"], status
+    assert cluster.exec(pod, ["id", "-u"]).strip() == "10001"
+    with pytest.raises(RuntimeError):
+        cluster.exec(pod, ["touch", "/root-filesystem-is-read-only"])
+    cluster.exec(pod, ["touch", "/tmp/writable"])
+    volume = os.path.dirname(env["STREAMTRAIN_MODEL_DIR"])
+    with pytest.raises(RuntimeError, match="Read-only file system"):
+        cluster.exec(pod, ["touch", f"{volume}/predictor-must-not-write"])
+    trainer = cluster.ready_pod("trainer")
+    assert (
+        pod.spec.node_name == trainer.spec.node_name
+        or cluster.helm_values()["persistence"]["accessMode"] == "ReadWriteMany"
+    )
+    if os.environ.get("STREAMTRAIN_E2E_NETPOL", "1") == "1":
+        assert cluster.connect(pod, "kubernetes.default.svc", 443) == "blocked"
+
+
+def test_predictor_rest_api_answers_predictions_through_a_port_forward(cluster: Cluster) -> None:
+    name = cluster.configmap_env("predictor")["STREAMTRAIN_MODEL_NAME"]
+    width = input_width(cluster)
+    rows = feature_rows(8, width)
+    code, body = cluster.rest("predictor", f"/v1/models/{name}:predict", {"instances": rows})
+    assert code == 200, body
+    predictions = [probability(p) for p in body["predictions"]]
+    assert len(predictions) == len(rows), f"{len(rows)} instances, {len(predictions)} predictions: {body}"
+    # A row of the wrong width is the client's error, answered as such.
+    code, body = cluster.rest("predictor", f"/v1/models/{name}:predict", {"instances": [[0.5] * (width + 1)]})
+    assert 400 <= code < 500, (code, body)
+
+
+def test_input_records_are_scored_into_the_output_topic_once(cluster: Cluster) -> None:
+    """A client of the predictor (a KafkaUser of the test's: Write on input, Read on the predictions) writes
+    rows from a predictor pod; each gets exactly one committed prediction, keyed by its key and naming it."""
+    env = cluster.configmap_env("predictor")
+    width = input_width(cluster)
+
+    def acl(kind: str, name: str, *ops: str, pattern: str = "literal") -> dict[str, Any]:
+        return {"resource": {"type": kind, "name": name, "patternType": pattern}, "operations": list(ops)}
+
+    acls = [
+        acl("topic", env["STREAMTRAIN_INPUT_TOPIC"], "Write", "Describe"),
+        acl("topic", env["STREAMTRAIN_OUTPUT_TOPIC"], "Read", "Describe"),
+        acl("group", "streamtrain-e2e-", "Read", pattern="prefix"),
+    ]
+    with cluster.kafka_client(f"{cluster.release}-e2e-client", acls) as user:
+        result = cluster.predict_through_kafka(user, feature_rows(KAFKA_ROWS, width), KAFKA_TIMEOUT)
+    assert result["undelivered"] == 0 and len(result["delivered"]) == KAFKA_ROWS, result
+    missing = set(result["delivered"]) - set(result["predictions"])
+    assert not missing, (
+        f"no prediction of {len(missing)} of {KAFKA_ROWS} input records on {env['STREAMTRAIN_OUTPUT_TOPIC']} "
+        f"within {KAFKA_TIMEOUT:.0f}s"
+    )
+    for key, (partition, offset) in result["delivered"].items():
+        seen = result["predictions"][key]
+        assert seen["count"] == 1, f"{key}: {seen['count']} committed predictions"
+        record = output_record(seen["value"], env["STREAMTRAIN_OUTPUT_FORMAT"])
+        assert 0 <= record["probability"] <= 1 and record["class"] in (0, 1), record
+        assert isinstance(record["model_version"], int), record
+        if "offset" in record:
+            assert (record["topic"], record["partition"], record["offset"]) == (
+                env["STREAMTRAIN_INPUT_TOPIC"], partition, offset), record
+
+
+def test_a_pin_from_the_evaluator_moves_the_predictor_and_unpin_releases_it(cluster: Cluster) -> None:
+    """Operators write serving decisions where the Kafka user may (the evaluator's); predictors follow them."""
+    serve = cluster.configmap_env("predictor")["STREAMTRAIN_SERVE"]
+    before = cluster.serving("predictor", "status", "--serve", serve)
+    assert before["pinned"] is None, before
+    others = [v for v in before["versions_in_store"] if v != before["serving"]]
+    target = max(others) if others else before["serving"]
+    try:
+        assert cluster.serving("evaluator", "pin", str(target), "--serve", serve)["pinned"] == target
+        wait_for(
+            f"the predictor to serve the pinned version {target}",
+            lambda: when(cluster.status("predictor"), lambda s: s["pinned"] == s["serving_version"] == target),
+            120,
+        )
+    finally:
+        cluster.serving("evaluator", "unpin", "--serve", serve)
+    wait_for(
+        "the predictor to follow the unpin",
+        lambda: when(cluster.status("predictor"), lambda s: s["pinned"] is None and s["serving_version"] is not None),
+        120,
+    )
+    assert cluster.serving("predictor", "status", "--serve", serve)["pinned"] is None
+
+
 # ---------------------------------------------------------------- faults and lifecycle
 def test_new_stream_arrives_and_a_trainer_restart_mid_stream_keeps_exactly_once(cluster: Cluster) -> None:
     wait_jobs_done(cluster)
@@ -267,6 +411,7 @@ def test_new_stream_arrives_and_a_trainer_restart_mid_stream_keeps_exactly_once(
 def test_helm_upgrade_rolls_the_trainer_and_keeps_the_model_lineage(cluster: Cluster) -> None:
     trainer = cluster.ready_pod("trainer")
     evaluator = cluster.ready_pod("evaluator")
+    predictor = cluster.ready_pod("predictor")
     before = cluster.inspect("trainer")
     last_version = max(v["version"] for v in before["versions"])
     old_rate = float(cluster.configmap_env("trainer")["STREAMTRAIN_LEARNING_RATE"])
@@ -277,6 +422,7 @@ def test_helm_upgrade_rolls_the_trainer_and_keeps_the_model_lineage(cluster: Clu
     rolled = wait_new_trainer(cluster, trainer.metadata.name, 900)
     assert rolled.metadata.name != trainer.metadata.name
     assert evaluator.metadata.name in {p.metadata.name for p in cluster.pods("evaluator")}, "the evaluator rolled too"
+    assert predictor.metadata.name in {p.metadata.name for p in cluster.pods("predictor")}, "the predictor rolled too"
     state = stream_trained_exactly_once(cluster)
     after = wait_for(
         "a version published after the upgrade",

@@ -9,6 +9,7 @@ clusterkit makes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import types
@@ -21,7 +22,9 @@ import test_e2e_cluster as suite
 import yaml
 
 PARTITIONS = 3
-TOPICS = {"train": "streamtrain.train", "test": "streamtrain.test"}
+TOPICS = {"train": "streamtrain.train", "test": "streamtrain.test", "input": "streamtrain.input",
+          "output": "streamtrain.predictions"}
+WIDTH = 30  # the breast-cancer stream's features
 
 
 def ns(**kwargs: Any) -> types.SimpleNamespace:
@@ -50,7 +53,8 @@ class Clock:
 
 
 class Sim:
-    """A release: a bounded producer Job, one trainer (Recreate), one evaluator, a model volume."""
+    """A release: a bounded producer Job, one trainer (Recreate), one evaluator that promotes the versions it
+    judges, one predictor that serves the pinned or newest promoted one, a model volume."""
 
     def __init__(self, faults: set[str]) -> None:
         self.faults = faults
@@ -68,6 +72,11 @@ class Sim:
         self.trainer_n = 0
         self.trainer = self.new_pod("trainer")
         self.evaluator = self.new_pod("evaluator")
+        self.predictor = self.new_pod("predictor")
+        self.promoted: list[int] = []
+        self.pinned: int | None = None
+        self.client_users: set[str] = set()  # KafkaUsers the suite made for itself and has not deleted
+        self.input_offsets = dict.fromkeys(range(PARTITIONS), 0)
         self.stopping: dict[str, float] = {}  # pod name -> seconds until gone
         self.starting = 0.0  # seconds until the next trainer pod is Ready
         self.learning_rate = "0.001"
@@ -138,6 +147,17 @@ class Sim:
             if self.since_publish >= 5 and (not self.versions or records > self.versions[-1]["records_trained"]):
                 self.since_publish = 0
                 self.versions.append({"version": len(self.versions) + 1, "ok": True, "records_trained": records})
+                if "gate-never-promotes" not in self.faults:
+                    self.promoted.append(self.versions[-1]["version"])
+
+    # ------------------------------------------------------------ the predictor
+    def serving(self) -> int | None:
+        if self.pinned is not None and "pin-ignored" not in self.faults:
+            return self.pinned
+        return max(self.promoted, default=None)
+
+    def predictor_ready(self) -> bool:
+        return self.predictor is not None and self.serving() is not None
 
     # ------------------------------------------------------------ what the suite reads
     def state(self) -> dict[str, Any]:
@@ -168,7 +188,7 @@ class FakeCluster:
                 data={"ca.crt": "x"} if name.endswith("-ca-cert") else {"password": "x", "sasl.jaas.config": "x"}
             ),
             list_namespaced_config_map=lambda _ns, label_selector="": ns(
-                items=[ns(data=self.configmap_env(c)) for c in ("producer", "trainer", "evaluator")]
+                items=[ns(data=self.configmap_env(c)) for c in ("producer", "trainer", "evaluator", "predictor")]
                 if s.installed
                 else []
             ),
@@ -177,7 +197,9 @@ class FakeCluster:
             create_namespaced_pod=self.admit,
             list_namespaced_service=lambda *a, **k: empty,
             list_namespaced_service_account=lambda *a, **k: empty,
-            list_namespaced_pod=lambda *a, **k: ns(items=[p for p in (s.trainer, s.evaluator) if p and s.installed]),
+            list_namespaced_pod=lambda *a, **k: ns(
+                items=[p for p in (s.trainer, s.evaluator, s.predictor) if p and s.installed]
+            ),
             list_namespaced_persistent_volume_claim=lambda *a, **k: ns(
                 items=[ns(metadata=ns(name="streamtrain-models"))] if s.pvc else []
             ),
@@ -222,7 +244,7 @@ class FakeCluster:
         if plural == "kafkanodepools":
             return [{"spec": {"replicas": 1}, "status": {"replicas": 1}}]
         if plural == "kafkatopics":
-            return [{"metadata": {"name": f"t{i}"}, "status": ready} for i in range(5)]
+            return [{"metadata": {"name": f"t{i}"}, "status": ready} for i in range(8)]
         if plural == "kafkausers":
             return [
                 {
@@ -230,12 +252,14 @@ class FakeCluster:
                     "spec": {"authentication": {"type": "scram-sha-512"}},
                     "status": ready,
                 }
-                for c in ("producer", "trainer", "evaluator")
+                for c in ("producer", "trainer", "evaluator", "predictor")
             ]
         return []
 
     def pods(self, component: str) -> list[Any]:
-        pod = self.sim.trainer if component == "trainer" else self.sim.evaluator
+        pod = {"trainer": self.sim.trainer, "evaluator": self.sim.evaluator, "predictor": self.sim.predictor}[component]
+        if pod is not None and component == "predictor":  # Ready once it serves a version
+            pod.status.conditions[0].status = "True" if self.sim.predictor_ready() else "False"
         return [pod] if pod else []
 
     @staticmethod
@@ -243,7 +267,11 @@ class FakeCluster:
         return clusterkit.Cluster.pod_ready(pod)
 
     def ready_pod(self, component: str, timeout: float = 600) -> Any:
-        return clusterkit.wait_for(f"a Ready {component} pod", lambda: next(iter(self.pods(component)), None), timeout)
+        return clusterkit.wait_for(
+            f"a Ready {component} pod",
+            lambda: next((p for p in self.pods(component) if self.pod_ready(p)), None),
+            timeout,
+        )
 
     def producer_jobs(self) -> list[Any]:
         return [self.sim.job] if self.sim.installed else []
@@ -252,11 +280,17 @@ class FakeCluster:
         env = {
             "STREAMTRAIN_TRAIN_TOPIC": TOPICS["train"],
             "STREAMTRAIN_TEST_TOPIC": TOPICS["test"],
+            "STREAMTRAIN_INPUT_TOPIC": TOPICS["input"],
+            "STREAMTRAIN_OUTPUT_TOPIC": TOPICS["output"],
             "STREAMTRAIN_BOOTSTRAP_SERVERS": "streamtrain-kafka-kafka-bootstrap.streamtrain.svc:9093",
-            "STREAMTRAIN_HTTP_PORT": {"producer": "9101", "trainer": "9102", "evaluator": "9103"}[component],
+            "STREAMTRAIN_HTTP_PORT": {"producer": "9101", "trainer": "9102", "evaluator": "9103",
+                                      "predictor": "8501"}[component],
             "STREAMTRAIN_MODEL_DIR": "/data/models",
+            "STREAMTRAIN_MODEL_NAME": "streamtrain",
             "STREAMTRAIN_LEARNING_RATE": self.sim.learning_rate,
             "STREAMTRAIN_COUNT": str(self.sim.count),
+            "STREAMTRAIN_SERVE": "promoted",
+            "STREAMTRAIN_OUTPUT_FORMAT": "json",
         }
         return env
 
@@ -267,14 +301,71 @@ class FakeCluster:
     def exec(self, pod: Any, argv: list[str], timeout: float = 120) -> str:
         if argv == ["streamtrain", "inspect"]:
             return json.dumps(self.inspect("trainer"))
+        if argv[:2] == ["streamtrain", "serving"]:
+            return json.dumps(self.serving_command(pod, argv[2:]))
         if argv[:2] == ["id", "-u"]:
             return "10001\n"
-        if argv[0] == "touch" and not argv[1].startswith("/tmp/"):
+        if argv[0] == "cat" and argv[1].endswith("/manifest.json"):
+            version = int(argv[1].split("/")[-2])
+            assert any(v["version"] == version for v in self.sim.versions), f"no version {version}"
+            return json.dumps({"version": version, "input_width": WIDTH})
+        writes_volume = "predictor-writes-volume" in self.sim.faults and pod is self.sim.predictor
+        if argv[0] == "touch" and not argv[1].startswith("/tmp/") and not writes_volume:
             raise RuntimeError(f"touch: cannot touch '{argv[1]}': Read-only file system")
         return ""
 
+    def serving_command(self, pod: Any, args: list[str]) -> dict[str, Any]:
+        action = args[0]
+        if action in ("pin", "unpin"):
+            assert pod is self.sim.evaluator, "only the evaluator's Kafka user may write the control topic"
+            self.sim.pinned = int(args[1]) if action == "pin" else None
+        return {"action": action, "versions_in_store": [v["version"] for v in self.sim.versions[-5:]],
+                "serving": self.sim.serving(), "promoted": list(self.sim.promoted), "pinned": self.sim.pinned}
+
     def connect(self, pod: Any, host: str, port: int) -> str:
         return "open" if host.startswith("streamtrain-kafka-kafka-bootstrap") else "blocked"
+
+    # the predictor's REST API and its topics
+    def model_manifest(self, version: int, component: str = "predictor") -> dict[str, Any]:
+        return dict(json.loads(self.exec(self.ready_pod(component), ["cat", f"/data/models/streamtrain/{version}/"
+                                                                            "manifest.json"])))
+
+    def serving(self, component: str, *args: str) -> dict[str, Any]:
+        return dict(json.loads(self.exec(self.ready_pod(component), ["streamtrain", "serving", *args])))
+
+    def rest(self, component: str, path: str, body: Any = None) -> tuple[int, Any]:
+        assert component == "predictor" and path == "/v1/models/streamtrain:predict", path
+        assert self.ready_pod("predictor")
+        rows = body["instances"]
+        if any(len(row) != WIDTH for row in rows) and "rest-accepts-a-wrong-width" not in self.sim.faults:
+            return 400, {"error": f"expected rows of {WIDTH} features"}
+        count = len(rows) - (1 if "rest-drops-an-instance" in self.sim.faults else 0)
+        return 200, {"predictions": [[0.75]] * count}
+
+    @contextlib.contextmanager
+    def kafka_client(self, name: str, acls: list[dict[str, Any]], timeout: float = 300) -> Iterator[dict[str, str]]:
+        self.sim.client_users.add(name)
+        try:
+            yield {"username": name, "password": "x"}
+        finally:
+            self.sim.client_users.discard(name)
+
+    def predict_through_kafka(self, user: dict[str, str], rows: list[list[float]], timeout: float) -> dict[str, Any]:
+        assert user["username"] in self.sim.client_users and all(len(row) == WIDTH for row in rows)
+        delivered, predictions = {}, {}
+        for i, _row in enumerate(rows):
+            partition = i % PARTITIONS
+            offset = self.sim.input_offsets[partition]
+            self.sim.input_offsets[partition] += 1
+            key = f"e2e-run-{i}"
+            delivered[key] = [partition, offset]
+            if "output-lost" in self.sim.faults and i % 10 == 3:
+                continue
+            value = {"probability": 0.25, "class": 0, "model_version": self.sim.serving(),
+                     "topic": TOPICS["input"], "partition": partition, "offset": offset}
+            count = 2 if "output-twice" in self.sim.faults and i == 7 else 1
+            predictions[key] = {"value": json.dumps(value), "headers": {}, "count": count}
+        return {"undelivered": 0, "errors": [], "delivered": delivered, "predictions": predictions}
 
     def watermarks(self, component: str, *topics: str) -> dict[str, dict[int, int]]:
         marks = self.sim.train if component == "trainer" else self.sim.test
@@ -286,6 +377,10 @@ class FakeCluster:
         return {"versions": [dict(v) for v in self.sim.versions], "checkpoint": state, "ledger_problems": []}
 
     def status(self, component: str, pod: Any = None) -> dict[str, Any]:
+        if component == "predictor":
+            assert self.ready_pod("predictor")
+            return {"serving_version": self.sim.serving(), "promoted": list(self.sim.promoted),
+                    "pinned": self.sim.pinned, "serve_policy": "promoted"}
         versions = self.sim.versions
         accuracy = 0.6 if "low-accuracy" in self.sim.faults else 0.95
         return {
@@ -302,7 +397,7 @@ class FakeCluster:
     def helm(self, *args: str, timeout: float = 900) -> str:
         if args[0] == "uninstall":
             self.sim.installed = False
-            self.sim.trainer = self.sim.evaluator = None
+            self.sim.trainer = self.sim.evaluator = self.sim.predictor = None
             self.sim.pvc = "delete-pvc" not in self.sim.faults
         return ""
 
@@ -314,6 +409,8 @@ class FakeCluster:
             self.sim.stop_trainer()
             if "evaluator-rolls" in self.sim.faults:
                 self.sim.evaluator = self.sim.new_pod("evaluator")
+            if "predictor-rolls" in self.sim.faults:
+                self.sim.predictor = self.sim.new_pod("predictor")
 
 
 SUITE = [
@@ -324,6 +421,10 @@ SUITE = [
     suite.test_network_policies_confine_the_components,
     suite.test_the_deployed_stream_is_trained_and_published,
     suite.test_evaluator_accuracy_passes_the_pipeline_threshold,
+    suite.test_predictor_is_ready_serving_a_version_and_locked_down,
+    suite.test_predictor_rest_api_answers_predictions_through_a_port_forward,
+    suite.test_input_records_are_scored_into_the_output_topic_once,
+    suite.test_a_pin_from_the_evaluator_moves_the_predictor_and_unpin_releases_it,
     suite.test_new_stream_arrives_and_a_trainer_restart_mid_stream_keeps_exactly_once,
     suite.test_helm_upgrade_rolls_the_trainer_and_keeps_the_model_lineage,
     suite.test_helm_uninstall_removes_the_release_and_keeps_the_pvc_only_if_asked,
@@ -348,6 +449,8 @@ def test_the_suite_passes_on_a_healthy_release(simulate: Callable[[set[str]], Fa
     for test in SUITE:
         test(cluster)  # type: ignore[arg-type]
     assert cluster.sim.versions[-1]["version"] >= 3 and not cluster.sim.installed and cluster.sim.pvc
+    # The suite's own KafkaUser is gone, and the pin it set was released.
+    assert not cluster.sim.client_users and cluster.sim.pinned is None
 
 
 @pytest.mark.parametrize(
@@ -375,6 +478,26 @@ def test_the_suite_passes_on_a_healthy_release(simulate: Callable[[set[str]], Fa
             "evaluator-rolls",
             "test_helm_upgrade_rolls_the_trainer_and_keeps_the_model_lineage",
             "the evaluator rolled too",
+        ),
+        (
+            "predictor-rolls",
+            "test_helm_upgrade_rolls_the_trainer_and_keeps_the_model_lineage",
+            "the predictor rolled too",
+        ),
+        ("gate-never-promotes", "test_predictor_is_ready_serving_a_version_and_locked_down", "a Ready predictor pod"),
+        ("predictor-writes-volume", "test_predictor_is_ready_serving_a_version_and_locked_down", "DID NOT RAISE"),
+        (
+            "rest-drops-an-instance",
+            "test_predictor_rest_api_answers_predictions_through_a_port_forward",
+            "8 instances, 7 predictions",
+        ),
+        ("rest-accepts-a-wrong-width", "test_predictor_rest_api_answers_predictions_through_a_port_forward", "(200, "),
+        ("output-lost", "test_input_records_are_scored_into_the_output_topic_once", "no prediction of 5 of 50"),
+        ("output-twice", "test_input_records_are_scored_into_the_output_topic_once", "2 committed predictions"),
+        (
+            "pin-ignored",
+            "test_a_pin_from_the_evaluator_moves_the_predictor_and_unpin_releases_it",
+            "the predictor to serve the pinned version",
         ),
         (
             "delete-pvc",

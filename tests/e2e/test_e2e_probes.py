@@ -1,5 +1,6 @@
 """The pieces the cluster suite runs inside pods, checked here without a cluster: the interpreter launcher,
-the watermark, HTTP and TCP probes, and the skip reasons when no cluster is reachable."""
+the watermark, HTTP and TCP probes, the predictor's Kafka client, the port-forward and REST helpers, and the skip
+reasons when no cluster is reachable."""
 
 from __future__ import annotations
 
@@ -11,11 +12,24 @@ import socket
 import subprocess
 import sys
 import threading
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from clusterkit import CONNECT, HTTP_GET, WATERMARKS, Cluster, launcher_argv, wait_for
+from clusterkit import (
+    CONNECT,
+    HTTP_GET,
+    PREDICT_IO,
+    WATERMARKS,
+    Cluster,
+    forwarded_port,
+    forwarding,
+    http_json,
+    launcher_argv,
+    wait_for,
+)
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -47,6 +61,16 @@ def status_server() -> Iterator[int]:
             self.end_headers()
             self.wfile.write(body)
 
+        def do_POST(self) -> None:  # a TF-Serving-like :predict: one prediction per instance, 400 on no instances
+            request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            instances = request.get("instances") or []
+            status, reply = (200, {"predictions": [[0.5]] * len(instances)}) if instances else (400, {"error": "no"})
+            body = json.dumps(reply).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
         def log_message(self, *_: object) -> None:
             pass
 
@@ -60,6 +84,32 @@ def status_server() -> Iterator[int]:
 def test_http_probe_reads_the_components_own_port(status_server: int) -> None:
     out = run_in_pod_like(HTTP_GET, "/status", env={"STREAMTRAIN_HTTP_PORT": str(status_server)})
     assert json.loads(out) == {"path": "/status", "accuracy": 0.93}
+
+
+def test_http_json_gets_posts_and_returns_error_statuses(status_server: int) -> None:
+    base = f"http://127.0.0.1:{status_server}"
+    assert http_json(f"{base}/status") == (200, {"path": "/status", "accuracy": 0.93})
+    assert http_json(f"{base}/v1/models/m:predict", {"instances": [[1, 2], [3, 4]]}) == (
+        200, {"predictions": [[0.5], [0.5]]})
+    assert http_json(f"{base}/v1/models/m:predict", {"instances": []}) == (400, {"error": "no"})
+
+
+def test_forwarded_port_reads_kubectls_line() -> None:
+    assert forwarded_port("Forwarding from 127.0.0.1:43127 -> 8501\n") == 43127
+    assert forwarded_port("Forwarding from [::1]:43127 -> 8501") is None
+    assert forwarded_port("Handling connection for 43127") is None
+
+
+def test_forwarding_yields_the_local_port_and_stops_the_command() -> None:
+    code = ("import time; print('Forwarding from 127.0.0.1:43127 -> 8501', flush=True); "
+            "print('Forwarding from [::1]:43127 -> 8501', flush=True); time.sleep(120)")
+    started = time.monotonic()
+    with forwarding([sys.executable, "-c", code], timeout=30) as port:
+        assert port == 43127
+    assert time.monotonic() - started < 30, "the command was not stopped"
+    failing = [sys.executable, "-c", "print('error: services \"x\" not found', flush=True); raise SystemExit(1)"]
+    with pytest.raises(AssertionError, match=r"exited 1.*services \"x\" not found"), forwarding(failing, 30):
+        pass
 
 
 def test_connect_probe_tells_open_from_blocked(status_server: int) -> None:
@@ -87,6 +137,58 @@ def test_watermark_probe_matches_the_broker(topics: dict[str, str]) -> None:
     }
     marks = json.loads(run_in_pod_like(WATERMARKS, train, env=env))
     assert {int(p): h for p, h in marks[train].items()} == partition_ends(bootstrap, train) == {0: 15, 1: 15}
+
+
+@pytest.mark.integration
+def test_predict_io_probe_writes_rows_and_reads_their_predictions(broker: object) -> None:
+    """PREDICT_IO against the embedded broker, with a stand-in predictor that answers each input record on the
+    output topic under the record's key, and one answer for a record the probe did not write."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+    from tests.conftest import common_settings
+
+    from streamtrain.kafka import clients
+
+    bootstrap = broker.bootstrap  # type: ignore[attr-defined]
+    prefix = f"p{uuid.uuid4().hex[:8]}"
+    topics = {"input": f"{prefix}.input", "output": f"{prefix}.predictions"}
+    settings = common_settings({"STREAMTRAIN_BOOTSTRAP_SERVERS": bootstrap})
+    clients.create_topics(clients.admin(settings, "tests"), list(topics.values()), partitions=2)
+    stop = threading.Event()
+    answered: list[str] = []
+
+    def predictor() -> None:
+        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{prefix}-predictor",
+                             "auto.offset.reset": "earliest"})
+        consumer.assign([TopicPartition(topics["input"], p, OFFSET_BEGINNING) for p in (0, 1)])
+        producer = Producer({"bootstrap.servers": bootstrap})
+        producer.produce(topics["output"], key=b"someone-else", value=b"{}")
+        while not stop.is_set():
+            for msg in consumer.consume(100, 0.2):
+                if msg.error() is None:
+                    value = {"probability": 0.5, "class": 1, "model_version": 3, "topic": msg.topic(),
+                             "partition": msg.partition(), "offset": msg.offset()}
+                    producer.produce(topics["output"], key=msg.key(), value=json.dumps(value).encode())
+                    answered.append(msg.value().decode())
+            producer.flush(5)
+        consumer.close()
+
+    thread = threading.Thread(target=predictor, daemon=True)
+    thread.start()
+    try:
+        job = {**topics, "rows": [[0.5, -1.25, 2.0], [0.0, 1e-3, 3.0]], "group": f"{prefix}-e2e", "timeout": 60,
+               "user": {}}
+        env = {"STREAMTRAIN_BOOTSTRAP_SERVERS": bootstrap, "STREAMTRAIN_SECURITY_PROTOCOL": "PLAINTEXT"}
+        result = json.loads(run_in_pod_like(PREDICT_IO, json.dumps(job), env=env))
+    finally:
+        stop.set()
+        thread.join(10)
+    assert result["undelivered"] == 0 and len(result["delivered"]) == 2
+    assert sorted(answered) == ["0.0,0.001,3.0", "0.5,-1.25,2.0"]
+    assert set(result["predictions"]) == set(result["delivered"])
+    for key, (partition, offset) in result["delivered"].items():
+        seen = result["predictions"][key]
+        assert seen["count"] == 1
+        assert json.loads(seen["value"])["partition"] == partition and json.loads(seen["value"])["offset"] == offset
 
 
 def test_no_kubeconfig_gives_a_skip_reason(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,6 +7,11 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import urllib.error
+import urllib.request
+import uuid
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +35,11 @@ pytestmark = pytest.mark.integration
 FAST = {"session_timeout_ms": 6000, "poll_seconds": 1, "batch_max_wait_ms": 100}
 
 
+def group() -> str:
+    """A consumer group of the test's own: the broker outlives the test, and so would a shared group's members."""
+    return f"predictor-{uuid.uuid4().hex[:8]}"
+
+
 def serving(topics: dict[str, str], models: Path, *args: str) -> dict:
     """`streamtrain serving ...` as an operator runs it."""
     env = {**topics, "STREAMTRAIN_MODEL_DIR": str(models), "STREAMTRAIN_LOG_FORMAT": "json",
@@ -47,7 +57,7 @@ def test_stream_is_scored_once_with_the_served_version(topics: dict[str, str], t
     models = tmp_path / "models"
     version = publish_trained(models, 1, x, y)
     inputs = produce_inputs(bootstrap, topics["STREAMTRAIN_INPUT_TOPIC"], x, bad_every=50)
-    predictor = Component("predictor", topics, tmp_path / "logs", model_dir=models, serve="newest",
+    predictor = Component("predictor", topics, tmp_path / "logs", group_id=group(), model_dir=models, serve="newest",
                           transactional_id="p-once", batch_size=100, summary_file=tmp_path / "p.json", **FAST).start()
     try:
         predictor.wait_for(lambda s: s["records_predicted"] + s["records_dead_lettered"] >= len(x), 180,
@@ -82,8 +92,8 @@ def test_gate_rejects_a_worse_version_and_it_is_never_served(topics: dict[str, s
     publish_trained(models, 1, x, y)
     evaluator = Component("evaluator", topics, logs, model_dir=models, report_dir=tmp_path / "reports",
                           gate_min_records=300, batch_size=100, **FAST).start()
-    predictor = Component("predictor", topics, logs, model_dir=models, transactional_id="p-gate", batch_size=50,
-                          **FAST).start()
+    predictor = Component("predictor", topics, logs, group_id=group(), model_dir=models, transactional_id="p-gate",
+                          batch_size=50, **FAST).start()
     test_topic, input_topic = topics["STREAMTRAIN_TEST_TOPIC"], topics["STREAMTRAIN_INPUT_TOPIC"]
     try:
         produce_labelled(bootstrap, test_topic, x, y)
@@ -125,7 +135,8 @@ def test_pin_and_rollback_reach_every_replica_and_survive_a_restart(topics: dict
     models, logs = tmp_path / "models", tmp_path / "logs"
     for number in (1, 2, 3):
         publish_trained(models, number, x[:200], y[:200], seed=number)
-    replicas = [Component("predictor", topics, logs / f"r{i}", model_dir=models, serve="newest",
+    shared = group()
+    replicas = [Component("predictor", topics, logs / f"r{i}", group_id=shared, model_dir=models, serve="newest",
                           transactional_id=f"p-pin-{i}", **FAST).start() for i in range(3)]
     try:
         for replica in replicas:
@@ -146,3 +157,50 @@ def test_pin_and_rollback_reach_every_replica_and_survive_a_restart(topics: dict
     finally:
         for replica in replicas:
             replica.stop()
+
+
+def test_version_swap_under_load_fails_no_request_and_loses_no_record(topics: dict[str, str],
+                                                                        tmp_path: Path) -> None:
+    bootstrap = topics["STREAMTRAIN_BOOTSTRAP_SERVERS"]
+    x, y = breast_cancer()
+    models = tmp_path / "models"
+    publish_trained(models, 1, x, y)
+    predictor = Component("predictor", topics, tmp_path / "logs", group_id=group(), model_dir=models, serve="newest",
+                          transactional_id="p-swap", batch_size=100, **FAST).start()
+    predictor.wait_for(lambda s: s["serving_version"] == 1, 120, "serving version 1")
+    url = f"http://127.0.0.1:{predictor.port}/v1/models/streamtrain:predict"
+    body = json.dumps({"instances": x[:4].tolist()}).encode()
+    codes: list[int] = []
+    stop = threading.Event()
+
+    def load() -> None:  # one client, back to back, for as long as the swap takes
+        while not stop.is_set():
+            request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(request, timeout=10) as answer:
+                    codes.append(answer.status)
+                    assert len(json.load(answer)["predictions"]) == 4
+            except urllib.error.HTTPError as exc:
+                codes.append(exc.code)
+            except OSError:
+                codes.append(0)
+
+    clients = [threading.Thread(target=load, daemon=True) for _ in range(4)]
+    for client in clients:
+        client.start()
+    try:
+        sent = produce_inputs(bootstrap, topics["STREAMTRAIN_INPUT_TOPIC"], x[:300])
+        predictor.wait_for(lambda s: s["records_predicted"] >= 300, 120, "the first records, by version 1")
+        publish_trained(models, 2, x, y, seed=2)
+        predictor.wait_for(lambda s: s["serving_version"] == 2, 60, "serving version 2")
+        sent2 = produce_inputs(bootstrap, topics["STREAMTRAIN_INPUT_TOPIC"], x[300:], start=300)
+        predictor.wait_for(lambda s: s["records_predicted"] >= len(x), 120, "every input record")
+    finally:
+        stop.set()
+        for client in clients:
+            client.join(15)
+        assert predictor.stop() == 0, predictor.log_tail()
+    assert codes and set(codes) == {200}, f"{len(codes)} requests: {dict(Counter(codes))}"
+    predictions = read_predictions(bootstrap, topics["STREAMTRAIN_OUTPUT_TOPIC"])
+    assert sorted(p["key"] for p in predictions) == sorted(sent.ids + sent2.ids)
+    assert {p["model_version"] for p in predictions} == {1, 2}

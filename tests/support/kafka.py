@@ -6,9 +6,10 @@ import time
 import uuid
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from streamtrain.kafka import clients
+from streamtrain.service.config import CommonSettings
 
 
 def _conf(client: str | dict[str, Any]) -> dict[str, Any]:
@@ -47,3 +48,22 @@ def partition_ends(client: str | dict[str, Any], topic: str) -> dict[int, int]:
 
 def headers(msg: Any) -> dict[str, str]:
     return {k: v.decode() for k, v in (msg.headers() or [])}
+
+
+def hides_aborted_records(bootstrap: str) -> bool:
+    """Whether the broker hides the records of an aborted transaction from read_committed consumers, as Kafka
+    does (measured, not assumed: the embedded broker does not)."""
+    topic = f"probe-{uuid.uuid4().hex[:8]}"
+    clients.create_topics(clients.admin(CommonSettings(bootstrap_servers=bootstrap), "tests"), [topic], 1)
+    producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": topic})
+    producer.init_transactions(30)
+    producer.begin_transaction()
+    producer.produce(topic, value=b"aborted")
+    producer.flush(30)  # on the broker before the abort
+    producer.abort_transaction(30)
+    producer.begin_transaction()
+    producer.produce(topic, value=b"committed")
+    producer.commit_transaction(30)
+    seen = [m.value() for m in read_all({"bootstrap.servers": bootstrap, "isolation.level": "read_committed"}, topic)]
+    assert b"committed" in seen, seen
+    return b"aborted" not in seen

@@ -32,6 +32,7 @@ extraEnv may add settings the chart does not manage; it may not override managed
 {{- $_ := set $env "STREAMTRAIN_PUBLISH_EVERY_BATCHES" (toString (int64 $cv.publishEveryBatches)) -}}
 {{- $_ := set $env "STREAMTRAIN_PUBLISH_EVERY_SECONDS" (toString $cv.publishEverySeconds) -}}
 {{- $_ := set $env "STREAMTRAIN_KEEP_VERSIONS" (toString (int64 $cv.keepVersions)) -}}
+{{- $_ := set $env "STREAMTRAIN_KEEP_PROMOTED_VERSIONS" (toString (int64 $cv.keepPromotedVersions)) -}}
 {{- $_ := set $env "STREAMTRAIN_STOP_GRACE_SECONDS" (toString $cv.stopGraceSeconds) -}}
 {{- else if eq $c "evaluator" -}}
 {{- $_ := set $env "STREAMTRAIN_MODEL_DIR" $models -}}
@@ -42,6 +43,24 @@ extraEnv may add settings the chart does not manage; it may not override managed
 {{- $_ := set $env "STREAMTRAIN_WINDOW" (toString (int64 $cv.window)) -}}
 {{- $_ := set $env "STREAMTRAIN_POLL_SECONDS" (toString $cv.pollSeconds) -}}
 {{- $_ := set $env "STREAMTRAIN_SESSION_TIMEOUT_MS" (toString (int64 $cv.sessionTimeoutMs)) -}}
+{{- $_ := set $env "STREAMTRAIN_GATE" (toString $cv.gate.enabled) -}}
+{{- $_ := set $env "STREAMTRAIN_GATE_MIN_RECORDS" (toString (int64 $cv.gate.minRecords)) -}}
+{{- $_ := set $env "STREAMTRAIN_GATE_METRIC" $cv.gate.metric -}}
+{{- $_ := set $env "STREAMTRAIN_GATE_FLOOR" (toString $cv.gate.floor) -}}
+{{- $_ := set $env "STREAMTRAIN_GATE_TOLERANCE" (toString $cv.gate.tolerance) -}}
+{{- else if eq $c "predictor" -}}
+{{- /* No STREAMTRAIN_TRANSACTIONAL_ID: each replica's default, streamtrain-predictor-<pod name>, is its own (and
+what the KafkaUser's transactionalId prefix ACL admits). */ -}}
+{{- $_ := set $env "STREAMTRAIN_MODEL_DIR" $models -}}
+{{- $_ := set $env "STREAMTRAIN_MODEL_NAME" $v.model.name -}}
+{{- $_ := set $env "STREAMTRAIN_GROUP_ID" $cv.groupId -}}
+{{- $_ := set $env "STREAMTRAIN_SERVE" $cv.serve -}}
+{{- $_ := set $env "STREAMTRAIN_OUTPUT_FORMAT" $cv.outputFormat -}}
+{{- $_ := set $env "STREAMTRAIN_THRESHOLD" (toString $cv.threshold) -}}
+{{- $_ := set $env "STREAMTRAIN_BATCH_SIZE" (toString (int64 $cv.batchSize)) -}}
+{{- $_ := set $env "STREAMTRAIN_POLL_SECONDS" (toString $cv.pollSeconds) -}}
+{{- $_ := set $env "STREAMTRAIN_SESSION_TIMEOUT_MS" (toString (int64 $cv.sessionTimeoutMs)) -}}
+{{- $_ := set $env "STREAMTRAIN_TRANSACTION_TIMEOUT_MS" (toString (int64 $cv.transactionTimeoutMs)) -}}
 {{- end -}}
 {{- range $name, $value := $cv.extraEnv -}}
 {{- if hasKey $env $name -}}

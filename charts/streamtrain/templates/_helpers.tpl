@@ -69,10 +69,21 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s-%s" (include "streamtrain.fullname" .ctx) .component -}}
 {{- end -}}
 
+{{/* Whether a component is deployed: trainer and evaluator always, producer and predictor when enabled.
+Call with (dict "ctx" $ "component" "x"); "true" or empty. */}}
+{{- define "streamtrain.componentEnabled" -}}
+{{- if or (has .component (list "trainer" "evaluator")) (index .ctx.Values .component).enabled -}}true{{- end -}}
+{{- end -}}
+
 {{/* Name of a component's ServiceAccount, Deployment, Service, ConfigMap, NetworkPolicy. */}}
 {{- define "streamtrain.componentName" -}}
 {{- printf "%s-%s" (include "streamtrain.fullname" .ctx) .component -}}
 {{- end -}}
+
+{{/* The transactional.id prefix of every predictor replica: the code's default transactional.id is
+streamtrain-predictor-<host name> (the pod name), unique per replica; the predictor's KafkaUser may use exactly
+the ids with this prefix. */}}
+{{- define "streamtrain.transactionalIdPrefix" -}}streamtrain-predictor-{{- end -}}
 
 {{/* Bootstrap address of the in-cluster listener. */}}
 {{- define "streamtrain.bootstrap" -}}
@@ -126,6 +137,10 @@ app.kubernetes.io/component: {{ .component }}
 {{- if and (eq .Values.producer.kind "Deployment") (not (has .Values.producer.source (list "susy" "drift"))) -}}
 {{- fail "producer.kind=Deployment needs an endless generator source: producer.source=susy or drift" -}}
 {{- end -}}
+{{- end -}}
+{{- $hpa := .Values.predictor.autoscaling -}}
+{{- if and .Values.predictor.enabled $hpa.enabled (gt (int $hpa.minReplicas) (int $hpa.maxReplicas)) -}}
+{{- fail (printf "predictor.autoscaling.minReplicas (%v) cannot exceed predictor.autoscaling.maxReplicas (%v)" $hpa.minReplicas $hpa.maxReplicas) -}}
 {{- end -}}
 {{- if and .Values.kafka.rack.enabled (lt (int .Values.kafka.replicas) 2) -}}
 {{- fail "kafka.rack.enabled needs kafka.replicas >= 2" -}}
@@ -191,6 +206,9 @@ STREAMTRAIN_TEST_TOPIC: {{ $v.topics.test.name | quote }}
 STREAMTRAIN_METRICS_TOPIC: {{ $v.topics.metrics.name | quote }}
 STREAMTRAIN_MODEL_EVENTS_TOPIC: {{ $v.topics.modelEvents.name | quote }}
 STREAMTRAIN_DEAD_LETTER_TOPIC: {{ $v.topics.deadLetter.name | quote }}
+STREAMTRAIN_CONTROL_TOPIC: {{ $v.topics.control.name | quote }}
+STREAMTRAIN_INPUT_TOPIC: {{ $v.topics.input.name | quote }}
+STREAMTRAIN_OUTPUT_TOPIC: {{ $v.topics.predictions.name | quote }}
 STREAMTRAIN_LOG_LEVEL: {{ $v.logging.level | quote }}
 STREAMTRAIN_LOG_FORMAT: {{ $v.logging.format | quote }}
 STREAMTRAIN_HTTP_HOST: "0.0.0.0"

@@ -1,6 +1,6 @@
 {{/*
 Pod template of a component. Call with (dict "ctx" $ "component" "trainer" "command" (list "train")
-"restartPolicy" "Always"); volumes and mounts specific to the trainer and evaluator are added here.
+"restartPolicy" "Always"); volumes and mounts specific to the trainer, evaluator and predictor are added here.
 */}}
 {{- define "streamtrain.podTemplate" -}}
 {{- $ctx := .ctx -}}
@@ -85,17 +85,21 @@ spec:
           readOnly: true
         - name: reports
           mountPath: /var/lib/streamtrain/reports
+        {{- else if eq $c "predictor" }}
+        - name: models
+          mountPath: {{ $v.persistence.mountPath }}
+          readOnly: true
         {{- end }}
   volumes:
     - name: tmp
       emptyDir:
         sizeLimit: {{ $v.tmpSizeLimit }}
     {{- include "streamtrain.kafkaVolumes" (dict "ctx" $ctx "component" $c) | trim | nindent 4 }}
-    {{- if has $c (list "trainer" "evaluator") }}
+    {{- if has $c (list "trainer" "evaluator" "predictor") }}
     - name: models
       persistentVolumeClaim:
         claimName: {{ include "streamtrain.modelClaim" $ctx }}
-        {{- if eq $c "evaluator" }}
+        {{- if has $c (list "evaluator" "predictor") }}
         readOnly: true
         {{- end }}
     {{- end }}

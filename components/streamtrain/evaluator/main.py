@@ -164,8 +164,8 @@ class Evaluator:
         }
 
     # --- the service loop's hooks (service/loop.py runs them) ----------------------------------------
-    def routes(self) -> dict[str, Any] | None:
-        return live.routes(self)
+    def endpoints(self) -> http.Endpoints:
+        return http.Endpoints(live.routes(self))
 
     def open(self, cleanup: ExitStack) -> BatchReader | TfioBatchReader:
         self.watcher.start()

@@ -25,7 +25,8 @@ from prometheus_client import Counter, Gauge
 from streamtrain.kafka import clients
 from streamtrain.kafka.batches import Batch, OffsetLost, consume, to_batch
 from streamtrain.kafka.clients import ConsumerFactory
-from streamtrain.predictor import output
+from streamtrain.predictor import output, rest
+from streamtrain.predictor.batching import Batcher
 from streamtrain.predictor.versions import Versions
 from streamtrain.service import http, loop
 from streamtrain.service.config import PredictorSettings
@@ -61,6 +62,7 @@ class Predictor:
         self.dead = clients.DeadLetters(self.kafka, settings.dead_letter_topic, "predictor")
         self.control = ControlReader(settings, settings.model_name, "predictor")
         self.versions = Versions(settings, self.control)
+        self.batcher = Batcher(settings.request_batch_size, settings.request_batch_wait_ms / 1000)
         self.input = Input(settings, self.versions, consumer)
         self.scored = 0
         self.dead_lettered = 0
@@ -132,8 +134,10 @@ class Predictor:
                 "predictions_per_version": self.per_version, **self.versions.status()}
 
     # --- the service loop's hooks (service/loop.py runs them) ----------------------------------
-    def routes(self) -> dict[str, Any] | None:
-        return None
+    def endpoints(self) -> http.Endpoints:
+        """The TensorFlow-Serving-style REST API (predictor/rest.py) beside the probes and /metrics."""
+        return http.Endpoints(app=rest.app(self.versions, self.batcher, self.s.max_request_instances),
+                              max_body=self.s.max_request_bytes)
 
     def open(self, cleanup: ExitStack) -> Input:
         self.kafka.init_transactions(TXN_TIMEOUT)  # fences an older producer of this id; aborts what it left open
@@ -165,6 +169,7 @@ class Predictor:
         raise lost  # the group's offsets are the broker's: nothing of ours to restore
 
     def finish(self, run: loop.Run) -> dict[str, Any]:
+        self.batcher.close()  # what is queued is answered; later requests get 503
         if self.input.consumer is not None:
             self.input.consumer.close()
         self.kafka.flush(10)
@@ -200,7 +205,9 @@ class Input:
         self.consumer = self.make_consumer(s, "predictor", s.group_id, **{
             "auto.offset.reset": s.start_offset, "isolation.level": "read_committed",
             "session.timeout.ms": s.session_timeout_ms, "heartbeat.interval.ms": max(s.session_timeout_ms // 5, 500),
-            "max.poll.interval.ms": max(s.session_timeout_ms + 1000, 60_000)})
+            # Also how long a group coordinator may hold a rejoin: short, as this thread polls at least every
+            # batch; a batch that overruns it is fenced from committing and scored again.
+            "max.poll.interval.ms": max(s.session_timeout_ms + 1000, 10_000)})
         self.consumer.subscribe([s.input_topic])
 
     def stop(self) -> None:

@@ -47,7 +47,7 @@ class Component(Protocol):
 
     def status(self) -> dict[str, Any]: ...
 
-    def routes(self) -> dict[str, Any] | None: ...
+    def endpoints(self) -> http.Endpoints: ...
 
     def open(self, cleanup: ExitStack) -> Reader:
         """Set up and start reading; resources to release on the way out go on `cleanup`."""
@@ -90,8 +90,9 @@ class Run:
 
 def run(component: Component, settings: Settings, stop: StopFlag) -> dict[str, Any]:
     if settings.http_port:
+        served = component.endpoints()
         http.serve(settings.http_host, settings.http_port, component.health, component.status,
-                   extra=component.routes())
+                   extra=served.routes, app=served.app, max_body=served.max_body)
     with ExitStack() as cleanup:
         reader = component.open(cleanup)
         component.health.ready = True

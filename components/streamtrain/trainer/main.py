@@ -303,8 +303,8 @@ class Trainer:
                 **self.metric_values(), **self.adapt.status()}
 
     # --- the service loop's hooks (service/loop.py runs them) ----------------------------------------
-    def routes(self) -> dict[str, Any] | None:
-        return None
+    def endpoints(self) -> http.Endpoints:
+        return http.Endpoints()
 
     def open(self, cleanup: ExitStack) -> BatchReader | TfioBatchReader:
         self.restore()
