@@ -64,7 +64,8 @@ def topics(broker: EmbeddedBroker) -> dict[str, str]:
         "STREAMTRAIN_OUTPUT_TOPIC": f"{prefix}.predictions",
     }
     settings = common_settings(env)
-    clients.create_topics(clients.admin(settings, "tests"), clients.topic_names(settings), partitions=2)
+    clients.create_topics(clients.admin(settings, "tests"), clients.topic_names(settings), partitions=2,
+                          configs=clients.topic_configs(settings))
     return env
 
 

@@ -68,9 +68,13 @@ def _evaluate(settings: Any) -> int:
 
 
 def _predict(settings: Any) -> int:
-    from streamtrain.predictor.main import run
+    from streamtrain.predictor.main import TransactionAborted, TransactionsUnavailable, run
 
-    run(settings)
+    try:
+        run(settings)
+    except (TransactionsUnavailable, TransactionAborted) as exc:
+        log.error(str(exc))
+        return 1
     return 0
 
 
@@ -106,7 +110,7 @@ def _topics(settings: Any) -> int:
     from streamtrain.kafka import clients
 
     created = clients.create_topics(clients.admin(settings, "topics"), clients.topic_names(settings),
-                                     settings.partitions)
+                                     settings.partitions, configs=clients.topic_configs(settings))
     print(json.dumps({"created": created, "partitions": settings.partitions}))
     return 0
 

@@ -95,13 +95,20 @@ def topic_names(settings: CommonSettings) -> list[str]:
             settings.dead_letter_topic, settings.control_topic, settings.input_topic, settings.output_topic]
 
 
-def create_topics(client: AdminClient, topics: Iterable[str], partitions: int, timeout: float = 30.0) -> list[str]:
-    """Create the topics that do not exist yet; returns the ones created."""
+def topic_configs(settings: CommonSettings) -> dict[str, dict[str, str]]:
+    """Topic settings beyond the broker's defaults: the control topic is compacted (its last decision per key)."""
+    return {settings.control_topic: {"cleanup.policy": "compact"}}
+
+
+def create_topics(client: AdminClient, topics: Iterable[str], partitions: int, timeout: float = 30.0,
+                  configs: dict[str, dict[str, str]] | None = None) -> list[str]:
+    """Create the topics that do not exist yet (with `configs[topic]` where given); returns the ones created."""
     existing = set(client.list_topics(timeout=timeout).topics)
     wanted = [t for t in topics if t not in existing]
     if not wanted:
         return []
-    futures = client.create_topics([NewTopic(t, num_partitions=partitions, replication_factor=1) for t in wanted],
+    futures = client.create_topics([NewTopic(t, num_partitions=partitions, replication_factor=1,
+                                             config=(configs or {}).get(t, {})) for t in wanted],
                                    operation_timeout=timeout)
     for future in futures.values():
         try:

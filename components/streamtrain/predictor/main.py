@@ -44,6 +44,10 @@ VERSION_HEADER = "streamtrain.model-version"
 TXN_TIMEOUT = 30.0  # seconds for one transactional call before it counts as failed
 
 
+class TransactionsUnavailable(RuntimeError):
+    """The broker refused or did not answer init_transactions: the predictor cannot run exactly once on it."""
+
+
 class TransactionAborted(RuntimeError):
     """The batch's transaction was aborted; its records will be consumed and scored again."""
 
@@ -140,7 +144,11 @@ class Predictor:
                               max_body=self.s.max_request_bytes)
 
     def open(self, cleanup: ExitStack) -> Input:
-        self.kafka.init_transactions(TXN_TIMEOUT)  # fences an older producer of this id; aborts what it left open
+        try:  # fences an older producer of this id; aborts what it left open
+            self.kafka.init_transactions(TXN_TIMEOUT)
+        except KafkaException as exc:
+            raise TransactionsUnavailable(f"the broker did not start a transaction for transactional id "
+                                          f"{self.transactional_id!r}: {clients.error_text(exc)}") from exc
         self.control.start()
         cleanup.callback(self.control.stop)
         if not self.control.wait(30):
