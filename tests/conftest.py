@@ -60,6 +60,7 @@ def topics(broker: EmbeddedBroker) -> dict[str, str]:
         "STREAMTRAIN_MODEL_EVENTS_TOPIC": f"{prefix}.model-events",
         "STREAMTRAIN_DEAD_LETTER_TOPIC": f"{prefix}.dead-letter",
         "STREAMTRAIN_CONTROL_TOPIC": f"{prefix}.control",
+        "STREAMTRAIN_MODEL_FILES_TOPIC": f"{prefix}.model-files",
         "STREAMTRAIN_INPUT_TOPIC": f"{prefix}.input",
         "STREAMTRAIN_OUTPUT_TOPIC": f"{prefix}.predictions",
     }

@@ -26,6 +26,7 @@ from streamtrain.metrics import Totals, Window
 from streamtrain.service import http, loop
 from streamtrain.service.config import EvaluatorSettings
 from streamtrain.service.runtime import StopFlag
+from streamtrain.store import shipping
 from streamtrain.tensors import as_tensor
 
 log = logging.getLogger("streamtrain.evaluator")
@@ -168,6 +169,9 @@ class Evaluator:
         return http.Endpoints(live.routes(self))
 
     def open(self, cleanup: ExitStack) -> BatchReader | TfioBatchReader:
+        receiver = shipping.receive(self.s, "evaluator")  # --model-source kafka: versions arrive over Kafka
+        if receiver is not None:
+            cleanup.callback(receiver.stop)
         self.watcher.start()
         cleanup.callback(self.watcher.stop)
         if self.judge is not None:

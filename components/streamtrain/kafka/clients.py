@@ -92,12 +92,15 @@ def admin(settings: CommonSettings, component: str) -> AdminClient:
 
 def topic_names(settings: CommonSettings) -> list[str]:
     return [settings.train_topic, settings.test_topic, settings.metrics_topic, settings.model_events_topic,
-            settings.dead_letter_topic, settings.control_topic, settings.input_topic, settings.output_topic]
+            settings.dead_letter_topic, settings.control_topic, settings.model_files_topic, settings.input_topic,
+            settings.output_topic]
 
 
 def topic_configs(settings: CommonSettings) -> dict[str, dict[str, str]]:
-    """Topic settings beyond the broker's defaults: the control topic is compacted (its last decision per key)."""
-    return {settings.control_topic: {"cleanup.policy": "compact"}}
+    """Topic settings beyond the broker's defaults: the state topics are compacted (the last record of each key:
+    each decision, each chunk of each version in the store)."""
+    return {settings.control_topic: {"cleanup.policy": "compact"},
+            settings.model_files_topic: {"cleanup.policy": "compact"}}
 
 
 def create_topics(client: AdminClient, topics: Iterable[str], partitions: int, timeout: float = 30.0,

@@ -32,6 +32,7 @@ from streamtrain.service import http, loop
 from streamtrain.service.config import PredictorSettings
 from streamtrain.service.runtime import StopFlag
 from streamtrain.serving.control import ControlReader
+from streamtrain.store import shipping
 from streamtrain.tensors import as_tensor
 from streamtrain.wire import F32_BLOCK_FORMAT, decode_unlabelled
 
@@ -154,6 +155,9 @@ class Predictor:
         if not self.control.wait(30):
             log.warning("the control topic was not read to its end within 30 s; serving decisions may lag",
                         extra={"topic": self.s.control_topic})
+        receiver = shipping.receive(self.s, "predictor")  # --model-source kafka: versions arrive over Kafka
+        if receiver is not None:
+            cleanup.callback(receiver.stop)
         self.versions.start()
         cleanup.callback(self.versions.stop)
         return self.input

@@ -66,6 +66,10 @@ class CommonSettings(BaseSettings):
     control_topic: str = Field(
         "streamtrain.control", description="compacted topic of serving decisions: promotions, rejections, pins"
     )
+    model_files_topic: str = Field(
+        "streamtrain.model-files", description="compacted topic the trainer ships versions on (--ship-versions) for "
+        "readers with --model-source kafka"
+    )
     input_topic: str = Field("streamtrain.input", description="topic of feature rows the predictor scores")
     output_topic: str = Field("streamtrain.predictions", description="topic the predictor writes predictions to")
 
@@ -94,7 +98,7 @@ class CommonSettings(BaseSettings):
 
     @field_validator(
         "train_topic", "test_topic", "metrics_topic", "model_events_topic", "dead_letter_topic", "control_topic",
-        "input_topic", "output_topic",
+        "model_files_topic", "input_topic", "output_topic",
     )
     @classmethod
     def _check_topic(cls, value: str) -> str:
@@ -265,6 +269,10 @@ class TrainerSettings(ConsumerSettings):
     publish_every_batches: int = Field(0, ge=0, description="publish a model version every N batches; 0 = off")
     publish_every_seconds: float = Field(10.0, ge=0, description="publish a model version every T seconds; 0 = off")
     keep_versions: int = Field(5, ge=1, description="published versions to keep in the model store")
+    ship_versions: bool = Field(
+        False, description="also ship every version (and every removal) on the model-files topic, for evaluators and "
+        "predictors on other nodes (--model-source kafka)"
+    )
     keep_promoted_versions: int = Field(
         3, ge=0, description="promoted versions kept beyond --keep-versions (with the pinned one), for serving and "
         "rollback; read from the control topic"
@@ -342,6 +350,10 @@ class EvaluatorSettings(ConsumerSettings):
     group_id: str = Field("streamtrain-evaluator", description="consumer group shared by evaluator replicas")
     batch_size: int = Field(1024, ge=1, le=1_000_000, description="records per micro-batch")
     batch_max_wait_ms: int = Field(200, ge=1, description="longest wait to fill a micro-batch, in ms")
+    model_source: Literal["volume", "kafka"] = Field(
+        "volume", description="where versions come from: volume (--model-dir is the trainer's model store) or kafka "
+        "(received from the model-files topic into --model-dir, a local directory)"
+    )
     window: int = Field(2000, ge=10, description="records in the sliding window for accuracy, loss and AUC")
     poll_seconds: float = Field(5.0, gt=0, description="seconds between scans of the model store (fallback to events)")
     report_dir: Path = Field(Path("reports"), description="writable directory for the accuracy CSV and PNG plot")
@@ -373,6 +385,10 @@ class PredictorSettings(ConsumerSettings):
     group_id: str = Field("streamtrain-predictor", description="consumer group shared by predictor replicas")
     batch_size: int = Field(1024, ge=1, le=1_000_000, description="records per micro-batch (one transaction)")
     batch_max_wait_ms: int = Field(50, ge=1, description="longest wait to fill a micro-batch, in ms")
+    model_source: Literal["volume", "kafka"] = Field(
+        "volume", description="where versions come from: volume (--model-dir is the trainer's model store) or kafka "
+        "(received from the model-files topic into --model-dir, a local directory)"
+    )
     serve: Literal["promoted", "newest"] = Field(
         "promoted", description="which version to serve when none is pinned: the newest promoted one (the gate's) "
         "or the newest complete one"

@@ -31,9 +31,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from confluent_kafka import OFFSET_BEGINNING, KafkaError, Producer, TopicPartition
+from confluent_kafka import Message, Producer
 
-from streamtrain.kafka import clients
+from streamtrain.kafka.follow import Follower
 from streamtrain.service.config import CommonSettings
 
 log = logging.getLogger(__name__)
@@ -127,71 +127,35 @@ def send(kafka: Producer, topic: str, event: dict[str, Any]) -> None:
 
 
 class ControlReader:
-    """Reads the control topic from its start in a thread and keeps `decisions` current.
-
-    `caught_up` is set once everything on the topic at start-up has been applied, so a component can wait for its
-    decisions before it serves; `changed` is set after every applied event.
-    """
+    """Follows the control topic from its start (kafka/follow.py) and keeps `decisions` current; `changed` is set
+    after every applied event, `caught_up` once the decisions at start-up are in."""
 
     def __init__(self, settings: CommonSettings, model_name: str, component: str) -> None:
-        self.s = settings
         self.decisions = Decisions(model_name)
         self.lock = threading.Lock()
         self.changed = threading.Event()
-        self.caught_up = threading.Event()
-        self.component = component
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="control-reader", daemon=True)
-        self._consumer: Any = None
+        self.follower = Follower(settings, settings.control_topic, f"{component}-control", self._apply)
+        self.caught_up = self.follower.caught_up
 
     def start(self, timeout: float = 30.0) -> ControlReader:
-        """Raises TimeoutError when the topic has no partitions within `timeout` (it does not exist)."""
-        self._consumer = clients.consumer(self.s, f"{self.component}-control", None,
-                                          **{"enable.partition.eof": True})
-        try:
-            parts = clients.partitions_of(self._consumer, self.s.control_topic, timeout=timeout)
-        except TimeoutError:
-            self._consumer.close()
-            raise
-        self._ends = {p: self._consumer.get_watermark_offsets(TopicPartition(self.s.control_topic, p),
-                                                              timeout=10, cached=False)[1] for p in parts}
-        self._consumer.assign([TopicPartition(self.s.control_topic, p, OFFSET_BEGINNING) for p in parts])
-        self._positions = {p: 0 for p in parts}
-        if all(end <= 0 for end in self._ends.values()):
-            self.caught_up.set()
-        self._thread.start()
+        """Raises TimeoutError when the control topic does not exist."""
+        self.follower.start(timeout)
         return self
 
     def wait(self, timeout: float) -> bool:
-        return self.caught_up.wait(timeout)
+        return self.follower.wait(timeout)
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-        if self._consumer is not None:
-            self._consumer.close()
+        self.follower.stop()
 
     def snapshot(self) -> Decisions:
         with self.lock:
             return Decisions(self.decisions.model_name, dict(self.decisions.promoted), dict(self.decisions.rejected),
                              self.decisions.pinned, self.decisions.pin_event, self.decisions.events)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for msg in self._consumer.consume(num_messages=500, timeout=0.5):
-                partition = msg.partition()
-                if msg.error() is None:
-                    self._positions[partition] = msg.offset() + 1
-                    self._apply(msg.value())
-                elif msg.error().code() == KafkaError._PARTITION_EOF and partition in self._ends:
-                    self._positions[partition] = max(self._positions[partition], self._ends[partition])
-            # (the embedded broker's high watermark can be below the true end; EOF events settle it)
-            if not self.caught_up.is_set() and all(self._positions[p] >= e for p, e in self._ends.items()):
-                self.caught_up.set()
-
-    def _apply(self, value: bytes | None) -> None:
+    def _apply(self, msg: Message) -> None:
         try:
-            event = json.loads(value or b"")
+            event = json.loads(msg.value() or b"")
             with self.lock:
                 self.decisions.apply(event)
         except (ValueError, ControlEventError) as exc:

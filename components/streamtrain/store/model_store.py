@@ -48,6 +48,7 @@ class Version:
     number: int
     path: Path
     manifest: dict[str, Any]
+    removed: tuple[tuple[int, dict[str, Any]], ...] = ()  # (number, manifest) of the versions retention removed
 
 
 def model_root(base: Path, name: str) -> Path:
@@ -96,10 +97,23 @@ def publish(base: Path, name: str, model: keras.Model, version: int, info: dict[
     except BaseException:
         atomic.remove_dir(staged)
         raise
+    return Version(version, final, manifest, tuple(retain(base, name, keep, protect)))
+
+
+def retain(base: Path, name: str, keep: int, protect: Container[int] = ()) -> list[tuple[int, dict[str, Any]]]:
+    """Remove the versions beyond the newest `keep` but those in `protect`; returns their (number, manifest)."""
+    root = model_root(base, name)
+    removed = []
     for old in version_numbers(base, name)[:-keep]:
-        if old not in protect:
-            atomic.remove_dir(root / str(old))
-    return Version(version, final, manifest)
+        if old in protect:
+            continue
+        try:
+            manifest = read_manifest(root / str(old))
+        except CorruptVersion:
+            manifest = {"files": {}}
+        atomic.remove_dir(root / str(old))
+        removed.append((old, manifest))
+    return removed
 
 
 def read_manifest(path: Path) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from streamtrain.service import http, loop
 from streamtrain.service.config import TrainerSettings
 from streamtrain.service.runtime import StopFlag
 from streamtrain.serving.control import ControlReader
-from streamtrain.store import atomic, checkpoint, model_store
+from streamtrain.store import atomic, checkpoint, model_store, shipping
 from streamtrain.store.checkpoint import TrainerState
 from streamtrain.trainer import assignment, reporting
 from streamtrain.trainer.adapt import Adaptation
@@ -267,6 +267,10 @@ class Trainer:
                                          "publication retries", version=version, model_dir=str(self.s.model_dir))
             return
         self.publish_failures.succeeded(version=version)
+        if self.s.ship_versions:  # the model-files topic mirrors the store: this version in, the removed ones out
+            shipping.ship(self.kafka, self.s.model_files_topic, self.s.model_name, published)
+            for number, manifest in published.removed:
+                shipping.unship(self.kafka, self.s.model_files_topic, self.s.model_name, number, manifest)
         self.published_at_state = self.state.records_trained
         VERSION.set(version)
         clients.send_json(self.kafka, self.s.model_events_topic, {
