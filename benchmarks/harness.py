@@ -2,11 +2,13 @@
 
 Components run as real processes (`python -m streamtrain ...`), configured by environment like pods.
 Counts come from the producer's acknowledgements and from consuming, never from the embedded
-broker's high watermarks (tansu reports the base offset of the last record batch + 1).
+broker's high watermarks (tansu reports the base offset of the last record batch + 1). `http_load` is the
+load generator of the predictor's REST benchmark.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -14,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +32,7 @@ from streamtrain.producer.sources import susy_arrays
 from streamtrain.service.config import CommonSettings
 from streamtrain.service.http import fetch_status
 
-COMMANDS = {"producer": "produce", "trainer": "train", "evaluator": "evaluate"}
+COMMANDS = {"producer": "produce", "trainer": "train", "evaluator": "evaluate", "predictor": "predict"}
 
 
 def proc_memory_mb(pid: int) -> tuple[float, float] | None:
@@ -60,7 +63,7 @@ class Sample:
 class Component:
     """One streamtrain component as a process, with /proc memory and /status progress sampled."""
 
-    kind: str  # producer, trainer or evaluator
+    kind: str  # producer, trainer, evaluator or predictor
     env: dict[str, str]
     workdir: Path
     name: str
@@ -109,6 +112,8 @@ class Component:
             return int(status.get("records_trained", 0)) + int(status.get("records_dead_lettered", 0))
         if self.kind == "evaluator":
             return int(status.get("records_evaluated", 0)) + int(status.get("records_dead_lettered", 0))
+        if self.kind == "predictor":  # Kafka records (an f32-block record holds many rows)
+            return int(status.get("records_predicted", 0)) + int(status.get("records_dead_lettered", 0))
         produced = status.get("produced") or {}
         return int(sum(produced.values()))
 
@@ -318,6 +323,72 @@ def record_positions(bootstrap: str, topic: str) -> tuple[np.ndarray, np.ndarray
     if not parts:
         return np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0, np.int64)
     return np.concatenate(parts), np.concatenate(offs), np.concatenate(stamps)
+
+
+@dataclass
+class Load:
+    """What `http_load` saw: each answered request's latency, and how the connections went."""
+
+    latencies: list[float]  # seconds per request answered with 200, every client's
+    errors: dict[str, int]  # requests not answered with 200, by exception type or HTTP status
+    connections: int  # TCP connections opened: fewer than the requests when the server keeps them alive
+    seconds: float  # from the clients' common start to the end of the last request
+
+
+def http_load(port: int, path: str, bodies: list[bytes], clients: int, seconds: float) -> Load:
+    """`clients` threads, each sending POST `path` on 127.0.0.1:`port` back to back for `seconds`, bodies in turn.
+
+    Each client keeps its http.client connection while the server keeps it alive (HTTP/1.1 keep-alive) and opens
+    a new one when the server closes it after an answer (HTTP/1.0): a request's latency includes that connect.
+    """
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    errors: list[Counter[str]] = [Counter() for _ in range(clients)]
+    connections = [0] * clients
+    ends = [0.0] * clients
+    ready = threading.Barrier(clients + 1)
+    headers = {"Content-Type": "application/json"}
+
+    def client(i: int) -> None:
+        conn: http.client.HTTPConnection | None = None
+        ready.wait()
+        n = i
+        while time.perf_counter() < deadline:
+            body = bodies[n % len(bodies)]
+            n += clients
+            started = time.perf_counter()
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                    connections[i] += 1
+                conn.request("POST", path, body, headers)
+                answer = conn.getresponse()
+                answer.read()
+                if answer.status == 200:
+                    latencies[i].append(time.perf_counter() - started)
+                else:
+                    errors[i][f"HTTP {answer.status}"] += 1
+                if answer.will_close:
+                    conn.close()
+                    conn = None
+            except (OSError, http.client.HTTPException) as exc:
+                errors[i][type(exc).__name__] += 1
+                if conn is not None:
+                    conn.close()
+                conn = None
+        if conn is not None:
+            conn.close()
+        ends[i] = time.perf_counter()
+
+    threads = [threading.Thread(target=client, args=(i,), name=f"load-{i}", daemon=True) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    start = time.perf_counter()
+    deadline = start + seconds  # set before the barrier opens: no client reads it earlier
+    ready.wait()
+    for thread in threads:
+        thread.join(seconds + 60)
+    return Load([t for each in latencies for t in each], dict(sum(errors, Counter())), sum(connections),
+                max(ends) - start)
 
 
 def git_revision(root: Path) -> tuple[str, bool]:

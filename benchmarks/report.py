@@ -113,6 +113,49 @@ def rows(document: dict[str, Any]) -> list[dict[str, Any]]:
                         first is not None and first <= t["startup_first_batch_s"]))
         out.append(_row("start-up", "evaluator first metric", st["evaluator_first_metric_seconds"], "s", ref,
                         "import tensorflow+keras", st["evaluator_ratio_to_import"]))
+    out += _predictor_rows(b, t)
+    return out
+
+
+def _predictor_rows(b: dict[str, Any], t: dict[str, Any]) -> list[dict[str, Any]]:
+    """The predictor's rows: throughput against in-memory predict, REST latency, promotion latency."""
+    out: list[dict[str, Any]] = []
+    if "predictor_throughput" in b:
+        for r in b["predictor_throughput"]["results"]:
+            label = f"batch {r['batch_size']}" + (" (default)" if r["default"] else "") + \
+                (f", {r['wire_format']} wire" if r["wire_format"] != "csv" else "")
+            target = f">= {t['predictor_ratio']:.0%} of predict"
+            met = r["ratio"] >= t["predictor_ratio"]
+            if r["wire_format"] == "csv":
+                target += f", >= {t['predictor_csv_rps']:,.0f}/s"
+                met = met and r["records_per_second"] >= t["predictor_csv_rps"]
+            out.append(_row("predictor throughput", label, r["records_per_second"], "records/s",
+                            r["predict_records_per_second"], "in-memory predict", r["ratio"], target, met))
+    if "predictor_http" in b:
+        ph = b["predictor_http"]
+        ref = ph["in_process_predict_ms"]
+        for r in ph["results"]:
+            n = r["clients"]
+            for q in ("p50", "p99"):
+                value = r[f"{q}_ms"]
+                checked = q == "p99" and n == 8
+                ratio = round(value / ref, 1) if value is not None and ref else None
+                out.append(_row("predictor REST", f"{q}, {n} client{'s' if n > 1 else ''}", value, "ms", ref,
+                                "in-process predict, 1 row", ratio,
+                                f"<= {t['predictor_http_p99_ms']:g} ms" if checked else "",
+                                (value is not None and value <= t["predictor_http_p99_ms"]) if checked else None))
+            out.append(_row("predictor REST", f"requests/s, {n} client{'s' if n > 1 else ''}",
+                            r["requests_per_second"], "requests/s"))
+            out.append(_row("predictor REST", f"failed requests, {n} client{'s' if n > 1 else ''}", r["errors"], "",
+                            target=f"<= {t['predictor_http_failed']}", met=r["errors"] <= t["predictor_http_failed"]))
+    if "promotion_latency" in b:
+        pl = b["promotion_latency"]
+        for q in ("p50", "p95"):
+            value = pl[f"{q}_seconds"]
+            ref = pl["load_version_seconds"]
+            ratio = round(value / ref, 1) if value is not None and ref else None
+            out.append(_row("promotion latency", f"{q} publish -> served", value, "s", ref,
+                            "load_version in process", ratio))
     return out
 
 
@@ -209,9 +252,14 @@ REQUIRED = {
     "freshness": ["p50_seconds", "p95_seconds", "max_seconds", "records_measured", "window_seconds"],
     "memory": ["trainer", "evaluator"],
     "startup": ["trainer_first_batch_seconds", "evaluator_first_metric_seconds", "import_tensorflow_keras_seconds"],
+    "predictor_throughput": ["results", "target_ratio"],
+    "predictor_http": ["results", "in_process_predict_ms"],
+    "promotion_latency": ["p50_seconds", "p95_seconds", "load_version_seconds", "steps"],
 }
 TRAINER_ROW = ["batch_size", "records_per_second", "ceiling_records_per_second", "ratio",
                "learner_in_memory_records_per_second"]
+PREDICTOR_ROW = ["batch_size", "records_per_second", "predict_records_per_second", "ratio"]
+HTTP_ROW = ["clients", "requests_per_second", "p50_ms", "p99_ms"]
 
 
 def problems(document: dict[str, Any], expected: tuple[str, ...]) -> list[str]:
@@ -231,6 +279,11 @@ def problems(document: dict[str, Any], expected: tuple[str, ...]) -> list[str]:
     for row in benchmarks.get("trainer_throughput", {}).get("results", []):
         found += [f"trainer_throughput row: {f!r} missing" for f in TRAINER_ROW
                   if not isinstance(row.get(f), int | float)]
+    for row in benchmarks.get("predictor_throughput", {}).get("results", []):
+        found += [f"predictor_throughput row: {f!r} missing" for f in PREDICTOR_ROW
+                  if not isinstance(row.get(f), int | float)]
+    for row in benchmarks.get("predictor_http", {}).get("results", []):
+        found += [f"predictor_http row: {f!r} missing" for f in HTTP_ROW if not isinstance(row.get(f), int | float)]
     for name, row in benchmarks.get("producer", {}).get("results", {}).items():
         if not isinstance(row.get("records_per_second"), int | float):
             found.append(f"producer {name}: no records_per_second")

@@ -1,8 +1,8 @@
-"""The seven benchmarks, run against the embedded broker on the machine at hand.
+"""The ten benchmarks, run against the embedded broker on the machine at hand.
 
 Each figure that machine noise moves is reported beside a reference measured in the same run
-(the in-memory training ceiling, the raw Kafka client, in-memory scoring, a bare TensorFlow import),
-and as the ratio of the two. `python -m benchmarks --help` lists the options.
+(the in-memory training ceiling, the raw Kafka client, in-memory scoring, a bare TensorFlow import,
+an in-process load of a model version), and as the ratio of the two. `python -m benchmarks --help` lists the options.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,17 +27,21 @@ import numpy as np
 from benchmarks import harness, report
 from benchmarks.harness import Component
 from streamtrain.local.broker import EmbeddedBroker
-from streamtrain.service.config import EvaluatorSettings, TrainerSettings
+from streamtrain.service.config import EvaluatorSettings, PredictorSettings, TrainerSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 TRAINER_BATCH = int(TrainerSettings.model_fields["batch_size"].default)
 EVALUATOR_BATCH = int(EvaluatorSettings.model_fields["batch_size"].default)
+PREDICTOR_BATCH = int(PredictorSettings.model_fields["batch_size"].default)
+GATE_MIN_RECORDS = int(EvaluatorSettings.model_fields["gate_min_records"].default)
+MODEL_NAME = str(PredictorSettings.model_fields["model_name"].default)
 WIDTH = 18  # SUSY's features
 
-TOPIC_ROLES = ("train", "test", "metrics", "model_events", "dead_letter")
+TOPIC_ROLES = ("train", "test", "metrics", "model_events", "dead_letter", "control", "input", "output")
 WIRE_TOPICS = {"csv": "train", "f32": "train_f32", "f32-block": "train_block"}  # the pre-filled topic of each format
-BENCHMARKS = ("trainer_throughput", "tutorial_loop", "producer", "evaluator", "freshness", "memory", "startup")
+BENCHMARKS = ("trainer_throughput", "tutorial_loop", "producer", "evaluator", "freshness", "memory", "startup",
+              "predictor_throughput", "predictor_http", "promotion_latency")
 
 TARGETS = {
     "trainer_ratio": 0.80,  # of the in-memory ceiling at the same batch size
@@ -47,6 +52,10 @@ TARGETS = {
     "rss_growth_mb": 50.0,
     "trainer_peak_rss_mb": 1536.0,
     "startup_first_batch_s": 10.0,
+    "predictor_ratio": 0.80,  # of the in-memory compiled predict at the same batch size
+    "predictor_csv_rps": 200_000,
+    "predictor_http_p99_ms": 20.0,  # single-instance :predict requests from 8 concurrent clients
+    "predictor_http_failed": 0,  # requests not answered with 200, at every client count
 }
 
 
@@ -79,6 +88,16 @@ class Plan:
     # every other, as in a flowing stream, instead of waiting `batch_max_wait_ms` for rows that never come
     # (0.5 s at the end of a 3M-row run at batch 1024: 2% of its time).
     tail_rows: int = 65_536
+    # The predictor: rows scored from the pre-filled CSV and f32-block topics at each batch size (rows a transaction;
+    # the default batch size always runs), single-instance REST requests for `http_seconds` at each client count,
+    # and `promotion_repeats` versions published and followed to the predictor through the evaluator's gate.
+    predictor_records: int = 1_000_000
+    predictor_block_rows: int = 1_000_000
+    predictor_batches: list[int] = field(default_factory=lambda: [8192])
+    http_clients: list[int] = field(default_factory=lambda: [1, 8, 64])
+    http_seconds: float = 10.0
+    promotion_repeats: int = 10
+    promotion_test_rate: float = 5_000.0  # test records/s the evaluator scores (and judges versions on)
 
 
 FULL = Plan("full", fill_records=5_000_000, memory_records=5_000_000, memory_from=500_000,
@@ -90,7 +109,8 @@ QUICK = Plan("quick", fill_records=1_000_000, memory_records=1_000_000, memory_f
              sweep_batches=[64], sweep_records=30_000,
              ceiling_seconds=1.0, tutorial_records=20_000, small_mini_records=2_000, producer_records=100_000,
              generator_records=50_000, freshness_seconds=20.0, freshness_warmup=5.0, f32_records=100_000,
-             block_records=100_000, repeats=1, repeat_records=200_000)
+             block_records=100_000, repeats=1, repeat_records=200_000, predictor_records=200_000,
+             predictor_block_rows=100_000, http_seconds=2.0, promotion_repeats=3)
 
 
 @dataclass
@@ -588,14 +608,289 @@ def bench_startup(run: Run) -> dict[str, Any]:
     }
 
 
+# --- 8. predictor throughput ----------------------------------------------------------------------------
+def predictor_models(run: Run) -> Path:
+    """The model store the predictor throughput and REST benchmarks serve from: version 1, an untrained MLP."""
+    models = run.work / "predictor-models"
+    if not models.exists():
+        publish_initial_model(models)
+    return models
+
+
+def load_served(models: Path, version: int = 1) -> Any:
+    """The version as the predictor loads it (verified, loaded, predict compiled): the in-process references."""
+    from streamtrain.store import model_store
+    from streamtrain.store.loaded import load_version
+
+    return load_version(version, model_store.model_root(models, MODEL_NAME) / str(version))
+
+
+def predict_rate(predict: Any, x: np.ndarray, batch: int, seconds: float) -> float:
+    """Records/s of a compiled predict on in-memory batches of `batch` rows, called as the predictor calls it."""
+    from streamtrain.tensors import as_tensor
+
+    if len(x) < batch:
+        x = np.tile(x, (-(-batch // len(x)), 1))
+    return _timed_loop(lambda xb, _yb: np.asarray(predict(as_tensor(xb))), x, np.zeros(len(x), np.float32), batch,
+                       seconds)
+
+
+def predictor_process(run: Run, name: str, env: dict[str, str], **options: Any) -> Component:
+    """A predictor process (not started) with a consumer group and transactional id of its own."""
+    return Component("predictor", env, run.work / name, name, {
+        "group_id": f"bench-{name}-{time.time_ns()}", "transactional_id": f"bench-{name}-{time.time_ns()}",
+        "session_timeout_ms": 6000, **options})
+
+
+def run_predictor(run: Run, wire: str, rows: int, batch: int) -> dict[str, Any]:
+    """The predictor scoring the first `rows` rows of a pre-filled topic, `batch` rows a transaction; its summary.
+
+    The predictor's --batch-size and --max-records count Kafka records: an f32-block record holds BLOCK_ROWS rows.
+    """
+    per_record = harness.BLOCK_ROWS if wire == "f32-block" else 1
+    name = f"predictor-b{batch}-{wire}"
+    output = f"bench.{name}.predictions"
+    harness.create_topics(run.bootstrap, [output], run.plan.partitions)
+    env = run.env(input=run.topics[WIRE_TOPICS[wire]], output=output)
+    process = predictor_process(run, name, env, model_dir=predictor_models(run), serve="newest",
+                                batch_size=max(batch // per_record, 1), max_records=rows // per_record).start()
+    summary = process.wait(180 + rows / 2_000)
+    if summary["records_predicted"] + summary["records_dead_lettered"] < rows // per_record:
+        raise RuntimeError(f"{name}: scored {summary['records_predicted']} of {rows // per_record} records")
+    if not summary["steady_records_per_second"]:
+        raise RuntimeError(f"{name}: no steady rate (one batch?): {summary}")
+    return summary
+
+
+def bench_predictor_throughput(run: Run) -> dict[str, Any]:
+    """Each row: (in-memory predict, predictor run, in-memory predict), the reference bracketing the run."""
+    plan = run.plan
+    x, _ = run.data()
+    served = load_served(predictor_models(run))
+    rows = []
+    for wire, count in (("csv", plan.predictor_records), ("f32-block", plan.predictor_block_rows)):
+        for batch in sorted({PREDICTOR_BATCH, *plan.predictor_batches}):
+            before = predict_rate(served.predict, x, batch, plan.ceiling_seconds)
+            log(f"predictor: {count:,} {wire} rows at batch {batch} (in-memory predict {before:,.0f}/s)")
+            summary = run_predictor(run, wire, count, batch)
+            after = predict_rate(served.predict, x, batch, plan.ceiling_seconds)
+            reference = (before + after) / 2
+            per_record = harness.BLOCK_ROWS if wire == "f32-block" else 1
+            rate = summary["steady_records_per_second"] * per_record
+            rows.append({"wire_format": wire, "batch_size": batch, "default": batch == PREDICTOR_BATCH,
+                         "kafka_records_per_batch": max(batch // per_record, 1), "records": count,
+                         "records_per_second": round(rate, 1),
+                         "predict_records_per_second": round(reference, 1),
+                         "predict_before_after": [round(before, 1), round(after, 1)],
+                         "ratio": round(rate / reference, 3), "seconds": summary["seconds"],
+                         "transactions_aborted": summary["transactions_aborted"]})
+            log(f"predictor: batch {batch} {wire}: {rate:,.0f} rows/s = {rate / reference:.2f} of in-memory predict")
+    return {"results": rows, "target_ratio": TARGETS["predictor_ratio"],
+            "target_csv_records_per_second": TARGETS["predictor_csv_rps"],
+            "reference": "the served version's compiled predict (store.loaded.load_version) on in-memory numpy "
+                         "batches of the same number of rows, as the predictor calls it",
+            "note": "rows/s after the first batch, from the predictor's summary (records_predicted, committed "
+                    "transactions: one per batch, predictions + input offsets); the input is the pre-filled train "
+                    "topic of each format, the output a topic of its own; batch_size is rows a transaction "
+                    "(for f32-block the predictor's --batch-size counts Kafka records of 256 rows: "
+                    "kafka_records_per_batch)"}
+
+
+# --- 9. predictor REST latency -----------------------------------------------------------------------------
+def single_predict_ms(predict: Any, x: np.ndarray, seconds: float) -> dict[str, float | None]:
+    """Milliseconds per call of the compiled predict on one row ([1, width]), called as the REST batcher calls it."""
+    from streamtrain.tensors import as_tensor
+
+    times: list[float] = []
+    for i in range(20):  # warm-up
+        np.asarray(predict(as_tensor(np.ascontiguousarray(x[i:i + 1], np.float32))))
+    end = time.perf_counter() + seconds
+    i = 0
+    while time.perf_counter() < end:
+        row = x[i % len(x):i % len(x) + 1]
+        started = time.perf_counter()
+        np.asarray(predict(as_tensor(np.ascontiguousarray(row, np.float32))))
+        times.append(time.perf_counter() - started)
+        i += 1
+    ms = np.array(times) * 1000
+    return {"p50_ms": _pct(ms, 50), "p99_ms": _pct(ms, 99), "calls": len(times)}
+
+
+def bench_predictor_http(run: Run) -> dict[str, Any]:
+    from streamtrain.producer.sources import susy_arrays
+
+    plan = run.plan
+    name = "predictor-http"
+    topics = {"input": f"bench.{name}.input", "output": f"bench.{name}.predictions"}
+    harness.create_topics(run.bootstrap, list(topics.values()), plan.partitions)
+    models = predictor_models(run)
+    x, _ = susy_arrays(np.random.default_rng(17), 1_000)
+    bodies = [json.dumps({"instances": [row]}).encode() for row in x.tolist()]
+    path = f"/v1/models/{MODEL_NAME}:predict"
+    served = load_served(models)
+    before = single_predict_ms(served.predict, x, plan.ceiling_seconds)
+    process = predictor_process(run, name, run.env(**topics), model_dir=models, serve="newest").start()
+    levels = []
+    try:
+        process.wait_for(lambda s: s.get("serving_version") == 1, 120, "version 1 served")
+        harness.http_load(process.port, path, bodies, 4, 1.0)  # warm-up: connections, threads, the first calls
+        for clients in plan.http_clients:
+            log(f"predictor REST: single-instance :predict from {clients} clients for {plan.http_seconds:g} s")
+            load = harness.http_load(process.port, path, bodies, clients, plan.http_seconds)
+            ms = np.array(load.latencies) * 1000
+            failed = sum(load.errors.values())
+            levels.append({"clients": clients, "requests": int(ms.size), "errors": failed,
+                           "error_kinds": load.errors,
+                           "requests_per_second": round(ms.size / load.seconds, 1),
+                           "p50_ms": _pct(ms, 50), "p99_ms": _pct(ms, 99), "max_ms": _pct(ms, 100),
+                           "connections": load.connections, "keep_alive": load.connections < ms.size + failed})
+            log(f"predictor REST: {clients} clients: {levels[-1]['requests_per_second']:,.0f} requests/s, "
+                f"p50 {levels[-1]['p50_ms']} ms, p99 {levels[-1]['p99_ms']} ms, errors: {load.errors or 'none'}")
+    finally:
+        process.stop(30)
+    after = single_predict_ms(served.predict, x, plan.ceiling_seconds)
+    reference = {q: round(((before[q] or 0) + (after[q] or 0)) / 2, 3) for q in ("p50_ms", "p99_ms")}
+    return {"results": levels, "in_process_predict_ms": reference["p50_ms"],
+            "in_process_predict_p99_ms": reference["p99_ms"],
+            "in_process_before_after": [before, after], "seconds_per_level": plan.http_seconds,
+            "request_batch_size": int(PredictorSettings.model_fields["request_batch_size"].default),
+            "request_batch_wait_ms": float(PredictorSettings.model_fields["request_batch_wait_ms"].default),
+            "target_p99_ms_at_8_clients": TARGETS["predictor_http_p99_ms"],
+            "reference": "the served version's compiled predict on one in-memory row ([1, 18]), in this process",
+            "note": "POST /v1/models/<name>:predict with {'instances': [one SUSY row]}; each client a thread of "
+                    "this process with its own http.client connection, back to back (a new connection whenever "
+                    "the server closes one: 'keep_alive' false means every request paid a TCP connect); latency "
+                    "from request to the whole answer read, on loopback"}
+
+
+# --- 10. promotion latency ----------------------------------------------------------------------------------
+def stream_test_records(bootstrap: str, topic: str, rate: float, stop: threading.Event) -> None:
+    """Labelled SUSY rows to the test topic at `rate` records/s (in 20 ms bursts) until `stop` is set."""
+    from streamtrain.kafka import clients
+    from streamtrain.producer.sources import susy_arrays
+
+    producer = clients.producer(harness.settings_for(bootstrap), "bench-test-stream")
+    rng = np.random.default_rng(23)
+    burst = max(int(rate * 0.02), 1)
+    started = time.monotonic()
+    sent = 0
+    while not stop.is_set():
+        keys, values = harness.encode(*susy_arrays(rng, burst))
+        for key, value in zip(keys, values, strict=True):
+            harness._produce(producer, topic, key, value, 0, None)
+        producer.poll(0)
+        sent += burst
+        stop.wait(max(started + sent / rate - time.monotonic(), 0.0))
+    producer.flush(10)
+
+
+def time_steps(step: dict[str, Any], loaded_ms: int | None, verdict: dict[str, Any]) -> None:
+    """Seconds from the publication to each step of one promotion: evaluator loaded, verdict created, served."""
+    published = step["published_ms"]
+    step["decision"] = verdict.get("decision")
+    step["seconds"] = round((step["served_ms"] - published) / 1000, 3)
+    if loaded_ms is not None:
+        step["evaluator_loaded_seconds"] = round((loaded_ms - published) / 1000, 3)
+    if "ts_ms" in verdict:
+        step["verdict_seconds"] = round((verdict["ts_ms"] - published) / 1000, 3)
+        step["verdict_to_served_seconds"] = round((step["served_ms"] - verdict["ts_ms"]) / 1000, 3)
+
+
+def bench_promotion(run: Run) -> dict[str, Any]:
+    """Publish a version, announce it as the trainer does; the evaluator scores and judges it, the predictor
+    (--serve promoted) swaps it in. Timestamps of the steps: publish returned, evaluator loaded it, verdict
+    event created, predictor serving it (its serving_history), all wall clock on this machine."""
+    from streamtrain import models as factory
+    from streamtrain.kafka import clients
+    from streamtrain.store import model_store
+
+    plan = run.plan
+    name = "promotion"
+    topics = {k: f"bench.{name}.{k.replace('_', '-')}" for k in ("test", "metrics", "model_events", "dead_letter",
+                                                                    "control", "input", "output")}
+    harness.create_topics(run.bootstrap, list(topics.values()), plan.partitions)
+    env = run.env(**topics)
+    work = run.work / name
+    store = work / "models"
+    model = factory.mlp(WIDTH, seed=0)
+    keep = plan.promotion_repeats + 2
+
+    def publish(version: int) -> tuple[Path, int]:
+        published = model_store.publish(store, MODEL_NAME, model, version, {"records_trained": version},
+                                        keep=keep, savedmodel=False)
+        return published.path, round(time.time() * 1000)
+
+    publish(1)
+    evaluator = Component("evaluator", env, work, "evaluator", {
+        "model_dir": store, "report_dir": work / "reports", "group_id": f"bench-{name}-{time.time_ns()}",
+        "session_timeout_ms": 6000, "gate_tolerance": 1.0}).start()  # every version is promoted
+    process = predictor_process(run, f"{name}-predictor", env, model_dir=store, serve="promoted").start()
+    stop = threading.Event()
+    stream = threading.Thread(target=stream_test_records, args=(run.bootstrap, topics["test"],
+                                                                plan.promotion_test_rate, stop), daemon=True)
+    stream.start()
+    events = clients.producer(harness.settings_for(run.bootstrap), "bench-model-events")
+    steps: list[dict[str, Any]] = []
+    try:
+        process.wait_for(lambda s: s.get("serving_version") == 1, 180, "version 1 promoted and served")
+        for version in range(2, plan.promotion_repeats + 2):
+            path, published_ms = publish(version)
+            clients.send_json(events, topics["model_events"], {
+                "event": "model-published", "model_name": MODEL_NAME, "version": version, "path": str(path)},
+                key=MODEL_NAME)
+            events.flush(10)
+            status = process.wait_for(lambda s, v=version: s.get("serving_version") == v, 120,
+                                      f"version {version} served")
+            served_ms = next(h["since_ms"] for h in status["serving_history"] if h["version"] == version)
+            started = time.perf_counter()
+            load_served(store, version)
+            steps.append({"version": version, "published_ms": published_ms, "served_ms": served_ms,
+                          "load_version_seconds": round(time.perf_counter() - started, 3)})
+            log(f"promotion: version {version} served {(served_ms - published_ms) / 1000:.2f} s after publication "
+                f"(in-process load {steps[-1]['load_version_seconds']:.2f} s)")
+    finally:
+        stop.set()
+        stream.join(15)
+        process.stop(30)
+        evaluated = evaluator.stop(30) or {}
+    loaded = {v["version"]: v["loaded_at_ms"] for v in evaluated.get("versions_loaded", [])}
+    verdicts = {e["version"]: e for batch in harness.read(run.bootstrap, topics["control"])
+                for e in (json.loads(m.value()) for m in batch)}
+    for step in steps:
+        time_steps(step, loaded.get(step["version"]), verdicts.get(step["version"], {}))
+    total = np.array([s["seconds"] for s in steps])
+    reference = float(np.median([s["load_version_seconds"] for s in steps])) if steps else None
+    p50 = _pct(total, 50)
+    return {
+        "repeats": len(steps), "p50_seconds": p50, "p95_seconds": _pct(total, 95), "max_seconds": _pct(total, 100),
+        "verdict_p50_seconds": _pct(np.array([s["verdict_seconds"] for s in steps if "verdict_seconds" in s]), 50),
+        "verdict_to_served_p50_seconds": _pct(np.array([s["verdict_to_served_seconds"] for s in steps
+                                                        if "verdict_to_served_seconds" in s]), 50),
+        "load_version_seconds": round(reference, 3) if reference is not None else None,
+        "ratio_to_load": round(p50 / reference, 2) if p50 is not None and reference else None,
+        "steps": steps, "gate": "real evaluator", "gate_min_records": GATE_MIN_RECORDS,
+        "test_records_per_second": plan.promotion_test_rate, "evaluator_batch_size": EVALUATOR_BATCH,
+        "reference": "store.loaded.load_version of the same version in this process (verify, load, compile predict)",
+        "definition": "model_store.publish returned (a Keras-only version, as the trainer publishes between "
+                      "SavedModel exports; the model event sent right after, as the trainer does) -> the predictor "
+                      "(--serve promoted) serving it, by its serving_history; in between a real evaluator loads "
+                      f"the version, scores {GATE_MIN_RECORDS} test records with it (a test stream of "
+                      f"{plan.promotion_test_rate:,.0f} records/s), promotes it on the control topic (gate "
+                      "tolerance 1.0: every version passes), and the predictor loads it",
+    }
+
+
 RUNNERS = {
     "trainer_throughput": bench_trainer, "tutorial_loop": bench_tutorial, "producer": bench_producer,
     "evaluator": bench_evaluator, "freshness": bench_freshness, "memory": bench_memory, "startup": bench_startup,
+    "predictor_throughput": bench_predictor_throughput, "predictor_http": bench_predictor_http,
+    "promotion_latency": bench_promotion,
 }
 # memory and start-up read the trainer and evaluator runs, so those go first.
 NEEDS = {"memory": ("trainer_throughput", "evaluator"), "startup": ("trainer_throughput", "evaluator"),
          "tutorial_loop": ("trainer_throughput",)}
-ORDER = ("trainer_throughput", "evaluator", "tutorial_loop", "producer", "freshness", "memory", "startup")
+ORDER = ("trainer_throughput", "evaluator", "tutorial_loop", "producer", "predictor_throughput", "predictor_http",
+         "promotion_latency", "freshness", "memory", "startup")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -636,10 +931,12 @@ def main(argv: list[str] | None = None) -> int:
         with EmbeddedBroker() as broker:
             topics = {"train": "bench.train", "test": "bench.test", "metrics": "bench.metrics",
                       "model_events": "bench.model-events", "dead_letter": "bench.dead-letter",
-                      "train_f32": "bench.train-f32", "train_block": "bench.train-f32-block"}
+                      "train_f32": "bench.train-f32", "train_block": "bench.train-f32-block",
+                      "control": "bench.control"}
             harness.create_topics(broker.bootstrap, list(topics.values()), plan.partitions)
             run = Run(plan, broker, work, topics)
-            if {"trainer_throughput", "tutorial_loop", "evaluator", "memory", "startup"} & set(wanted):
+            if {"trainer_throughput", "tutorial_loop", "evaluator", "memory", "startup",
+                "predictor_throughput"} & set(wanted):
                 for key, role, count, wire in (("fill", "train", plan.fill_records, "csv"),
                                                ("fill_f32", "train_f32", plan.f32_records, "f32"),
                                                ("fill_f32_block", "train_block", plan.block_records, "f32-block")):

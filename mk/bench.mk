@@ -1,9 +1,9 @@
 # Benchmarks: every figure beside a reference measured in the same run, JSON + table + plot
-# under benchmarks/results/. The full suite needs a quiet machine (check `uptime`) and about 25 minutes.
+# under benchmarks/results/. The full suite needs a quiet machine (check `uptime`) and about 30 minutes.
 BENCH_ARGS ?=
 
-bench: venv ## all seven benchmarks against the embedded broker (~25 min): benchmarks/results/<date>-<rev>.json
+bench: venv ## all ten benchmarks against the embedded broker (~30 min): benchmarks/results/<date>-<rev>.json
 	$(PY) -m benchmarks $(BENCH_ARGS)
 
-bench-quick: venv ## the benchmarks in their small mode (~4 min), same JSON shape
+bench-quick: venv ## the benchmarks in their small mode (~6 min), same JSON shape
 	$(PY) -m benchmarks --quick $(BENCH_ARGS)

@@ -29,3 +29,6 @@ def test_quick_mode_writes_every_benchmark(tmp_path: Path) -> None:
     assert "trainer throughput" in run.stdout  # the printed table
     measures = {(row["benchmark"], row["measure"]) for row in document["table"]}
     assert ("freshness", "p95 at 10,000 rec/s") in measures
+    assert ("predictor throughput", "batch 1024 (default)") in measures
+    assert ("predictor REST", "p99, 8 clients") in measures
+    assert ("promotion latency", "p95 publish -> served") in measures

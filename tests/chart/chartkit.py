@@ -108,6 +108,15 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             "outputFormat": "csv",
         },
     },
+    # A multi-node cluster whose only storage class is ReadWriteOnce: the versions travel over Kafka, so evaluators
+    # and predictors mount no volume and run on any node (the kind values use this source too, on one node).
+    "models-over-kafka": {
+        "model": {"source": "kafka", "localSizeLimit": "2Gi"},
+        "topics": {"modelFiles": {"name": "ml.model-files", "segmentBytes": 33554432}},
+        "persistence": {"accessMode": "ReadWriteOnce", "colocateEvaluators": True},
+        "evaluator": {"replicas": 2},
+        "predictor": {"replicas": 2},
+    },
     "extra-env": {
         "producer": {"extraEnv": {"STREAMTRAIN_DRIFT_POINTS": "5000,10000", "STREAMTRAIN_N_FEATURES": 10}},
         "trainer": {"extraEnv": {"STREAMTRAIN_ON_OFFSET_LOSS": "restart-from-earliest"}},

@@ -210,6 +210,7 @@ def test_env_is_exactly_what_each_component_reads(rendered: list[dict[str, Any]]
         "STREAMTRAIN_MODEL_EVENTS_TOPIC",
         "STREAMTRAIN_DEAD_LETTER_TOPIC",
         "STREAMTRAIN_CONTROL_TOPIC",
+        "STREAMTRAIN_MODEL_FILES_TOPIC",
         "STREAMTRAIN_INPUT_TOPIC",
         "STREAMTRAIN_OUTPUT_TOPIC",
     }
@@ -221,6 +222,7 @@ def test_env_is_exactly_what_each_component_reads(rendered: list[dict[str, Any]]
             "STREAMTRAIN_MODEL_NAME",
             "STREAMTRAIN_GROUP_ID",
             "STREAMTRAIN_STOP_GRACE_SECONDS",
+            "STREAMTRAIN_SHIP_VERSIONS",
         },
         "evaluator": {
             "STREAMTRAIN_MODEL_DIR",
@@ -228,12 +230,14 @@ def test_env_is_exactly_what_each_component_reads(rendered: list[dict[str, Any]]
             "STREAMTRAIN_REPORT_DIR",
             "STREAMTRAIN_GROUP_ID",
             "STREAMTRAIN_GATE",
+            "STREAMTRAIN_MODEL_SOURCE",
         },
         "predictor": {
             "STREAMTRAIN_MODEL_DIR",
             "STREAMTRAIN_MODEL_NAME",
             "STREAMTRAIN_GROUP_ID",
             "STREAMTRAIN_SERVE",
+            "STREAMTRAIN_MODEL_SOURCE",
         },
     }
     for workload in workloads(rendered):
@@ -302,7 +306,11 @@ def test_every_component_reads_the_same_topics(rendered: list[dict[str, Any]]) -
     }
     assert len({tuple(sorted(t.items())) for t in topics.values()}) == 1, topics
     kafka_topics = {t["spec"]["topicName"] for t in of_kind(rendered, "KafkaTopic")}
+    # The model-files topic exists (and is read) only when the versions travel over Kafka.
+    source = effective_env(rendered, component_workload(rendered, "predictor"))["predictor"]["STREAMTRAIN_MODEL_SOURCE"]
+    model_files = topics["predictor"].pop("STREAMTRAIN_MODEL_FILES_TOPIC")
     assert set(topics["predictor"].values()) <= kafka_topics
+    assert (model_files in kafka_topics) == (source == "kafka")
 
 
 def test_each_predictor_replica_keeps_its_own_transactional_id(rendered: list[dict[str, Any]]) -> None:

@@ -136,3 +136,12 @@ def test_notes_tell_how_to_reach_the_predictor_and_change_what_it_serves() -> No
     assert "serving unpin --serve newest" in newest and "the newest complete one" in newest
     without = notes({"predictor": {"enabled": False}})
     assert "predictor" not in without and "serving" not in without
+
+
+def test_notes_tell_where_evaluators_and_predictors_get_the_versions() -> None:
+    from chartkit import notes
+
+    assert "model.source=kafka" not in notes() and "model-files" not in notes()
+    text = notes({"model": {"source": "kafka"}})
+    assert "over the topic streamtrain.model-files" in text and "run on any node" in text
+    assert "exec deploy/streamtrain-evaluator -- streamtrain inspect" in text

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from chartkit import (
     RELEASE,
+    SETTINGS,
     VALUE_SETS,
     component_workload,
     effective_env,
@@ -16,6 +17,7 @@ from chartkit import (
     render,
     render_raw,
     selector_matches,
+    st_config,
 )
 
 
@@ -32,12 +34,25 @@ def test_trainer_is_a_single_recreated_replica_with_time_to_checkpoint(
     assert grace > float(env["STREAMTRAIN_STOP_GRACE_SECONDS"])
 
 
+def _model_volume(workload: dict[str, Any], model_dir: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(volume, mount) of the pod's volume that holds the model directory."""
+    spec = pod_spec(workload)
+    mounts = [m for m in spec["containers"][0]["volumeMounts"]
+              if model_dir.startswith(m["mountPath"].rstrip("/") + "/")]
+    mount = max(mounts, key=lambda m: len(m["mountPath"]))
+    return next(v for v in spec["volumes"] if v["name"] == mount["name"]), mount
+
+
 def test_shared_model_volume_rw_for_trainer_ro_for_evaluators_and_predictors(rendered: list[dict[str, Any]]) -> None:
     pvc = of_kind(rendered, "PersistentVolumeClaim")
     assert len(pvc) == 1
     claim = pvc[0]["metadata"]["name"]
     mounts = {}
-    for component in ("trainer", "evaluator", "predictor"):
+    components = ["trainer", "evaluator", "predictor"]
+    if effective_env(rendered, component_workload(rendered, "evaluator"))["evaluator"]["STREAMTRAIN_MODEL_SOURCE"] \
+            == "kafka":  # their own copies: test_versions_over_kafka_*
+        components = ["trainer"]
+    for component in components:
         workload = component_workload(rendered, component)
         spec = pod_spec(workload)
         volume = next(v for v in spec["volumes"] if v.get("persistentVolumeClaim", {}).get("claimName") == claim)
@@ -56,8 +71,9 @@ def test_shared_model_volume_rw_for_trainer_ro_for_evaluators_and_predictors(ren
             report_mount = next(m for m in spec["containers"][0]["volumeMounts"] if m["mountPath"] == report)
             assert "emptyDir" in next(v for v in spec["volumes"] if v["name"] == report_mount["name"])
     assert mounts["trainer"][:2] == (False, False)
-    assert mounts["evaluator"][:2] == (True, True)
-    assert mounts["predictor"][:2] == (True, True)
+    if "evaluator" in mounts:
+        assert mounts["evaluator"][:2] == (True, True)
+        assert mounts["predictor"][:2] == (True, True)
     # Predictors read the versions the trainer publishes: the same model directory and name.
     envs = {c: effective_env(rendered, component_workload(rendered, c))[c] for c in ("trainer", "predictor")}
     for name in ("STREAMTRAIN_MODEL_DIR", "STREAMTRAIN_MODEL_NAME"):
@@ -77,6 +93,52 @@ def test_evaluators_colocate_with_the_trainer_for_readwriteonce() -> None:
     production = render(VALUE_SETS["production"])
     assert "affinity" not in pod_spec(component_workload(production, "evaluator"))
     assert one(production, "PersistentVolumeClaim", f"{RELEASE}-models")["spec"]["accessModes"] == ["ReadWriteMany"]
+
+
+@pytest.mark.parametrize("source", ["volume", "kafka"])
+def test_versions_over_kafka_env_and_mounts(source: str) -> None:
+    """model.source kafka: the trainer ships every version (and still owns the volume); evaluators and predictors
+    receive them into an emptyDir at the same path, mount no PVC and are tied to no node. volume: as before."""
+    kafka = source == "kafka"
+    docs = render({"model": {"source": source, "localSizeLimit": "3Gi"}, "persistence": {"colocateEvaluators": True}})
+    claim = f"{RELEASE}-models"
+    envs = {c: effective_env(docs, component_workload(docs, c))[c] for c in ("trainer", "evaluator", "predictor")}
+    assert envs["trainer"]["STREAMTRAIN_SHIP_VERSIONS"] == ("true" if kafka else "false")
+    assert st_config.TrainerSettings(ship_versions=envs["trainer"]["STREAMTRAIN_SHIP_VERSIONS"]).ship_versions is kafka
+    trainer_volume, trainer_mount = _model_volume(component_workload(docs, "trainer"),
+                                                  envs["trainer"]["STREAMTRAIN_MODEL_DIR"])
+    assert trainer_volume["persistentVolumeClaim"] == {"claimName": claim} and not trainer_mount.get("readOnly")
+    for component in ("evaluator", "predictor"):
+        workload = component_workload(docs, component)
+        spec, env = pod_spec(workload), envs[component]
+        assert env["STREAMTRAIN_MODEL_SOURCE"] == source
+        assert SETTINGS[component](model_source=env["STREAMTRAIN_MODEL_SOURCE"]).model_source == source
+        # The same directory and name as the trainer's: a received version lands where the trainer published it.
+        for name in ("STREAMTRAIN_MODEL_DIR", "STREAMTRAIN_MODEL_NAME", "STREAMTRAIN_MODEL_FILES_TOPIC"):
+            assert env[name] == envs["trainer"][name], name
+        volume, mount = _model_volume(workload, env["STREAMTRAIN_MODEL_DIR"])
+        claims = [v for v in spec["volumes"] if "persistentVolumeClaim" in v]
+        required = spec.get("affinity", {}).get("podAffinity", {}).get("requiredDuringSchedulingIgnoredDuringExecution")
+        if kafka:
+            assert claims == [], f"{component} mounts a PVC: {claims}"
+            assert volume["emptyDir"] == {"sizeLimit": "3Gi"}
+            assert not mount.get("readOnly"), f"{component} must write the versions it receives"
+            assert not required, f"{component} is tied to the trainer's node: {required}"
+        else:
+            assert claims == [volume] and volume["persistentVolumeClaim"] == {"claimName": claim, "readOnly": True}
+            assert mount["readOnly"] is True
+            assert bool(required) == (component == "evaluator")
+
+
+def test_changing_the_model_source_rolls_the_model_users_but_starts_no_new_stream() -> None:
+    def checksum(docs: list[dict[str, Any]], component: str) -> str:
+        return component_workload(docs, component)["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+
+    volume, kafka = render({}), render({"model": {"source": "kafka"}})
+    for component in ("trainer", "evaluator", "predictor"):
+        assert checksum(volume, component) != checksum(kafka, component), component
+    producer = (component_workload(volume, "producer"), component_workload(kafka, "producer"))
+    assert producer[0]["metadata"]["name"] == producer[1]["metadata"]["name"], "a new producer Job is a new stream"
 
 
 def test_user_affinity_is_kept_next_to_colocation() -> None:
@@ -269,12 +331,15 @@ def _acls(docs: list[dict[str, Any]]) -> dict[str, set[tuple[str, str, str]]]:
     return out
 
 
-def test_kafka_users_have_least_privilege_acls(default_docs: list[dict[str, Any]]) -> None:
-    def rw(topic: str, *ops: str) -> set[tuple[str, str, str]]:
-        return {("topic", topic, op) for op in ops}
+def _rw(topic: str, *ops: str) -> set[tuple[str, str, str]]:
+    return {("topic", topic, op) for op in ops}
 
+
+def _expected_acls() -> dict[str, set[tuple[str, str, str]]]:
+    """The ACLs of the default values: exactly what each component's code does with them."""
+    rw = _rw
     w, r = ("Write", "Describe"), ("Read", "Describe")
-    expected = {
+    return {
         "producer": rw("streamtrain.train", *w)
         | rw("streamtrain.test", *w)
         | rw("streamtrain.metrics", *w)
@@ -298,9 +363,56 @@ def test_kafka_users_have_least_privilege_acls(default_docs: list[dict[str, Any]
         | rw("streamtrain.control", *r)
         | {("transactionalId", "streamtrain-predictor-*", op) for op in w},
     }
-    assert _acls(default_docs) == expected
+
+
+def test_kafka_users_have_least_privilege_acls(default_docs: list[dict[str, Any]]) -> None:
+    assert _acls(default_docs) == _expected_acls()
     for user in of_kind(default_docs, "KafkaUser"):
         assert user["spec"]["authentication"]["type"] == "scram-sha-512"
+
+
+def test_model_files_acls_only_for_versions_over_kafka() -> None:
+    """The trainer writes the model-files topic only with --ship-versions, evaluators and predictors read it only
+    with --model-source kafka (assigned, from the start: no group); with volume nobody may touch it."""
+    expected = _expected_acls()
+    expected["trainer"] |= _rw("ml.files", "Write", "Describe")
+    for reader in ("evaluator", "predictor"):
+        expected[reader] |= _rw("ml.files", "Read", "Describe")
+    docs = render({"model": {"source": "kafka"}, "topics": {"modelFiles": {"name": "ml.files"}}})
+    assert _acls(docs) == expected
+    volume = _acls(render({"topics": {"modelFiles": {"name": "ml.files"}}}))
+    assert not {rule for rules in volume.values() for rule in rules if rule[1] == "ml.files"}
+    # The ACLs follow the env: what may touch the topic is what is told to.
+    for values in ({"model": {"source": "kafka"}}, {}):
+        docs = render(values)
+        acls = _acls(docs)
+        for component in ("trainer", "evaluator", "predictor"):
+            env = effective_env(docs, component_workload(docs, component))[component]
+            uses = env.get("STREAMTRAIN_SHIP_VERSIONS") == "true" or env.get("STREAMTRAIN_MODEL_SOURCE") == "kafka"
+            granted = {rule[2] for rule in acls[component] if rule[1] == env["STREAMTRAIN_MODEL_FILES_TOPIC"]}
+            assert granted == ((({"Write"} if component == "trainer" else {"Read"}) | {"Describe"}) if uses
+                               else set()), (values, component)
+
+
+def test_model_files_topic_only_for_versions_over_kafka() -> None:
+    from streamtrain.store.shipping import CHUNK
+
+    def model_files(values: dict[str, Any]) -> list[dict[str, Any]]:
+        return [t["spec"] for t in of_kind(render(values), "KafkaTopic") if t["spec"]["topicName"] == "ml.files"]
+
+    assert model_files({"topics": {"modelFiles": {"name": "ml.files"}}}) == []
+    [topic] = model_files({"model": {"source": "kafka"}, "topics": {"modelFiles": {"name": "ml.files"}}})
+    config = topic["config"]
+    # Compacted, never expired by age: the topic holds what the store holds, and a reader rebuilds it from the start.
+    assert config["cleanup.policy"] == "compact" and "retention.ms" not in config
+    # Room for a chunk with its key, header and batch overhead, whatever the broker's own limit.
+    assert config["max.message.bytes"] >= max(600_000, CHUNK + 4096)
+    assert config["segment.bytes"] == 67108864 and config["min.insync.replicas"] == 1
+    # One partition: a version's files, then its manifest, then its tombstones, in order.
+    assert topic["partitions"] == 1 and topic["replicas"] == 1
+    docs = render(VALUE_SETS["production"] | {"model": {"source": "kafka"}})
+    [topic] = [t["spec"] for t in of_kind(docs, "KafkaTopic") if t["spec"]["topicName"] == "streamtrain.model-files"]
+    assert topic["replicas"] == 3 and topic["config"]["min.insync.replicas"] == 2 and topic["partitions"] == 1
 
 
 def test_acls_follow_renamed_topics_and_groups() -> None:

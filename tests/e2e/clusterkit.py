@@ -210,6 +210,29 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float, interval:
         time.sleep(interval)
 
 
+def claims(pod: Any) -> list[str]:
+    """Names of the PersistentVolumeClaims a pod (a kubernetes client V1Pod) mounts."""
+    return [v.persistent_volume_claim.claim_name for v in pod.spec.volumes or [] if v.persistent_volume_claim]
+
+
+def volume_at(pod: Any, path: str) -> Any:
+    """The volume of the pod's first container that holds `path` (the longest mount path above it), or None."""
+    mounts = [m for m in pod.spec.containers[0].volume_mounts or []
+              if path == m.mount_path or path.startswith(m.mount_path.rstrip("/") + "/")]
+    if not mounts:
+        return None
+    mount = max(mounts, key=lambda m: len(m.mount_path))
+    return next((v for v in pod.spec.volumes or [] if v.name == mount.name), None)
+
+
+def required_pod_affinity(pod: Any) -> list[Any]:
+    """The pod's required pod-affinity terms (what would tie it to another pod's node)."""
+    affinity = pod.spec.affinity
+    if affinity is None or affinity.pod_affinity is None:
+        return []
+    return list(affinity.pod_affinity.required_during_scheduling_ignored_during_execution or [])
+
+
 class Cluster:
     def __init__(self, context: str | None, namespace: str, release: str) -> None:
         from kubernetes import client, config

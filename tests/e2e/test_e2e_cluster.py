@@ -1,6 +1,8 @@
 """The deployed system on a live cluster: Kafka, pods, the stream, versions, accuracy, the predictor (REST through
 a port-forward, the input topic scored into the output topic, a pin), a trainer restart in the middle of a stream,
-`helm upgrade` and `helm uninstall`. Run with `make e2e` after `make kind-up deploy`.
+`helm upgrade` and `helm uninstall`. Run with `make e2e` after `make kind-up deploy`. The kind values set
+model.source kafka: evaluators and predictors receive the versions over the model-files topic and mount no volume;
+the suite checks whichever source the release has.
 
 The tests run in file order and build on each other (the restart and upgrade tests start new streams);
 each still checks its own preconditions. Assertions on exactly-once use the same helper as the
@@ -15,7 +17,7 @@ import time
 from typing import Any
 
 import pytest
-from clusterkit import Cluster, wait_for, when
+from clusterkit import Cluster, claims, required_pod_affinity, volume_at, wait_for, when
 
 pytestmark = pytest.mark.e2e
 
@@ -24,7 +26,7 @@ pytestmark = pytest.mark.e2e
 ACCURACY_THRESHOLD = 0.90
 STREAM_TIMEOUT = float(os.environ.get("STREAMTRAIN_E2E_TIMEOUT", "900"))
 # What the chart creates with the predictor on (the default): train, test, metrics, model-events, dead-letter,
-# control, input and predictions; a KafkaUser per component.
+# control, input and predictions (and model-files with model.source kafka); a KafkaUser per component.
 TOPICS, USERS = 8, 4
 # Input records the Kafka test writes, and how long it waits for all their predictions.
 KAFKA_ROWS, KAFKA_TIMEOUT = 50, 180.0
@@ -34,6 +36,12 @@ def check_exactly_once(state: dict[str, Any], produced: dict[str, dict[int, int]
     from tests.support.ledger import check_exactly_once as check
 
     check(state, produced)
+
+
+def model_source(cluster: Cluster) -> str:
+    """volume (evaluators and predictors mount the model volume read-only) or kafka (they receive the versions over
+    the model-files topic into an emptyDir of their own): the chart's model.source, as the evaluator is told."""
+    return cluster.configmap_env("evaluator").get("STREAMTRAIN_MODEL_SOURCE", "volume")
 
 
 def topics(cluster: Cluster) -> dict[str, str]:
@@ -127,7 +135,8 @@ def test_topics_and_users_are_ready_with_their_secrets(cluster: Cluster) -> None
             ),
             300,
         )
-        assert len(objects) == (TOPICS if plural == "kafkatopics" else USERS)
+        topic_count = TOPICS + (1 if model_source(cluster) == "kafka" else 0)
+        assert len(objects) == (topic_count if plural == "kafkatopics" else USERS)
     auth = cluster.custom_objects("kafkausers")[0]["spec"]["authentication"]["type"]
     for user in cluster.custom_objects("kafkausers"):
         secret = cluster.core.read_namespaced_secret(user["metadata"]["name"], cluster.namespace)
@@ -145,6 +154,8 @@ def test_component_pods_are_ready_and_locked_down(cluster: Cluster) -> None:
         with pytest.raises(RuntimeError):
             cluster.exec(pod, ["touch", "/root-filesystem-is-read-only"])
         cluster.exec(pod, ["touch", "/tmp/writable"])
+    if model_source(cluster) == "kafka":
+        return  # no model volume in the evaluator, no node to share: test_versions_reach_..._over_kafka
     evaluator = cluster.ready_pod("evaluator")
     volume = os.path.dirname(cluster.configmap_env("evaluator")["STREAMTRAIN_MODEL_DIR"])
     cluster.exec(evaluator, ["ls", volume])
@@ -204,9 +215,15 @@ def test_the_deployed_stream_is_trained_and_published(cluster: Cluster) -> None:
     # Lineage: each version was trained on at least as many records as the one before it.
     trained = [v["records_trained"] for v in sorted(report["versions"], key=lambda v: v["version"])]
     assert trained == sorted(trained), report["versions"]
-    # The evaluators see the same store on the shared volume (read-only): the newest version, or a newer one.
-    seen = cluster.inspect("evaluator")["versions"]
-    assert max(v["version"] for v in seen) >= max(v["version"] for v in report["versions"])
+    # The evaluators see the same store, on the shared volume (read-only) or received over Kafka (a moment
+    # later): the newest version, or a newer one.
+    newest = max(v["version"] for v in report["versions"])
+    wait_for(
+        f"the evaluator's store to hold version {newest}",
+        lambda: when(cluster.inspect("evaluator")["versions"],
+                     lambda seen: bool(seen) and max(v["version"] for v in seen) >= newest),
+        120,
+    )
 
 
 def test_evaluator_accuracy_passes_the_pipeline_threshold(cluster: Cluster) -> None:
@@ -279,16 +296,53 @@ def test_predictor_is_ready_serving_a_version_and_locked_down(cluster: Cluster) 
     with pytest.raises(RuntimeError):
         cluster.exec(pod, ["touch", "/root-filesystem-is-read-only"])
     cluster.exec(pod, ["touch", "/tmp/writable"])
-    volume = os.path.dirname(env["STREAMTRAIN_MODEL_DIR"])
-    with pytest.raises(RuntimeError, match="Read-only file system"):
-        cluster.exec(pod, ["touch", f"{volume}/predictor-must-not-write"])
-    trainer = cluster.ready_pod("trainer")
-    assert (
-        pod.spec.node_name == trainer.spec.node_name
-        or cluster.helm_values()["persistence"]["accessMode"] == "ReadWriteMany"
-    )
+    if model_source(cluster) == "volume":  # with kafka its own copy: test_versions_reach_..._over_kafka
+        volume = os.path.dirname(env["STREAMTRAIN_MODEL_DIR"])
+        with pytest.raises(RuntimeError, match="Read-only file system"):
+            cluster.exec(pod, ["touch", f"{volume}/predictor-must-not-write"])
+        trainer = cluster.ready_pod("trainer")
+        assert (
+            pod.spec.node_name == trainer.spec.node_name
+            or cluster.helm_values()["persistence"]["accessMode"] == "ReadWriteMany"
+        )
     if os.environ.get("STREAMTRAIN_E2E_NETPOL", "1") == "1":
         assert cluster.connect(pod, "kubernetes.default.svc", 443) == "blocked"
+
+
+def test_versions_reach_evaluators_and_predictors_on_any_node_over_kafka(cluster: Cluster) -> None:
+    """model.source kafka (the kind values): evaluators and predictors mount no PVC and are tied to no node; the
+    trainer ships every version on the model-files topic, each of them rebuilds the store in an emptyDir of its own,
+    and the version the predictor serves is one the trainer published, manifest (every file's checksum) and all."""
+    if model_source(cluster) != "kafka":
+        pytest.skip("model.source is volume: evaluators and predictors read the model volume (tests above)")
+    trainer_env = cluster.configmap_env("trainer")
+    assert trainer_env["STREAMTRAIN_SHIP_VERSIONS"] == "true"
+    topic = trainer_env["STREAMTRAIN_MODEL_FILES_TOPIC"]
+    for component in ("evaluator", "predictor"):
+        env = cluster.configmap_env(component)
+        assert (env["STREAMTRAIN_MODEL_SOURCE"], env["STREAMTRAIN_MODEL_FILES_TOPIC"]) == ("kafka", topic)
+        pods = cluster.pods(component)
+        assert pods, f"no {component} pod"
+        for pod in pods:
+            name = pod.metadata.name
+            assert claims(pod) == [], f"{name} mounts the PVCs {claims(pod)}"
+            volume = volume_at(pod, env["STREAMTRAIN_MODEL_DIR"])
+            assert volume is not None and volume.empty_dir is not None, f"{name}: the model dir is on {volume}"
+            assert required_pod_affinity(pod) == [], f"{name} is tied to another pod's node"
+    # The trainer's records are on the topic, and the predictor's own Kafka user may read it.
+    assert total(cluster.watermarks("predictor", topic)) > 0, f"no record on {topic}"
+    evaluator = wait_for(
+        "the evaluator scoring a version",
+        lambda: when(cluster.status("evaluator"), lambda s: s.get("model_version") is not None),
+        300,
+    )
+    served = serving_predictor(cluster)["serving_version"]
+    published = {v["version"] for v in cluster.inspect("trainer")["versions"] if v["ok"]}
+    assert served in published, f"the predictor serves {served}; the trainer's store has {sorted(published)}"
+    assert evaluator["model_version"] <= max(published), (evaluator["model_version"], sorted(published))
+    original = cluster.model_manifest(served, "trainer")
+    assert cluster.model_manifest(served, "predictor") == original, f"the predictor's copy of {served} differs"
+    assert cluster.model_manifest(served, "evaluator") == original, f"the evaluator's copy of {served} differs"
 
 
 def test_predictor_rest_api_answers_predictions_through_a_port_forward(cluster: Cluster) -> None:

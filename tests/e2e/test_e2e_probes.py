@@ -22,12 +22,16 @@ from clusterkit import (
     CONNECT,
     HTTP_GET,
     PREDICT_IO,
+    REPO,
     WATERMARKS,
     Cluster,
+    claims,
     forwarded_port,
     forwarding,
     http_json,
     launcher_argv,
+    required_pod_affinity,
+    volume_at,
     wait_for,
 )
 
@@ -227,3 +231,30 @@ def test_wait_for_names_what_it_waited_for() -> None:
     assert wait_for("a value", lambda: 5, 1, interval=0.01) == 5
     with pytest.raises(AssertionError, match="waiting for the impossible; last: None"):
         wait_for("the impossible", lambda: None, 0.05, interval=0.01)
+
+
+@pytest.mark.parametrize("source", ["volume", "kafka"])
+def test_pod_volume_helpers_read_kubernetes_client_pods(source: str) -> None:
+    """claims, volume_at and required_pod_affinity on the kubernetes client's V1Pod objects, made from the pod
+    templates the chart renders: the attribute names the cluster suite relies on for model.source kafka."""
+    pytest.importorskip("kubernetes")
+    if str(REPO / "tests" / "chart") not in sys.path:
+        sys.path.insert(0, str(REPO / "tests" / "chart"))
+    chartkit = pytest.importorskip("chartkit")
+    from kubernetes.client import ApiClient
+
+    docs = chartkit.render({"model": {"source": source}})
+    for component in ("trainer", "evaluator", "predictor"):
+        workload = chartkit.component_workload(docs, component)
+        template = workload["spec"]["template"]
+        pod = ApiClient().deserialize(json.dumps({"apiVersion": "v1", "kind": "Pod", **template}), "V1Pod", None)
+        model_dir = chartkit.effective_env(docs, workload)[component]["STREAMTRAIN_MODEL_DIR"]
+        volume = volume_at(pod, model_dir)
+        own_copy = source == "kafka" and component != "trainer"
+        assert claims(pod) == ([] if own_copy else ["streamtrain-models"]), component
+        assert (volume.empty_dir is not None, volume.persistent_volume_claim is not None) == (own_copy, not own_copy)
+        assert volume_at(pod, "/var/nothing-mounted-here") is None
+        assert volume_at(pod, "/tmp/x").empty_dir is not None
+        tied = required_pod_affinity(pod)
+        assert [term.topology_key for term in tied] == (
+            ["kubernetes.io/hostname"] if component == "evaluator" and source == "volume" else []), component

@@ -70,22 +70,27 @@ def test_predictions_survive_kills(topics: dict[str, str], tmp_path: Path) -> No
                           session_timeout_ms=6000, poll_seconds=1)
     rng = random.Random(1)
     kills: list[str] = []
-    for n in range(KILLS):
-        predictor.start().wait_for(lambda s: s["records_predicted"] > 0, 120, f"scoring before kill {n + 1}")
-        time.sleep(rng.uniform(0.05, 1.0))
-        status = predictor.status() or {}
+    try:
+        for n in range(KILLS):
+            predictor.start().wait_for(lambda s: s["records_predicted"] > 0, 120, f"scoring before kill {n + 1}")
+            time.sleep(rng.uniform(0.05, 1.0))
+            status = predictor.status() or {}
+            predictor.kill()
+            kills.append(f"kill {n + 1}: after {status.get('records_predicted')} records in its run")
+    finally:
+        stop.set()
+        producer.join()
         predictor.kill()
-        kills.append(f"kill {n + 1}: after {status.get('records_predicted')} records in its run")
-    stop.set()
-    producer.join()
     inputs = Inputs([i for part in sent for i in part.ids], [i for part in sent for i in part.bad_ids])
     ends = partition_ends(bootstrap, topics["STREAMTRAIN_INPUT_TOPIC"])
     predictor.start()
-    deadline = time.monotonic() + 300
-    while committed(bootstrap, topics["STREAMTRAIN_INPUT_TOPIC"], group) != ends and time.monotonic() < deadline:
-        time.sleep(1)
-    at = committed(bootstrap, topics["STREAMTRAIN_INPUT_TOPIC"], group)
-    assert predictor.stop() == 0, predictor.log_tail()
+    try:
+        deadline = time.monotonic() + 300
+        while committed(bootstrap, topics["STREAMTRAIN_INPUT_TOPIC"], group) != ends and time.monotonic() < deadline:
+            time.sleep(1)
+        at = committed(bootstrap, topics["STREAMTRAIN_INPUT_TOPIC"], group)
+    finally:
+        assert predictor.stop() == 0, predictor.log_tail()
     story = "\n  ".join(kills) + f"\n  committed {at}, input ends {ends}\n" + predictor.log_tail(10)
     assert at == ends, f"the group's offsets are not at the end of the input:\n  {story}"
 

@@ -97,3 +97,23 @@ def test_a_predictor_elsewhere_serves_what_the_trainer_ships(topics: dict[str, s
     predictions = read_predictions(topics["STREAMTRAIN_BOOTSTRAP_SERVERS"], topics["STREAMTRAIN_OUTPUT_TOPIC"])
     assert sorted(p["key"] for p in predictions) == sorted(sent.ids)
     assert {p["model_version"] for p in predictions} == {last}
+
+
+def test_a_trainer_ships_its_whole_store_to_an_empty_topic(topics: dict[str, str], tmp_path: Path) -> None:
+    """The topic lost (ephemeral broker storage) or new (shipping just turned on): the store goes out again."""
+    x, y = breast_cancer()
+    store = tmp_path / "volume"
+    model = publish_trained(store, 1, x[:100], y[:100])
+    model_store.publish(store, "streamtrain", model_store.load(model.path)[0], 2, {}, keep=5, savedmodel=False)
+    settings = EvaluatorSettings(**{k.removeprefix("STREAMTRAIN_").lower(): v for k, v in topics.items()},
+                                 model_dir=tmp_path / "reader", model_source="kafka")
+    kafka = Producer({"bootstrap.servers": settings.bootstrap_servers})
+    assert shipping.ship_store(kafka, settings.model_files_topic, store, "streamtrain") == 2
+    kafka.flush(30)
+    receiver = shipping.receive(settings, "tests")
+    assert receiver is not None
+    try:
+        wait_until(lambda: model_store.version_numbers(tmp_path / "reader", "streamtrain") == [1, 2], 60,
+                   "both versions received")
+    finally:
+        receiver.stop()

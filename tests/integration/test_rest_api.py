@@ -241,7 +241,7 @@ def test_every_kind_of_bad_request_is_a_4xx_with_one_line_and_the_server_goes_on
 def test_a_post_without_content_length_is_411_and_a_large_body_is_refused_unread(server: Server) -> None:
     answer = server.raw(f"POST {P} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
                         "5\r\nhello\r\n0\r\n\r\n".encode())
-    assert answer.startswith(b"HTTP/1.0 411 ") and b'"error": "the request needs a Content-Length' in answer
+    assert answer.startswith(b"HTTP/1.1 411 ") and b'"error": "the request needs a Content-Length' in answer
     # 8 MiB announced and sent: the client still reads the 413 instead of a reset connection.
     code, _, refused = server.request("POST", P, b"0" * (8 * 1024 * 1024))
     assert code == 413 and "the request body of 8388608 bytes is over the limit" in refused["error"]

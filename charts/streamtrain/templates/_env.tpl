@@ -10,6 +10,7 @@ extraEnv may add settings the chart does not manage; it may not override managed
 {{- $cv := index $v $c -}}
 {{- $env := fromYaml (include "streamtrain.commonEnv" (dict "ctx" $ctx "component" $c "port" $cv.httpPort)) -}}
 {{- $models := printf "%s/models" $v.persistence.mountPath -}}
+{{- $overKafka := include "streamtrain.versionsOverKafka" $ctx | eq "true" -}}
 {{- if eq $c "producer" -}}
 {{- $_ := set $env "STREAMTRAIN_SOURCE" $cv.source -}}
 {{- $_ := set $env "STREAMTRAIN_COUNT" (toString (int64 $cv.count)) -}}
@@ -33,11 +34,13 @@ extraEnv may add settings the chart does not manage; it may not override managed
 {{- $_ := set $env "STREAMTRAIN_PUBLISH_EVERY_SECONDS" (toString $cv.publishEverySeconds) -}}
 {{- $_ := set $env "STREAMTRAIN_KEEP_VERSIONS" (toString (int64 $cv.keepVersions)) -}}
 {{- $_ := set $env "STREAMTRAIN_KEEP_PROMOTED_VERSIONS" (toString (int64 $cv.keepPromotedVersions)) -}}
+{{- $_ := set $env "STREAMTRAIN_SHIP_VERSIONS" (toString $overKafka) -}}
 {{- $_ := set $env "STREAMTRAIN_STOP_GRACE_SECONDS" (toString $cv.stopGraceSeconds) -}}
 {{- else if eq $c "evaluator" -}}
 {{- $_ := set $env "STREAMTRAIN_MODEL_DIR" $models -}}
 {{- $_ := set $env "STREAMTRAIN_MODEL_NAME" $v.model.name -}}
 {{- $_ := set $env "STREAMTRAIN_REPORT_DIR" "/var/lib/streamtrain/reports" -}}
+{{- $_ := set $env "STREAMTRAIN_MODEL_SOURCE" $v.model.source -}}
 {{- $_ := set $env "STREAMTRAIN_GROUP_ID" $cv.groupId -}}
 {{- $_ := set $env "STREAMTRAIN_BATCH_SIZE" (toString (int64 $cv.batchSize)) -}}
 {{- $_ := set $env "STREAMTRAIN_WINDOW" (toString (int64 $cv.window)) -}}
@@ -55,6 +58,7 @@ what the KafkaUser's transactionalId prefix ACL admits). */ -}}
 {{- $_ := set $env "STREAMTRAIN_MODEL_NAME" $v.model.name -}}
 {{- $_ := set $env "STREAMTRAIN_GROUP_ID" $cv.groupId -}}
 {{- $_ := set $env "STREAMTRAIN_SERVE" $cv.serve -}}
+{{- $_ := set $env "STREAMTRAIN_MODEL_SOURCE" $v.model.source -}}
 {{- $_ := set $env "STREAMTRAIN_OUTPUT_FORMAT" $cv.outputFormat -}}
 {{- $_ := set $env "STREAMTRAIN_THRESHOLD" (toString $cv.threshold) -}}
 {{- $_ := set $env "STREAMTRAIN_BATCH_SIZE" (toString (int64 $cv.batchSize)) -}}

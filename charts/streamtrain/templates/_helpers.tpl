@@ -105,6 +105,12 @@ the ids with this prefix. */}}
 {{- if ne .Values.kafka.listener.authentication "none" -}}true{{- end -}}
 {{- end -}}
 
+{{/* Whether evaluators and predictors receive the model versions over Kafka (model.source: kafka) instead of
+mounting the model volume; "true" or empty. */}}
+{{- define "streamtrain.versionsOverKafka" -}}
+{{- if eq .Values.model.source "kafka" -}}true{{- end -}}
+{{- end -}}
+
 {{/* Where secrets are mounted in the containers. */}}
 {{- define "streamtrain.caDir" -}}/var/run/secrets/streamtrain/kafka-ca{{- end -}}
 {{- define "streamtrain.userDir" -}}/var/run/secrets/streamtrain/kafka-user{{- end -}}
@@ -207,6 +213,7 @@ STREAMTRAIN_METRICS_TOPIC: {{ $v.topics.metrics.name | quote }}
 STREAMTRAIN_MODEL_EVENTS_TOPIC: {{ $v.topics.modelEvents.name | quote }}
 STREAMTRAIN_DEAD_LETTER_TOPIC: {{ $v.topics.deadLetter.name | quote }}
 STREAMTRAIN_CONTROL_TOPIC: {{ $v.topics.control.name | quote }}
+STREAMTRAIN_MODEL_FILES_TOPIC: {{ $v.topics.modelFiles.name | quote }}
 STREAMTRAIN_INPUT_TOPIC: {{ $v.topics.input.name | quote }}
 STREAMTRAIN_OUTPUT_TOPIC: {{ $v.topics.predictions.name | quote }}
 STREAMTRAIN_LOG_LEVEL: {{ $v.logging.level | quote }}

@@ -7,6 +7,9 @@ Pod template of a component. Call with (dict "ctx" $ "component" "trainer" "comm
 {{- $v := $ctx.Values -}}
 {{- $c := .component -}}
 {{- $cv := index $v $c -}}
+{{- /* With model.source kafka evaluators and predictors keep their own copy of the store in an emptyDir: they
+mount no volume of the trainer's and may run on any node. */ -}}
+{{- $ownCopy := and (has $c (list "evaluator" "predictor")) (include "streamtrain.versionsOverKafka" $ctx | eq "true") -}}
 metadata:
   labels:
     {{- include "streamtrain.labels" (dict "ctx" $ctx "component" $c) | nindent 4 }}
@@ -40,7 +43,7 @@ spec:
     {{- toYaml . | nindent 4 }}
   {{- end }}
   {{- $affinity := deepCopy $cv.affinity -}}
-  {{- if and (eq $c "evaluator") $v.persistence.colocateEvaluators }}
+  {{- if and (eq $c "evaluator") $v.persistence.colocateEvaluators (not $ownCopy) }}
   {{- $term := dict "topologyKey" "kubernetes.io/hostname" "labelSelector" (dict "matchLabels" (fromYaml (include "streamtrain.selectorLabels" (dict "ctx" $ctx "component" "trainer")))) }}
   {{- $podAffinity := get $affinity "podAffinity" | default dict }}
   {{- $required := get $podAffinity "requiredDuringSchedulingIgnoredDuringExecution" | default list }}
@@ -79,23 +82,27 @@ spec:
         {{- if eq $c "trainer" }}
         - name: models
           mountPath: {{ $v.persistence.mountPath }}
-        {{- else if eq $c "evaluator" }}
+        {{- else if has $c (list "evaluator" "predictor") }}
         - name: models
           mountPath: {{ $v.persistence.mountPath }}
+          {{- if not $ownCopy }}
           readOnly: true
+          {{- end }}
+        {{- end }}
+        {{- if eq $c "evaluator" }}
         - name: reports
           mountPath: /var/lib/streamtrain/reports
-        {{- else if eq $c "predictor" }}
-        - name: models
-          mountPath: {{ $v.persistence.mountPath }}
-          readOnly: true
         {{- end }}
   volumes:
     - name: tmp
       emptyDir:
         sizeLimit: {{ $v.tmpSizeLimit }}
     {{- include "streamtrain.kafkaVolumes" (dict "ctx" $ctx "component" $c) | trim | nindent 4 }}
-    {{- if has $c (list "trainer" "evaluator" "predictor") }}
+    {{- if $ownCopy }}
+    - name: models
+      emptyDir:
+        sizeLimit: {{ $v.model.localSizeLimit }}
+    {{- else if has $c (list "trainer" "evaluator" "predictor") }}
     - name: models
       persistentVolumeClaim:
         claimName: {{ include "streamtrain.modelClaim" $ctx }}

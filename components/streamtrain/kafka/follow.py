@@ -63,7 +63,10 @@ class Follower:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            for msg in self._consumer.consume(num_messages=500, timeout=0.5):
+            # poll() returns as soon as a record arrives (consume(500, t) waits out t for 500 of them): a decision
+            # reaches the predictors in milliseconds; then take what else is queued without waiting.
+            first = self._consumer.poll(0.5)
+            for msg in [first, *self._consumer.consume(num_messages=500, timeout=0)] if first is not None else []:
                 partition = msg.partition()
                 error = msg.error()
                 if error is None:

@@ -41,7 +41,6 @@ log = logging.getLogger("streamtrain.predictor")
 PREDICTED = Counter("streamtrain_predictor_records_total", "Input records scored and committed")
 TRANSACTIONS = Counter("streamtrain_predictor_transactions_total", "Transactions", ["outcome"])
 RATE = Gauge("streamtrain_predictor_records_per_second", "Input records scored per second, last interval")
-VERSION_HEADER = "streamtrain.model-version"
 TXN_TIMEOUT = 30.0  # seconds for one transactional call before it counts as failed
 
 
@@ -106,14 +105,22 @@ class Predictor:
 
     def send_predictions(self, batch: Batch, scores: np.ndarray, version: int) -> None:
         d = batch.decoded
-        records, starts = np.unique(d.good, return_index=True)  # rows of one record (a block) are adjacent
+        topic, produce = self.s.output_topic, self.kafka.produce
+        if batch.formats is None or F32_BLOCK_FORMAT not in batch.formats:  # one row a record: the batch at once
+            records = d.good.tolist()
+            values = output.encode_rows(self.s.output_format, scores, version, batch.topic, batch.partitions[d.good],
+                                        batch.offsets[d.good], self.s.threshold)
+            keys = batch.keys
+            for i, value in zip(records, values, strict=True):
+                produce(topic, value, keys[i])
+            return
+        records_, starts = np.unique(d.good, return_index=True)  # rows of one record (a block) are adjacent
         ends = np.append(starts[1:], len(d.good))
-        header: list[tuple[str, str | bytes | None]] = [(VERSION_HEADER, str(version).encode())]
-        for i, start, end in zip(records.tolist(), starts.tolist(), ends.tolist(), strict=True):
-            block = batch.formats is not None and batch.formats[i] == F32_BLOCK_FORMAT
+        for i, start, end in zip(records_.tolist(), starts.tolist(), ends.tolist(), strict=True):
+            block = batch.formats[i] == F32_BLOCK_FORMAT
             origin = output.Origin(batch.topic, int(batch.partitions[i]), int(batch.offsets[i]))
             value = output.encode(self.s.output_format, scores[start:end], version, origin, self.s.threshold, block)
-            self.kafka.produce(self.s.output_topic, key=batch.keys[i], value=value, headers=header)
+            produce(topic, value, batch.keys[i])
 
     def abort(self, batch: Batch, exc: KafkaException) -> None:
         """Abort the batch's transaction and go back to its first offsets; a fatal error (this producer was

@@ -34,6 +34,24 @@ class Origin:
     offset: int
 
 
+def encode_rows(fmt: OutputFormat, probabilities: np.ndarray, version: int, topic: str, partitions: np.ndarray,
+                offsets: np.ndarray, threshold: float) -> list[bytes]:
+    """One value per one-row record, the whole batch at once: the same bytes `encode` makes, built without a
+    json.dumps per record (that was over half the predictor's time on CSV input).
+
+    >>> rows = encode_rows("json", np.array([0.875], np.float32), 7, "in", np.array([0]), np.array([41]), 0.5)
+    >>> rows == [encode("json", np.array([0.875], np.float32), 7, Origin("in", 0, 41), 0.5, block=False)]
+    True
+    """
+    p = np.round(probabilities.astype(np.float64), 7).tolist()
+    classes = (np.asarray(p) >= threshold).astype(int).tolist() if p else []
+    if fmt == "csv":
+        return [f"{c},{v:.7g},{version}".encode() for c, v in zip(classes, p, strict=True)]
+    tail = f', "model_version": {version}, "topic": {json.dumps(topic)}, "partition": '
+    return [f'{{"probability": {v!r}, "class": {c}{tail}{part}, "offset": {off}}}'.encode()
+            for v, c, part, off in zip(p, classes, partitions.tolist(), offsets.tolist(), strict=True)]
+
+
 def encode(fmt: OutputFormat, probabilities: np.ndarray, version: int, origin: Origin, threshold: float,
            block: bool) -> bytes:
     """One output value for one input record's rows (one row, or a block's rows)."""

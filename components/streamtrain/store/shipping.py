@@ -36,6 +36,15 @@ CHUNK = 512 * 1024  # well under Kafka's default 1 MB record limit
 CHUNKS_HEADER = "streamtrain.chunks"
 RECEIVED = Counter("streamtrain_model_versions_received_total", "Versions received over the model-files topic",
                    ["outcome"])
+SHIP_FAILURES = Counter("streamtrain_trainer_ship_failures_total",
+                        "Model-file records the broker did not take (a missing topic, a denied ACL)")
+
+
+def _delivered(err: Any, msg: Message) -> None:
+    if err is not None:
+        SHIP_FAILURES.inc()
+        log.error("model-file record not shipped", extra={"key": (msg.key() or b"").decode(errors="replace"),
+                                                          "error": str(err)})
 
 
 def _chunks(size: int) -> int:
@@ -64,17 +73,34 @@ def ship(kafka: Producer, topic: str, model: str, version: model_store.Version) 
         count = _chunks(len(data))
         for i in range(count):
             kafka.produce(topic, key=f"{model}/{version.number}/{path}/{i}".encode(),
-                          value=data[i * CHUNK:(i + 1) * CHUNK], headers=[(CHUNKS_HEADER, str(count).encode())])
+                          value=data[i * CHUNK:(i + 1) * CHUNK], headers=[(CHUNKS_HEADER, str(count).encode())],
+                          on_delivery=_delivered)
             kafka.poll(0)
             sent += 1
     return sent
+
+
+def ship_store(kafka: Producer, topic: str, base: Path, model: str) -> int:
+    """Ship every version the store holds (at the trainer's start): the topic may have lost them (a broker with
+    ephemeral storage) or never had them (shipping just turned on). Receivers ignore versions they hold already."""
+    shipped = 0
+    for number in model_store.version_numbers(base, model):
+        path = model_store.model_root(base, model) / str(number)
+        try:
+            version = model_store.Version(number, path, model_store.verify(path))
+        except model_store.CorruptVersion as exc:
+            log.warning("model version not shipped", extra={"version": number, "reason": str(exc)})
+            continue
+        ship(kafka, topic, model, version)
+        shipped += 1
+    return shipped
 
 
 def unship(kafka: Producer, topic: str, model: str, number: int, manifest: dict[str, Any]) -> int:
     """Tombstones for every key of a removed version (compaction then drops it from the topic)."""
     keys = chunk_keys(model, number, manifest)
     for key in keys:
-        kafka.produce(topic, key=key, value=None)
+        kafka.produce(topic, key=key, value=None, on_delivery=_delivered)
     kafka.poll(0)
     return len(keys)
 

@@ -107,6 +107,9 @@ class Trainer:
         self.published_at_state = int(newest.manifest["records_trained"]) if newest else 0
         self.adapt.load(self.state.extra.get("adapt"))
         VERSION.set(self.state.last_version)
+        if self.s.ship_versions:
+            shipped = shipping.ship_store(self.kafka, self.s.model_files_topic, self.s.model_dir, self.s.model_name)
+            log.info("versions in the store shipped", extra={"versions": shipped})
 
     def build_learner(self, width: int) -> None:
         model = models.build(self.s.model, width, self.s.seed)
