@@ -33,7 +33,7 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 
 venv: $(STAMP) ## create .venv with the pinned dependencies (idempotent)
 
-demo: venv ## the whole pipeline on this machine: embedded broker, producer, trainer, evaluator
+demo: venv ## the whole pipeline on this machine: embedded broker, producer, trainer, evaluator, predictor
 	$(VENV)/bin/streamtrain demo $(DEMO_ARGS)
 
 # Everything CI runs. In CI the system packages the tests need (Docker engine, Chromium) are installed first,

@@ -169,7 +169,7 @@ COMMANDS: dict[str, tuple[type[BaseSettings], Callable[[Any], int], str]] = {
     "topics": (TopicsSettings, _topics, "create the topics (train, test, metrics, model events, dead letters, "
                                         "control, input, predictions)"),
     "inspect": (InspectSettings, _inspect, "show the newest checkpoint and the published versions"),
-    "demo": (DemoSettings, _demo, "run broker, producer, trainer and evaluator locally, then summarise"),
+    "demo": (DemoSettings, _demo, "run broker, producer, trainer, evaluator and predictor locally, then summarise"),
     "report": (ReportSettings, _report, "write an HTML report (plots inside) from the metrics topic or a CSV"),
 }
 

@@ -92,7 +92,7 @@ class Evaluator:
             self.totals.add(scores, d.labels)
             self.per_version.setdefault(current.version, Totals()).add(scores, d.labels)
             if self.judge is not None:
-                self.judge.observe(current.version, scores, d.labels)
+                self.judge.observe(current.version, d.features, scores, d.labels)
             EVALUATED.inc(int(d.labels.size))
         if batch.offsets.size and batch.offsets[0] >= 0:  # the tensorflow-io backend has no offsets
             for partition, _start, end in batch.ranges():

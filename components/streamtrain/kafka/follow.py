@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Self
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, Message, TopicPartition
 
@@ -35,7 +35,7 @@ class Follower:
         self._ends: dict[int, int] = {}
         self._positions: dict[int, int] = {}
 
-    def start(self, timeout: float = 30.0) -> Follower:
+    def start(self, timeout: float = 30.0) -> Self:
         """Raises TimeoutError when the topic has no partitions within `timeout` (it does not exist)."""
         self._consumer = clients.consumer(self.s, self.client, None, **{"enable.partition.eof": True})
         try:

@@ -233,6 +233,12 @@ class ConsumerSettings(CommonSettings):
         return value
 
 
+# Where an evaluator's or predictor's versions come from (store/shipping.py).
+ModelSource = Annotated[Literal["volume", "kafka"], Field(
+    description="where versions come from: volume (--model-dir is the trainer's model store) or kafka (received "
+    "from the model-files topic into --model-dir, a local directory)")]
+
+
 def parse_class_weight(spec: str) -> dict[int, float] | str | None:
     """--class-weight: 'none' -> None; 'balanced' -> 'balanced'; '0:1,1:5' -> {0: 1.0, 1: 5.0}."""
     spec = spec.strip().lower()
@@ -350,10 +356,7 @@ class EvaluatorSettings(ConsumerSettings):
     group_id: str = Field("streamtrain-evaluator", description="consumer group shared by evaluator replicas")
     batch_size: int = Field(1024, ge=1, le=1_000_000, description="records per micro-batch")
     batch_max_wait_ms: int = Field(200, ge=1, description="longest wait to fill a micro-batch, in ms")
-    model_source: Literal["volume", "kafka"] = Field(
-        "volume", description="where versions come from: volume (--model-dir is the trainer's model store) or kafka "
-        "(received from the model-files topic into --model-dir, a local directory)"
-    )
+    model_source: ModelSource = "volume"
     window: int = Field(2000, ge=10, description="records in the sliding window for accuracy, loss and AUC")
     poll_seconds: float = Field(5.0, gt=0, description="seconds between scans of the model store (fallback to events)")
     report_dir: Path = Field(Path("reports"), description="writable directory for the accuracy CSV and PNG plot")
@@ -385,10 +388,7 @@ class PredictorSettings(ConsumerSettings):
     group_id: str = Field("streamtrain-predictor", description="consumer group shared by predictor replicas")
     batch_size: int = Field(1024, ge=1, le=1_000_000, description="records per micro-batch (one transaction)")
     batch_max_wait_ms: int = Field(50, ge=1, description="longest wait to fill a micro-batch, in ms")
-    model_source: Literal["volume", "kafka"] = Field(
-        "volume", description="where versions come from: volume (--model-dir is the trainer's model store) or kafka "
-        "(received from the model-files topic into --model-dir, a local directory)"
-    )
+    model_source: ModelSource = "volume"
     serve: Literal["promoted", "newest"] = Field(
         "promoted", description="which version to serve when none is pinned: the newest promoted one (the gate's) "
         "or the newest complete one"
@@ -491,7 +491,7 @@ class BrokerSettings(BaseSettings):
 
 
 class DemoSettings(BaseSettings):
-    """The whole pipeline on this machine: broker, producer, trainer and evaluator as processes."""
+    """The whole pipeline on this machine: broker, producer, trainer, evaluator and predictor as processes."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX + "DEMO_", extra="ignore")
 

@@ -126,27 +126,15 @@ def send(kafka: Producer, topic: str, event: dict[str, Any]) -> None:
     kafka.poll(0)
 
 
-class ControlReader:
+class ControlReader(Follower):
     """Follows the control topic from its start (kafka/follow.py) and keeps `decisions` current; `changed` is set
     after every applied event, `caught_up` once the decisions at start-up are in."""
 
     def __init__(self, settings: CommonSettings, model_name: str, component: str) -> None:
+        super().__init__(settings, settings.control_topic, f"{component}-control", self._apply)
         self.decisions = Decisions(model_name)
         self.lock = threading.Lock()
         self.changed = threading.Event()
-        self.follower = Follower(settings, settings.control_topic, f"{component}-control", self._apply)
-        self.caught_up = self.follower.caught_up
-
-    def start(self, timeout: float = 30.0) -> ControlReader:
-        """Raises TimeoutError when the control topic does not exist."""
-        self.follower.start(timeout)
-        return self
-
-    def wait(self, timeout: float) -> bool:
-        return self.follower.wait(timeout)
-
-    def stop(self) -> None:
-        self.follower.stop()
 
     def snapshot(self) -> Decisions:
         with self.lock:

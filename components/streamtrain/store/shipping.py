@@ -123,7 +123,7 @@ class _Arriving:
         return b"".join(parts[i] for i in range(self.counts[path]))
 
 
-class Receiver:
+class Receiver(Follower):
     """Follows the model-files topic into `<model_dir>/<model>/`: the store a reader on another node loads from."""
 
     def __init__(self, settings: CommonSettings, model_dir: Path, model_name: str, component: str) -> None:
@@ -133,19 +133,13 @@ class Receiver:
         self.received: list[int] = []
         self.refused: dict[int, str] = {}
         self.changed = threading.Event()
-        self.follower = Follower(settings, settings.model_files_topic, f"{component}-model-files", self._apply)
+        super().__init__(settings, settings.model_files_topic, f"{component}-model-files", self._apply)
 
     def start(self, timeout: float = 30.0) -> Receiver:
         self.root.mkdir(parents=True, exist_ok=True)
         atomic.clean_staging(self.root)
-        self.follower.start(timeout)
+        super().start(timeout)
         return self
-
-    def wait(self, timeout: float) -> bool:
-        return self.follower.wait(timeout)
-
-    def stop(self) -> None:
-        self.follower.stop()
 
     def _apply(self, msg: Message) -> None:
         model, number, path, chunk = parse_key(msg.key() or b"")
