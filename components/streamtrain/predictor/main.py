@@ -49,7 +49,8 @@ class TransactionsUnavailable(RuntimeError):
 
 
 class TransactionAborted(RuntimeError):
-    """The batch's transaction was aborted; its records will be consumed and scored again."""
+    """The predictor cannot go on transacting (fenced by a newer producer of its transactional id, or an abort that
+    failed): the process ends, and the next replica of the id aborts what was left open."""
 
 
 class Predictor:
@@ -89,7 +90,7 @@ class Predictor:
             dead = batch.dead_letter(self.dead)
             self.send_predictions(batch, scores, loaded.version)
             self.kafka.send_offsets_to_transaction(
-                [TopicPartition(batch.topic, p, end) for p, _start, end in batch.ranges()],
+                [TopicPartition(batch.topic, p, end) for p, end in next_offsets(batch).items()],
                 self.input.consumer.consumer_group_metadata(), TXN_TIMEOUT)
             self.kafka.commit_transaction(TXN_TIMEOUT)
         except KafkaException as exc:
@@ -127,7 +128,8 @@ class Predictor:
         fenced by a newer one with the same transactional.id) ends the process."""
         error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
         if error is not None and error.fatal():
-            raise exc
+            raise TransactionAborted(f"transactional id {self.transactional_id!r} can no longer commit (another "
+                                     f"replica with the same id took over?): {clients.error_text(exc)}") from exc
         self.aborted += 1
         TRANSACTIONS.labels("aborted").inc()
         log.warning("transaction aborted; the batch will be scored again",
@@ -136,7 +138,10 @@ class Predictor:
             self.kafka.abort_transaction(TXN_TIMEOUT)
         except KafkaException as again:
             raise TransactionAborted(f"could not abort the transaction: {clients.error_text(again)}") from again
-        for partition, start, _end in sorted(batch.ranges(), reverse=True):  # the lowest start of each wins
+        starts: dict[int, int] = {}
+        for partition, start, _end in batch.ranges():
+            starts[partition] = min(starts.get(partition, start), start)
+        for partition, start in starts.items():
             self.input.consumer.seek(TopicPartition(batch.topic, partition, start))
 
     # --- reporting ----------------------------------------------------------------------------
@@ -196,6 +201,15 @@ class Predictor:
         log.info("predictor stopped", extra={k: summary[k] for k in ("records_predicted", "records_dead_lettered",
                                                                      "serving_version", "stopped_by")})
         return summary
+
+
+def next_offsets(batch: Batch) -> dict[int, int]:
+    """Per partition, the offset after the batch's last record: what the transaction commits. (A partition can have
+    several runs in a batch: a transactional input topic leaves gaps where its commit markers are.)"""
+    ends: dict[int, int] = {}
+    for partition, _start, end in batch.ranges():
+        ends[partition] = max(ends.get(partition, 0), end)
+    return ends
 
 
 class Input:
