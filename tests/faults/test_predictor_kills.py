@@ -100,6 +100,7 @@ def test_predictions_survive_kills(topics: dict[str, str], tmp_path: Path) -> No
     assert not missing, f"{len(missing)} inputs have no prediction, e.g. {missing[:5]}:\n  {story}"
     assert sorted(set(dead)) == sorted(inputs.bad_ids), f"dead letters differ from the malformed inputs:\n  {story}"
     again = {**repeats(keys), **repeats(dead)}
+    print(f"{len(keys)} predictions, {len(dead)} dead letters, {len(again)} records repeated after {KILLS} kills")
     if hides_aborted_records(bootstrap):
         assert not again, f"records scored twice after kills: {list(again)[:10]}:\n  {story}"
     else:  # each kill can leave at most the batch it interrupted visible

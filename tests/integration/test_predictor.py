@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -141,9 +142,13 @@ def test_pin_and_rollback_reach_every_replica_and_survive_a_restart(topics: dict
     try:
         for replica in replicas:
             replica.wait_for(lambda s: s["serving_version"] == 3, 120, "serving the newest version")
+        started = time.monotonic()
         assert serving(topics, models, "pin", "1")["pinned"] == 1
+        returned = time.monotonic()
         for replica in replicas:
             replica.wait_for(lambda s: s["serving_version"] == 1, 60, "pinned version 1")
+        print(f"pin: the command took {returned - started:.2f} s; all {len(replicas)} replicas served the pinned "
+              f"version {time.monotonic() - returned:.2f} s after it returned")
         replicas[0].kill()  # a replica restarted while pinned comes back serving the pin
         replicas[0].start().wait_for(lambda s: s["serving_version"] == 1, 120, "version 1 after the restart")
         assert serving(topics, models, "unpin")["serving"] == 3
