@@ -2,7 +2,9 @@
 
 Input is either the metrics topic (every message the trainer and the evaluators published: progress
 reports and drift events) or the evaluator's accuracy CSV. The report shows accuracy over time with
-model versions and drift events marked, throughput and consumer lag, plus a table of the drifts.
+model versions, drift events and the quality gate's promotions and rejections marked, throughput and
+consumer lag, plus a table of the drifts and one of the verdicts (from the evaluator's rows, which carry
+each verdict once and the serving decisions at the time).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from streamtrain.service.config import ReportSettings
 
 log = logging.getLogger("streamtrain.report")
 
-NUMERIC = set(plot.COLUMNS)  # every column of the evaluator's CSV is a number
+NUMERIC = set(plot.COLUMNS) - plot.JSON_COLUMNS  # the evaluator's CSV columns that are numbers (the rest: JSON)
 
 
 def read_topic(settings: ReportSettings) -> list[dict[str, Any]]:
@@ -79,15 +81,28 @@ def read_csv(path: Path) -> list[dict[str, Any]]:
             row: dict[str, Any] = {"component": "evaluator"}
             for key, value in raw.items():
                 if key in NUMERIC:
-                    row[key] = float(value) if value not in ("", None) else None
+                    row[key] = _number(value) if value not in ("", None) else None
+                elif key in plot.JSON_COLUMNS:
+                    try:
+                        row[key] = json.loads(value) if value else None
+                    except ValueError:
+                        row[key] = None
                 else:
                     row[key] = value
             rows.append(row)
     return rows
 
 
+def _number(text: str) -> int | float:
+    """A CSV cell as the evaluator wrote it: an int (versions, counts, times) or a float."""
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
 def split(messages: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """Evaluator rows, trainer progress reports and drift events, each in time order."""
+    """Evaluator rows, trainer progress reports, drift events and the quality gate's verdicts, each in time order."""
     evaluator, trainer, drifts = [], [], {}
     for m in messages:
         if m.get("event") == "drift":
@@ -106,7 +121,8 @@ def split(messages: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
             known = max(known, count)
     return {"evaluator": sorted(evaluator, key=lambda r: r["ts_ms"]),
             "trainer": sorted(trainer, key=lambda r: r["ts_ms"]),
-            "drifts": sorted(drifts.values(), key=lambda r: r.get("ts_ms") or 0)}
+            "drifts": sorted(drifts.values(), key=lambda r: r.get("ts_ms") or 0),
+            "verdicts": plot.verdicts(evaluator)}
 
 
 def _png(fig: Any) -> str:
@@ -121,6 +137,29 @@ def _marks(ax: Any, t0: float, data: dict[str, list[dict[str, Any]]], label: boo
         ax.axvline((r["ts_ms"] - t0) / 1000, **plot.VERSION_MARK, label=name)
     for i, event in enumerate(e for e in data["drifts"] if e.get("ts_ms")):
         ax.axvline((event["ts_ms"] - t0) / 1000, **plot.DRIFT_MARK, label="drift detected" if label and not i else None)
+
+
+def _verdict_marks(ax: Any, t0: float, data: dict[str, list[dict[str, Any]]]) -> None:
+    """Promotions and rejections on the accuracy plot, within its time span: a line, and a symbol at the value the
+    version was judged with (when the gate's metric is on the plot's 0..1 scale) or at the bottom."""
+    stamps = [r["ts_ms"] for r in data["evaluator"] + data["trainer"]]
+    if not stamps:
+        return
+    labelled = set()
+    for v in data.get("verdicts", []):
+        decision, ts = v.get("decision"), v.get("ts_ms")
+        if decision not in plot.MARKERS or not ts or not min(stamps) <= ts <= max(stamps):
+            continue
+        style = plot.PROMOTED_MARK if decision == "promoted" else plot.REJECTED_MARK
+        x = (ts - t0) / 1000
+        ax.axvline(x, **style)
+        value = v.get("value")
+        y = float(value) if v.get("metric") in ("accuracy", "auc") and isinstance(value, (int, float)) else 0.03
+        ax.plot([x], [y], plot.MARKERS[decision], color=style["color"], markersize=8, linestyle="none",
+                label=None if decision in labelled else f"{decision} by the quality gate")
+        ax.annotate(f"v{v.get('version')}", (x, y), textcoords="offset points", xytext=(4, -12), fontsize=7,
+                    color=style["color"])
+        labelled.add(decision)
 
 
 def plots(data: dict[str, list[dict[str, Any]]]) -> dict[str, str]:
@@ -147,12 +186,14 @@ def plots(data: dict[str, list[dict[str, Any]]]) -> dict[str, str]:
         if x:
             ax.plot(x, y, style, label=label, linewidth=1.6)
     _marks(ax, t0, data, label=True)
+    _verdict_marks(ax, t0, data)
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("seconds since the first metric")
     ax.set_ylabel("score")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
-    ax.set_title("Accuracy over time (grey: new model versions, red: drift detected)")
+    ax.set_title("Accuracy over time (grey: new model versions, red: drift detected, green: promoted, "
+                 "orange: rejected)", fontsize=10)
     fig.tight_layout()
     out["accuracy"] = _png(fig)
     plt.close(fig)
@@ -187,8 +228,21 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _clock(ts_ms: Any) -> str:
+    return time.strftime("%H:%M:%S", time.localtime((ts_ms or 0) / 1000))
+
+
+def _serving(last_ev: dict[str, Any]) -> Any:
+    """The version predictors served at the evaluator's last row, and why."""
+    version, pinned = last_ev.get("serving_version"), last_ev.get("pinned")
+    if version is None:
+        return None if pinned is None else f"none (pinned v{pinned} is not in the store)"
+    return f"v{version} (pinned)" if pinned is not None else f"v{version} (newest promoted)"
+
+
 def render(data: dict[str, list[dict[str, Any]]], images: dict[str, str], title: str, source: str) -> str:
     ev, tr, drifts = data["evaluator"], data["trainer"], data["drifts"]
+    verdicts = data.get("verdicts", [])
     last_ev = ev[-1] if ev else {}
     last_tr = tr[-1] if tr else {}
     accuracies = [r["accuracy"] for r in ev if r.get("accuracy") is not None]
@@ -204,16 +258,26 @@ def render(data: dict[str, list[dict[str, Any]]], images: dict[str, str], title:
         ("best evaluator accuracy (window)", max(accuracies) if accuracies else None),
         ("final evaluator AUC (window)", last_ev.get("auc")),
         ("drift events", len(drifts)),
+        ("versions promoted", sum(v.get("decision") == "promoted" for v in verdicts)),
+        ("versions rejected", sum(v.get("decision") == "rejected" for v in verdicts)),
+        ("version predictors served at the end", _serving(last_ev)),
     ]
     rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(_fmt(v))}</td></tr>" for k, v in summary)
     drift_rows = "".join(
         "<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in (
-            d.get("id"), time.strftime("%H:%M:%S", time.localtime((d.get("ts_ms") or 0) / 1000)),
+            d.get("id"), _clock(d.get("ts_ms")),
             d.get("records_trained"), d.get("detector"), d.get("reaction"), d.get("error_before"),
             d.get("error_after"))) + "</tr>" for d in drifts)
     drift_table = (f"<table><tr><th>#</th><th>time</th><th>at record</th><th>detector</th><th>reaction</th>"
                    f"<th>error before</th><th>error after</th></tr>{drift_rows}</table>" if drifts
                    else "<p>No drift was reported.</p>")
+    verdict_rows = "".join(
+        f'<tr class="{html.escape(str(v.get("decision")))}">' + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in (
+            _clock(v.get("ts_ms")), v.get("version"), v.get("decision"), v.get("metric"), v.get("value"),
+            v.get("records"), v.get("reason") or "")) + "</tr>" for v in verdicts)
+    verdict_table = (f"<table><tr><th>time</th><th>version</th><th>decision</th><th>metric</th><th>value</th>"
+                     f"<th>records</th><th>reason</th></tr>{verdict_rows}</table>" if verdicts
+                     else "<p>No verdict was reported (the quality gate was off, or judged no version).</p>")
     figures = "".join(f'<figure><img alt="{name}" src="data:image/png;base64,{data_}"></figure>'
                       for name, data_ in images.items())
     return f"""<!doctype html>
@@ -224,12 +288,15 @@ table {{ border-collapse: collapse; margin: 8px 0 16px; }}
 th, td {{ text-align: left; padding: 3px 14px 3px 0; border-bottom: 1px solid #eee; }}
 img {{ max-width: 100%; border: 1px solid #ddd; }}
 figure {{ margin: 12px 0; }}
+tr.promoted td:nth-child(3) {{ color: #1a7f37; }}
+tr.rejected td:nth-child(3) {{ color: #c05600; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
 <p>Written {html.escape(time.strftime("%Y-%m-%d %H:%M:%S %Z"))} by <code>streamtrain report</code>.</p>
 <h2>Summary</h2><table>{rows}</table>
 <h2>Accuracy, throughput and lag over time</h2>{figures}
 <h2>Drift events</h2>{drift_table}
+<h2>Promotions and rejections (quality gate)</h2>{verdict_table}
 </body></html>
 """
 
@@ -249,6 +316,7 @@ def run(settings: ReportSettings) -> dict[str, Any]:
     tmp.write_text(page)
     tmp.replace(settings.output)
     summary = {"output": str(settings.output), "messages": len(messages), "evaluator_rows": len(data["evaluator"]),
-               "trainer_reports": len(data["trainer"]), "drift_events": len(data["drifts"]), "bytes": len(page)}
+               "trainer_reports": len(data["trainer"]), "drift_events": len(data["drifts"]),
+               "verdicts": len(data["verdicts"]), "bytes": len(page)}
     log.info("report written", extra=summary)
     return summary

@@ -120,7 +120,9 @@ def test_live_page_in_headless_chromium_shows_points_updates_and_drift(
         table = browser.js("return document.getElementById('drifts').innerText")
         assert "adwin" in table and "boost-lr" in table
         summary = browser.js("return document.getElementById('summary').innerText")
-        assert "drift events" in summary and "lag" in summary
+        assert "drift events" in summary and "lag" in summary and "predictors serve" in summary
+        serving = browser.js("return document.getElementById('serving').innerText")  # the gate is on by default
+        assert "predictors serve" in serving and "gate accuracy on 500 records" in serving, serving
         time.sleep(2.5)  # one more refresh with everything on it, then the picture
         shot = browser.screenshot(artifacts / "live-page.png")
         assert shot.stat().st_size > 20_000
@@ -190,10 +192,12 @@ def test_report_from_the_metrics_topic_and_from_the_csv(pipeline: Pipeline, arti
     page = out.read_text()
     assert page.count("data:image/png;base64,") == 3
     assert "drift events</th><td>1<" in page and "adwin" in page and "boost-lr" in page
+    assert "<h2>Promotions and rejections (quality gate)</h2>" in page
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)
     evaluator_csv = pipeline.work / "reports" / "accuracy.csv"
     pipeline.evaluator.wait_for(lambda s: evaluator_csv.exists(), 30, "the accuracy CSV")
-    assert evaluator_csv.read_text().splitlines()[0].endswith(",lag,drift_events")
+    header = evaluator_csv.read_text().splitlines()[0]
+    assert ",lag,drift_events,promoted_version,rejected_total,pinned,serving_version,verdicts" in header
     out_csv = artifacts / "report-from-csv.html"
     assert cli.main(["report", "--csv-path", str(evaluator_csv), "--output", str(out_csv)]) == 0
     assert out_csv.read_text().count("data:image/png;base64,") == 3

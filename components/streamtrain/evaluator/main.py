@@ -1,7 +1,8 @@
 """The evaluator: scores the newest model version on the test topic and reports how it does.
 
 Data path: test topic -> BatchReader -> current model (hot-swapped by ModelWatcher) ->
-sliding-window accuracy/loss/AUC -> metrics topic, /metrics, accuracy CSV + PNG.
+sliding-window accuracy/loss/AUC -> metrics topic, /metrics, accuracy CSV + PNG. With the quality gate on, the
+evaluator judges each version (judge.py), and its rows carry the serving decisions and the verdicts.
 """
 
 from __future__ import annotations
@@ -107,10 +108,12 @@ class Evaluator:
         self._rate_mark = (now, self.totals.records)
         window = self.window.summary()
         current = self.watcher.current
+        published = bool(self.totals.records or final)  # the row goes to the metrics topic (and the CSV)
         row = {"ts_ms": int(time.time() * 1000), "records_evaluated": self.totals.records,
                "model_version": current.version if current else None, "accuracy": window["accuracy"],
                "loss": window["loss"], "auc": window["auc"], "records_per_second": round(rate, 1),
-               **self.live.observe(current, live.consumer_lag(self.reader, self.next_offsets))}
+               **self.live.observe(current, live.consumer_lag(self.reader, self.next_offsets),
+                                   *live.decisions_of(self), sent=published)}  # + serving decisions, new verdicts
         accuracy, loss, auc = window["accuracy"], window["loss"], window["auc"]
         if accuracy is not None and loss is not None:
             ACCURACY.set(accuracy)
@@ -125,7 +128,7 @@ class Evaluator:
             newest = current.manifest.get("newest_record_ms")
             if newest:
                 MODEL_AGE.set(max(time.time() - newest / 1000, 0))
-        if self.totals.records or final:
+        if published:
             self.rows.append(row)
             clients.send_json(self.kafka, self.s.metrics_topic, {"component": "evaluator", **row,
                                                                    "dead_lettered": self.dead_lettered},
