@@ -19,12 +19,12 @@ import time
 from collections.abc import Container, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import keras
-
-from streamtrain.models import check_shape
 from streamtrain.store import atomic
+
+if TYPE_CHECKING:  # Keras (2.5 s to import) only where a version is loaded: `streamtrain serving` lists versions
+    import keras
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +164,10 @@ def load(path: Path, width: int | None = None) -> tuple[keras.Model, dict[str, A
 
     if len(data) != expected["bytes"] or hashlib.sha256(data).hexdigest() != expected["sha256"]:
         raise CorruptVersion(f"version {path.name}: checksum mismatch in {KERAS_FILE}", "checksum")
+    import keras
+
+    from streamtrain.models import check_shape
+
     with tempfile.TemporaryDirectory(prefix="streamtrain-load-") as tmp:
         local = Path(tmp) / KERAS_FILE
         local.write_bytes(data)
