@@ -213,6 +213,7 @@ def test_newest_skips_a_corrupt_newest_version(tmp_path: Path, model: keras.Mode
 READER = textwrap.dedent("""
     import json, sys, time
     from pathlib import Path
+    import keras  # noqa: F401  (imported before "ready": the store imports it at the first load, 2.5 s)
     from streamtrain.store import model_store
 
     base, name, out = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
