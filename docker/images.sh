@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the images with plain `docker build`:
-#   streamtrain:<tag>         producer, trainer and evaluator (docker/Dockerfile), TensorFlow 2.21
+#   streamtrain:<tag>         producer, trainer, evaluator and predictor (docker/Dockerfile), TensorFlow 2.21
 #   streamtrain-broker:<tag>  the tansu broker alone (docker/broker.Dockerfile)
 # or, with IMAGE_VARIANT=tfio, only
 #   streamtrain:<tag>-tfio    the same image with tensorflow-io (TensorFlow 2.16), for --ingest tensorflow-io
