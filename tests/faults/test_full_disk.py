@@ -60,7 +60,10 @@ def test_full_volume(topics: dict[str, str], tmp_path: Path, small_volume: Path,
     logs, models = tmp_path / "logs", small_volume / "models"
     ckpts = small_volume / "ckpt" if layout == "shared" else tmp_path / "ckpt"
     root = model_store.model_root(models, "streamtrain")
-    producer = Component("producer", topics, logs, source="susy", count=30_000, rate=1_000, test_fraction=0,
+    # A stream longer than any wait below (300 s at 1,000 records/s), stopped by the test once the volume has
+    # emptied: the failure window always has records to train and to checkpoint. (A 30 s stream ran out before the
+    # volume was filled on a loaded machine, and then nothing failed to write.)
+    producer = Component("producer", topics, logs, source="susy", count=300_000, rate=1_000, test_fraction=0,
                          summary_file=tmp_path / "producer.json")
     trainer = Component("trainer", topics, logs, model_dir=models, checkpoint_dir=ckpts, batch_size=128,
                         checkpoint_every_seconds=1, publish_every_seconds=1, keep_versions=2,
@@ -83,7 +86,14 @@ def test_full_volume(topics: dict[str, str], tmp_path: Path, small_volume: Path,
             text = trainer.get("/metrics")[1]
             return metric(text, failing_gauge) == 1 and metric(text, no_space_gauge) == 1 and \
                 (metric(text, failures) or 0) >= 2
-        wait_until(failing, 120, "the trainer to report that writing fails for lack of space")
+        try:
+            wait_until(failing, 120, "the trainer to report that writing fails for lack of space")
+        except AssertionError as exc:  # say what the trainer was doing, so CI's output explains it
+            text = trainer.get("/metrics")[1]
+            gauges = {name: metric(text, name) for name in (failing_gauge, no_space_gauge, failures)}
+            streaming = producer.process is not None and producer.process.poll() is None
+            raise AssertionError(f"{exc}\n  metrics {gauges}\n  status {trainer.status()}\n  producer running: "
+                                 f"{streaming}\n{trainer.log_tail(15)}") from None
         full = trainer.status()
         saved = checkpoint.read_latest_state(ckpts)
         assert full is not None and saved is not None
@@ -103,7 +113,7 @@ def test_full_volume(topics: dict[str, str], tmp_path: Path, small_volume: Path,
         trainer.wait_for(lambda s: s["last_version"] > max(before), 120, "a new version once space returned")
         wait_until(lambda: metric(trainer.get("/metrics")[1], failing_gauge) == 0, 30, "the failing gauge to clear")
 
-        assert producer.wait_exit(300) == 0, producer.log_tail()
+        assert producer.stop(60) == 0, producer.log_tail()  # SIGTERM: it flushes and counts what was acknowledged
         n_train = json.loads((tmp_path / "producer.json").read_text())["produced"]["train"]
         trainer.wait_for(lambda s: s["records_trained"] >= n_train, 300, "every record")
         assert trainer.stop(60) == 0, trainer.log_tail()

@@ -28,7 +28,8 @@ GRACE = 10.0
 def test_sigterm_mid_stream_to_every_component(topics: dict[str, str], tmp_path: Path) -> None:
     conf = client_conf(topics)
     logs, models, ckpts = tmp_path / "logs", tmp_path / "models", tmp_path / "ckpt"
-    producer = Component("producer", topics, logs, source="susy", count=200_000, rate=3_000, test_fraction=0.2,
+    # Still streaming when the SIGTERMs come, however long training takes to get under way (11 min at 3,000/s).
+    producer = Component("producer", topics, logs, source="susy", count=2_000_000, rate=3_000, test_fraction=0.2,
                          summary_file=tmp_path / "producer.json")
     trainer = Component("trainer", topics, logs, model_dir=models, checkpoint_dir=ckpts, batch_size=2048,
                         checkpoint_every_seconds=30, publish_every_seconds=30, stop_grace_seconds=GRACE,

@@ -92,7 +92,9 @@ def test_evaluator_refuses_bad_versions_and_keeps_serving(topics: dict[str, str]
 
     evaluator = Component("evaluator", topics, logs, model_dir=models, report_dir=tmp_path / "reports",
                           poll_seconds=1, window=200, batch_size=64, batch_max_wait_ms=100, session_timeout_ms=6000)
-    stream = Component("producer", topics, logs, source="susy", count=30_000, rate=300, test_fraction=0.5, seed=6,
+    # Longer than every wait below together (1,000 s at 300 records/s), stopped at the end: evaluation always has
+    # records to go on with, however slowly a loaded machine gets through the waits.
+    stream = Component("producer", topics, logs, source="susy", count=300_000, rate=300, test_fraction=0.5, seed=6,
                        http_port=0)
     try:
         evaluator.start()
