@@ -71,9 +71,9 @@ class Judge:
         if version in decisions.promoted or version in decisions.rejected or self.judged:
             return
         self.gathered.append((features, scores, labels))
+        if sum(part[2].size for part in self.gathered) < self.rule.min_records:
+            return  # (joined only once there are enough: not on every batch)
         x, p, y = (np.concatenate(part) for part in zip(*self.gathered, strict=True))
-        if y.size < self.rule.min_records:
-            return
         summary = summarize(p, y)
         verdict = gate.judge(self.rule, summary, int(y.size), self.promoted_value(decisions, x, y))
         if verdict is None:  # no value yet (AUC with one class so far): keep the newest records, bounded

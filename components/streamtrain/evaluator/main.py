@@ -96,7 +96,7 @@ class Evaluator:
                 self.judge.observe(current.version, d.features, scores, d.labels)
             EVALUATED.inc(int(d.labels.size))
         if batch.offsets.size and batch.offsets[0] >= 0:  # the tensorflow-io backend has no offsets
-            for partition, _start, end in batch.ranges():
+            for partition, end in batch.ends().items():
                 self.next_offsets[partition] = max(self.next_offsets.get(partition, 0), end)
         self.kafka.poll(0)
         return True

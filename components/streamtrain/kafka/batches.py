@@ -62,6 +62,14 @@ class Batch:
                       int(self.offsets[i]), self.formats[i] if self.formats else None)
         return len(self.decoded.bad)
 
+    def ends(self) -> dict[int, int]:
+        """Per partition, the offset after the batch's last record (a partition can have several runs: a
+        transactional topic leaves gaps where its commit markers are)."""
+        ends: dict[int, int] = {}
+        for partition, _start, end in self.ranges():
+            ends[partition] = max(ends.get(partition, 0), end)
+        return ends
+
     def ranges(self) -> list[tuple[int, int, int]]:
         """(partition, start, end) runs of consecutive offsets in this batch."""
         runs: list[tuple[int, int, int]] = []

@@ -90,7 +90,7 @@ class Predictor:
             dead = batch.dead_letter(self.dead)
             self.send_predictions(batch, scores, loaded.version)
             self.kafka.send_offsets_to_transaction(
-                [TopicPartition(batch.topic, p, end) for p, end in next_offsets(batch).items()],
+                [TopicPartition(batch.topic, p, end) for p, end in batch.ends().items()],
                 self.input.consumer.consumer_group_metadata(), TXN_TIMEOUT)
             self.kafka.commit_transaction(TXN_TIMEOUT)
         except KafkaException as exc:
@@ -201,15 +201,6 @@ class Predictor:
         log.info("predictor stopped", extra={k: summary[k] for k in ("records_predicted", "records_dead_lettered",
                                                                      "serving_version", "stopped_by")})
         return summary
-
-
-def next_offsets(batch: Batch) -> dict[int, int]:
-    """Per partition, the offset after the batch's last record: what the transaction commits. (A partition can have
-    several runs in a batch: a transactional input topic leaves gaps where its commit markers are.)"""
-    ends: dict[int, int] = {}
-    for partition, _start, end in batch.ranges():
-        ends[partition] = max(ends.get(partition, 0), end)
-    return ends
 
 
 class Input:
