@@ -40,6 +40,7 @@ log = logging.getLogger("streamtrain")
 
 EXIT_CONFIG = 2
 EXIT_OFFSET_LOSS = 3
+EXIT_VOLUME_BUSY = 4
 
 
 def _produce(settings: Any) -> int:
@@ -50,6 +51,7 @@ def _produce(settings: Any) -> int:
 
 
 def _train(settings: Any) -> int:
+    from streamtrain.store.lock import VolumeBusy
     from streamtrain.trainer.main import OffsetLossError, run
 
     try:
@@ -57,6 +59,9 @@ def _train(settings: Any) -> int:
     except OffsetLossError as exc:
         log.error(str(exc))
         return EXIT_OFFSET_LOSS
+    except VolumeBusy as exc:
+        log.error(str(exc))
+        return EXIT_VOLUME_BUSY
     return 0
 
 

@@ -296,6 +296,10 @@ class TrainerSettings(ConsumerSettings):
     stop_grace_seconds: float = Field(
         25.0, gt=0, description="time allowed to finish the batch and checkpoint on SIGTERM"
     )
+    lock_wait_seconds: float = Field(
+        30.0, ge=0, description="how long to wait for another trainer to release the checkpoint and model "
+        "directories (one trainer per model store) before exiting with code 4"
+    )
     # Tracking a changing stream (trainer/adapt.py): drift detection and reactions, replay, class weights.
     drift_detector: Literal["adwin", "page-hinkley", "none"] = Field(
         "adwin", description="drift detector on the prequential error stream: adwin, page-hinkley or none"
@@ -423,6 +427,11 @@ class ServingSettings(CommonSettings):
     model_name: str = Field("streamtrain", description="model name")
     serve: Literal["promoted", "newest"] = Field(
         "promoted", description="the predictors' --serve policy, to show what they serve"
+    )
+    group_id: str = Field(
+        "streamtrain-serving", description="the group id of the component whose credentials the command uses (in "
+        "a chart's pod: that component's, from its env); the control topic is read as <group-id>.control, which its "
+        "Kafka user may describe"
     )
 
     @model_validator(mode="after")

@@ -28,7 +28,7 @@ from streamtrain.service import http, loop
 from streamtrain.service.config import TrainerSettings
 from streamtrain.service.runtime import StopFlag
 from streamtrain.serving.control import ControlReader
-from streamtrain.store import atomic, checkpoint, model_store, shipping
+from streamtrain.store import atomic, checkpoint, lock, model_store, shipping
 from streamtrain.store.checkpoint import TrainerState
 from streamtrain.trainer import assignment, reporting
 from streamtrain.trainer.adapt import Adaptation
@@ -405,6 +405,13 @@ def start_control(settings: TrainerSettings) -> ControlReader | None:
 
 
 def run(settings: TrainerSettings, stop: StopFlag | None = None) -> dict[str, Any]:
+    """Train until stopped, holding the store's trainer lock (store/lock.py) before anything touches Kafka or disk;
+    raises lock.VolumeBusy when another trainer keeps it past --lock-wait-seconds."""
     stop = stop or StopFlag().install()
-    return loop.run(Trainer(settings, stop), settings, stop)
+    directories = [settings.checkpoint_dir, model_store.model_root(settings.model_dir, settings.model_name)]
+    with lock.hold(directories, settings.lock_wait_seconds, stopping=lambda: bool(stop)) as held:
+        if not held:
+            log.info("stopped while waiting for the trainer lock", extra={"signal": stop.signal_name})
+            return {"stopped_by": stop.signal_name, "records_trained": 0}
+        return loop.run(Trainer(settings, stop), settings, stop)
 
