@@ -38,7 +38,7 @@ def read_topic(settings: ReportSettings) -> list[dict[str, Any]]:
 
     from streamtrain.kafka import clients
 
-    consumer = clients.consumer(settings, "report")
+    consumer = clients.consumer(settings, "report", clients.reader_group(settings, "report", "metrics"))
     try:
         topic = settings.metrics_topic
         parts = clients.partitions_of(consumer, topic, timeout=settings.read_timeout_seconds)

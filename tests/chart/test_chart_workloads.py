@@ -335,6 +335,11 @@ def _rw(topic: str, *ops: str) -> set[tuple[str, str, str]]:
     return {("topic", topic, op) for op in ops}
 
 
+def _readers(group: str, *reads: str) -> set[tuple[str, str, str]]:
+    """Describe on the groups of the consumers that only assign() (clients.reader_group): FindCoordinator only."""
+    return {("group", f"{group}.{what}", "Describe") for what in reads}
+
+
 def _expected_acls() -> dict[str, set[tuple[str, str, str]]]:
     """The ACLs of the default values: exactly what each component's code does with them."""
     rw = _rw
@@ -346,18 +351,21 @@ def _expected_acls() -> dict[str, set[tuple[str, str, str]]]:
         | rw("streamtrain.dead-letter", *w),
         "trainer": rw("streamtrain.train", *r)
         | {("group", "streamtrain-trainer", "Read")}
+        | _readers("streamtrain-trainer", "probe", "control")
         | rw("streamtrain.model-events", *w)
         | rw("streamtrain.metrics", *w)
         | rw("streamtrain.dead-letter", *w)
         | rw("streamtrain.control", *r),  # serving decisions, so retention keeps promoted and pinned versions
         "evaluator": rw("streamtrain.test", *r)
         | {("group", "streamtrain-evaluator", "Read")}
+        | _readers("streamtrain-evaluator", "model-events", "control")
         | rw("streamtrain.model-events", *r)
         | rw("streamtrain.metrics", *w)
         | rw("streamtrain.dead-letter", *w)
         | rw("streamtrain.control", "Read", "Write", "Describe"),  # verdicts; operators' pins (serving pin)
         "predictor": rw("streamtrain.input", *r)
         | {("group", "streamtrain-predictor", "Read")}  # the group's offsets go in with each transaction
+        | _readers("streamtrain-predictor", "control")
         | rw("streamtrain.predictions", *w)
         | rw("streamtrain.dead-letter", *w)
         | rw("streamtrain.control", *r)
@@ -377,7 +385,7 @@ def test_model_files_acls_only_for_versions_over_kafka() -> None:
     expected = _expected_acls()
     expected["trainer"] |= _rw("ml.files", "Write", "Describe")
     for reader in ("evaluator", "predictor"):
-        expected[reader] |= _rw("ml.files", "Read", "Describe")
+        expected[reader] |= _rw("ml.files", "Read", "Describe") | _readers(f"streamtrain-{reader}", "model-files")
     docs = render({"model": {"source": "kafka"}, "topics": {"modelFiles": {"name": "ml.files"}}})
     assert _acls(docs) == expected
     volume = _acls(render({"topics": {"modelFiles": {"name": "ml.files"}}}))
@@ -424,7 +432,8 @@ def test_acls_follow_renamed_topics_and_groups() -> None:
     })
     acls = _acls(docs)
     assert ("topic", "ml.train.v2", "Write") in acls["producer"] and ("topic", "ml.train.v2", "Read") in acls["trainer"]
-    assert ("group", "eval-b", "Read") in acls["evaluator"]
+    assert ("group", "eval-b", "Read") in acls["evaluator"] and ("group", "eval-b.control", "Describe") in acls["evaluator"]
+    assert ("group", "pred-b.control", "Describe") in acls["predictor"]
     assert ("group", "pred-b", "Read") in acls["predictor"] and ("topic", "shop.rows", "Read") in acls["predictor"]
     assert ("topic", "shop.scores", "Write") in acls["predictor"]
     assert ("topic", "ml.control", "Write") in acls["evaluator"] and ("topic", "ml.control", "Read") in acls["trainer"]

@@ -45,7 +45,8 @@ class ModelWatcher:
 
     def start(self) -> ModelWatcher:
         try:
-            self._events = clients.consumer(self.s, "evaluator-events")
+            self._events = clients.consumer(self.s, "evaluator-events",
+                                            clients.reader_group(self.s, "evaluator", "model-events"))
             parts = clients.partitions_of(self._events, self.s.model_events_topic, timeout=10)
             self._events.assign([TopicPartition(self.s.model_events_topic, p, OFFSET_END) for p in parts])
         except Exception as exc:  # the scan still finds versions, only later

@@ -61,15 +61,28 @@ def producer(settings: CommonSettings, component: str, **overrides: Any) -> Prod
 
 
 class ConsumerFactory(Protocol):
-    def __call__(self, settings: CommonSettings, component: str, group_id: str | None = None,
-                 **overrides: Any) -> Consumer: ...
+    def __call__(self, settings: CommonSettings, component: str, group_id: str, **overrides: Any) -> Consumer: ...
 
 
-def consumer(settings: CommonSettings, component: str, group_id: str | None = None, **overrides: Any) -> Consumer:
+def reader_group(settings: CommonSettings, component: str, reads: str) -> str:
+    """The group id of a consumer that only assign()s partitions and never commits: `<group>.<reads>`, where
+    <group> is the component's own group id (--group-id) where it has one, else `streamtrain-<component>`.
+
+    confluent-kafka requires a group id even then, and librdkafka asks the broker for that group's coordinator
+    about every second (FindCoordinator needs Describe on the group). A fixed name per component and purpose lets
+    the component's Kafka user be granted exactly that Describe: a made-up name was denied, and logged by the
+    broker, on every lookup. Describe alone also keeps such a reader from joining a group or committing to one.
+    """
+    group = getattr(settings, "group_id", None) or f"streamtrain-{component}"
+    return f"{group}.{reads}"
+
+
+def consumer(settings: CommonSettings, component: str, group_id: str, **overrides: Any) -> Consumer:
+    """group_id: the component's group, or reader_group() for a consumer that only assign()s partitions."""
     conf = client_config(settings, component)
     conf.update({
-        # Only used for commits (lag monitoring) when partitions are assigned explicitly.
-        "group.id": group_id or f"streamtrain-{component}-{int(time.time() * 1000)}",
+        # A consumer group only for commits (lag monitoring, transactions) when partitions are assigned explicitly.
+        "group.id": group_id,
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
@@ -185,7 +198,7 @@ def records_exist(settings: CommonSettings, topic: str, offsets: dict[int, int],
     """
     if not offsets:
         return set()
-    probe = consumer(settings, "probe", **{"auto.offset.reset": "error"})
+    probe = consumer(settings, "probe", reader_group(settings, "probe", "probe"), **{"auto.offset.reset": "error"})
     try:
         probe.assign([TopicPartition(topic, p, o) for p, o in offsets.items()])
         found: set[int] = set()

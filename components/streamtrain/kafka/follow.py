@@ -22,11 +22,14 @@ log = logging.getLogger(__name__)
 
 
 class Follower:
-    def __init__(self, settings: CommonSettings, topic: str, client: str, apply: Callable[[Message], None]) -> None:
-        """apply(message) runs in the follower's thread for every record, in each partition's order."""
+    def __init__(self, settings: CommonSettings, topic: str, client: str, apply: Callable[[Message], None],
+                 group: str) -> None:
+        """apply(message) runs in the follower's thread for every record, in each partition's order; group: the
+        consumer's group id (clients.reader_group), never joined nor committed to."""
         self.s = settings
         self.topic = topic
         self.client = client
+        self.group = group
         self.apply = apply
         self.caught_up = threading.Event()
         self._stop = threading.Event()
@@ -37,7 +40,7 @@ class Follower:
 
     def start(self, timeout: float = 30.0) -> Self:
         """Raises TimeoutError when the topic has no partitions within `timeout` (it does not exist)."""
-        self._consumer = clients.consumer(self.s, self.client, None, **{"enable.partition.eof": True})
+        self._consumer = clients.consumer(self.s, self.client, self.group, **{"enable.partition.eof": True})
         try:
             parts = clients.partitions_of(self._consumer, self.topic, timeout=timeout)
         except TimeoutError:

@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 from confluent_kafka import Message, Producer
 
+from streamtrain.kafka import clients
 from streamtrain.kafka.follow import Follower
 from streamtrain.service.config import CommonSettings
 
@@ -131,7 +132,8 @@ class ControlReader(Follower):
     after every applied event, `caught_up` once the decisions at start-up are in."""
 
     def __init__(self, settings: CommonSettings, model_name: str, component: str) -> None:
-        super().__init__(settings, settings.control_topic, f"{component}-control", self._apply)
+        super().__init__(settings, settings.control_topic, f"{component}-control", self._apply,
+                         clients.reader_group(settings, component, "control"))
         self.decisions = Decisions(model_name)
         self.lock = threading.Lock()
         self.changed = threading.Event()

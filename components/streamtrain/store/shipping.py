@@ -26,6 +26,7 @@ from typing import Any
 from confluent_kafka import Message, Producer
 from prometheus_client import Counter
 
+from streamtrain.kafka import clients
 from streamtrain.kafka.follow import Follower
 from streamtrain.service.config import CommonSettings, EvaluatorSettings, PredictorSettings
 from streamtrain.store import atomic, model_store
@@ -133,7 +134,8 @@ class Receiver(Follower):
         self.received: list[int] = []
         self.refused: dict[int, str] = {}
         self.changed = threading.Event()
-        super().__init__(settings, settings.model_files_topic, f"{component}-model-files", self._apply)
+        super().__init__(settings, settings.model_files_topic, f"{component}-model-files", self._apply,
+                         clients.reader_group(settings, component, "model-files"))
 
     def start(self, timeout: float = 30.0) -> Receiver:
         self.root.mkdir(parents=True, exist_ok=True)
