@@ -81,11 +81,11 @@ deploy: images kind-tools ## images, kind load, helm upgrade --install; waits fo
 
 # KafkaTopics and KafkaUsers carry finalizers that only the entity operator removes: delete them while it still
 # runs, before `helm uninstall` deletes the Kafka cluster (and with it the entity operator).
-undeploy: kind-tools ## delete KafkaTopics/KafkaUsers, then helm uninstall (the model PVC may be kept)
+undeploy: kind-tools ## delete KafkaTopics/KafkaUsers, then helm uninstall (the model PVC goes unless Kafka's data stays)
 	$(KCTL) --namespace '$(NAMESPACE)' delete kafkatopics,kafkausers -l 'app.kubernetes.io/instance=$(RELEASE)' \
 	  --ignore-not-found --wait --timeout=300s
 	$(HELM) uninstall '$(RELEASE)' --kube-context '$(KUBE_CONTEXT)' --namespace '$(NAMESPACE)' --ignore-not-found --wait --timeout 10m
-	@echo "The model volume is kept when persistence.keepOnUninstall is true: $(KUBECTL) --context $(KUBE_CONTEXT) -n $(NAMESPACE) get pvc"
+	@echo "The model volume outlives the release only beside kept Kafka data (docs/kubernetes.md): $(KUBECTL) --context $(KUBE_CONTEXT) -n $(NAMESPACE) get pvc"
 
 kind-down: kind-tools ## delete the kind cluster
 	$(KIND) delete cluster --name '$(KIND_CLUSTER)'

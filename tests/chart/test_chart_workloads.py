@@ -5,12 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import yaml
 from chartkit import (
+    CHART,
     RELEASE,
+    REPO,
     SETTINGS,
     VALUE_SETS,
     component_workload,
+    deep_merge,
     effective_env,
+    notes,
     of_kind,
     one,
     pod_spec,
@@ -256,11 +261,46 @@ def test_evaluator_pdb_only_when_it_can_help() -> None:
     )
 
 
-def test_pvc_kept_on_uninstall_only_when_asked() -> None:
-    kept = one(render({}), "PersistentVolumeClaim", f"{RELEASE}-models")
-    assert kept["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
-    dropped = one(render({"persistence": {"keepOnUninstall": False}}), "PersistentVolumeClaim", f"{RELEASE}-models")
-    assert "helm.sh/resource-policy" not in dropped["metadata"].get("annotations", {})
+def _kept(docs: list[dict[str, Any]]) -> bool:
+    claim = one(docs, "PersistentVolumeClaim", f"{RELEASE}-models")
+    return claim["metadata"].get("annotations", {}).get("helm.sh/resource-policy") == "keep"
+
+
+def _kafka_data_outlives_uninstall(docs: list[dict[str, Any]]) -> bool:
+    """Strimzi keeps a node pool's volumes when the cluster is deleted only as persistent claims without deleteClaim."""
+    volumes = [volume for pool in of_kind(docs, "KafkaNodePool") for volume in pool["spec"]["storage"].get(
+        "volumes", [pool["spec"]["storage"]])]  # JBOD, or one volume
+    return bool(volumes) and all(v["type"] == "persistent-claim" and not v.get("deleteClaim", False) for v in volumes)
+
+
+def test_the_model_volume_outlives_uninstall_exactly_when_kafkas_data_does(rendered: list[dict[str, Any]]) -> None:
+    """Every value set, the chart's defaults and the kind values included: the checkpoint holds Kafka offsets, so a
+    model volume kept beside Kafka data that goes (ephemeral storage) would stop the next install's trainer with
+    offset loss, and a volume dropped beside kept Kafka data would lose the model that data was trained into."""
+    if not of_kind(rendered, "PersistentVolumeClaim"):
+        return  # an existing claim: the chart neither creates nor deletes it
+    assert _kept(rendered) == _kafka_data_outlives_uninstall(rendered)
+
+
+def test_the_shipped_values_files_keep_no_model_volume_beside_ephemeral_kafka() -> None:
+    for path in [CHART / "values.yaml", *sorted((REPO / "k8s").glob("streamtrain*values*.yaml"))]:
+        values = yaml.safe_load(path.read_text())
+        docs = render(values if path.parent != CHART else {})
+        assert _kept(docs) == _kafka_data_outlives_uninstall(docs), path
+        if path.parent != CHART:
+            # Left to the chart, which derives it from Kafka's storage; a `true` here fails the render.
+            assert values.get("persistence", {}).get("keepOnUninstall") is None, path
+
+
+def test_pvc_kept_on_uninstall_only_beside_kafka_data_that_is_kept() -> None:
+    persistent = {"kafka": {"storage": {"type": "persistent-claim", "size": "10Gi", "deleteClaim": False}}}
+    assert not _kept(render({}))  # ephemeral Kafka storage (the default)
+    assert _kept(render(persistent))
+    assert not _kept(render(deep_merge(persistent, {"kafka": {"storage": {"deleteClaim": True}}})))
+    assert not _kept(render(deep_merge(persistent, {"persistence": {"keepOnUninstall": False}})))
+    assert _kept(render(deep_merge(persistent, {"persistence": {"keepOnUninstall": True}})))
+    assert "kubectl -n streamtrain delete pvc streamtrain-models" in notes(persistent)
+    assert "delete pvc" not in notes({})
     existing = render({"persistence": {"existingClaim": "my-models"}})
     assert not of_kind(existing, "PersistentVolumeClaim")
     volume = next(
@@ -579,6 +619,16 @@ def test_release_names_keep_resources_apart() -> None:
         (
             {"predictor": {"autoscaling": {"enabled": True, "minReplicas": 4, "maxReplicas": 2}}},
             "predictor.autoscaling.minReplicas (4) cannot exceed predictor.autoscaling.maxReplicas (2)",
+        ),
+        (
+            {"persistence": {"keepOnUninstall": True}},
+            "persistence.keepOnUninstall=true keeps the model volume, whose checkpoint holds Kafka offsets, while "
+            "Kafka's data does not outlive helm uninstall (kafka.storage.type=ephemeral",
+        ),
+        (
+            {"persistence": {"keepOnUninstall": True},
+             "kafka": {"storage": {"type": "persistent-claim", "size": "10Gi", "deleteClaim": True}}},
+            "(kafka.storage.type=persistent-claim, deleteClaim=true)",
         ),
     ],
 )

@@ -279,6 +279,20 @@ STREAMTRAIN_HTTP_PORT: {{ .port | quote }}
 {{- end }}
 {{- end -}}
 
+{{/* "true" when the model PVC outlives `helm uninstall` (persistence.keepOnUninstall; null: exactly when Kafka's
+data does). Its checkpoint holds Kafka offsets, so the render fails when asked to keep it beside Kafka data that
+goes with the release: the reinstalled trainer would find the topics empty and stop with offset loss. */}}
+{{- define "streamtrain.keepModelStore" -}}
+{{- $s := .Values.kafka.storage -}}
+{{- $kafkaKept := and (eq $s.type "persistent-claim") (not $s.deleteClaim) -}}
+{{- $keep := .Values.persistence.keepOnUninstall -}}
+{{- if kindIs "invalid" $keep }}{{ $keep = $kafkaKept }}{{ end -}}
+{{- if and $keep (not $kafkaKept) -}}
+{{- fail (printf "persistence.keepOnUninstall=true keeps the model volume, whose checkpoint holds Kafka offsets, while Kafka's data does not outlive helm uninstall (kafka.storage.type=%s, deleteClaim=%v): after a reinstall the topics start empty and the trainer stops with offset loss. Leave keepOnUninstall unset (it follows Kafka's storage), or use kafka.storage.type=persistent-claim with deleteClaim=false" $s.type (default false $s.deleteClaim)) -}}
+{{- end -}}
+{{- if $keep }}true{{ end -}}
+{{- end -}}
+
 {{/* HTTP probes on the component's port. (dict "ctx" $ "port" 9101) */}}
 {{- define "streamtrain.probes" -}}
 {{- $p := .ctx.Values.probes -}}
