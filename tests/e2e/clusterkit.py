@@ -319,20 +319,40 @@ class Cluster:
             timeout,
         )
 
-    def gone_or_exit_code(self, name: str) -> str | int | None:
-        """'gone' once the pod is deleted; a non-zero exit code if its container is seen failed; else None."""
+    def pod_now(self, pod: Any) -> Any:
+        """The pod as it is now (a listed pod object is a snapshot), or None once it is gone. A pod of the same name
+        with another uid is another pod: a StatefulSet's replacement keeps its predecessor's name."""
         from kubernetes.client.exceptions import ApiException
 
         try:
-            pod = self.core.read_namespaced_pod(name, self.namespace)
+            now = self.core.read_namespaced_pod(pod.metadata.name, self.namespace)
         except ApiException as exc:
             if exc.status == 404:
-                return "gone"
+                return None
             raise
-        for status in pod.status.container_statuses or []:
+        return now if now.metadata.uid == pod.metadata.uid else None
+
+    def gone_or_exit_code(self, pod: Any) -> str | int | None:
+        """'gone' once the pod is deleted; a non-zero exit code if its container is seen failed; else None."""
+        now = self.pod_now(pod)
+        if now is None:
+            return "gone"
+        for status in now.status.container_statuses or []:
             if status.state and status.state.terminated and status.state.terminated.exit_code:
                 return int(status.state.terminated.exit_code)
         return None
+
+    def workload_generations(self, component: str) -> dict[str, int]:
+        """{kind/name: metadata.generation} of the component's Deployments and StatefulSets. The API server raises
+        the generation on every change of the spec, pod template included, and only then: an unchanged generation
+        means that nothing rolls, whatever pods a surge happens to leave running at the time."""
+        found = {}
+        selector = self.selector(component)
+        for kind, listing in (("Deployment", self.apps.list_namespaced_deployment),
+                              ("StatefulSet", self.apps.list_namespaced_stateful_set)):
+            for workload in listing(self.namespace, label_selector=selector).items:
+                found[f"{kind}/{workload.metadata.name}"] = int(workload.metadata.generation)
+        return found
 
     def producer_jobs(self) -> list[Any]:
         return self.batch.list_namespaced_job(self.namespace, label_selector=self.selector("producer")).items

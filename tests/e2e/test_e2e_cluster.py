@@ -30,6 +30,9 @@ STREAM_TIMEOUT = float(os.environ.get("STREAMTRAIN_E2E_TIMEOUT", "900"))
 TOPICS, USERS = 8, 4
 # Input records the Kafka test writes, and how long it waits for all their predictions.
 KAFKA_ROWS, KAFKA_TIMEOUT = 50, 180.0
+# Directories of the image that belong to its user 10001 (docker/Dockerfile): a write there fails only because the
+# root filesystem is read-only. A pod may mount a volume over one; `/` is the last resort (root's, never ours).
+IMAGE_USER_DIRS = ("/var/lib/streamtrain/reports", "/data")
 
 
 def check_exactly_once(state: dict[str, Any], produced: dict[str, dict[int, int]]) -> None:
@@ -93,14 +96,26 @@ def stream_trained_exactly_once(cluster: Cluster) -> dict[str, Any]:
     return state
 
 
-def wait_new_trainer(cluster: Cluster, old_name: str, timeout: float) -> Any:
+def wait_new_trainer(cluster: Cluster, old: Any, timeout: float) -> Any:
+    """A Ready trainer pod other than `old`, found by its labels and told apart by uid: the trainer's workload may
+    be a Deployment (new pod, new name) or a StatefulSet (new pod, the same name)."""
     return wait_for(
         "a new Ready trainer pod",
         lambda: next(
-            (p for p in cluster.pods("trainer") if p.metadata.name != old_name and cluster.pod_ready(p)), None
+            (p for p in cluster.pods("trainer") if p.metadata.uid != old.metadata.uid and cluster.pod_ready(p)), None
         ),
         timeout,
     )
+
+
+def root_filesystem_probe(pod: Any) -> str:
+    """A path to create that only a read-only root filesystem refuses: in a directory of the image that user 10001
+    owns and that no volume covers (writing `/` would fail for that user anyway, read-only or not)."""
+    mounts = [m.mount_path for c in pod.spec.containers for m in c.volume_mounts or []]
+    for directory in IMAGE_USER_DIRS:
+        if not any(directory == m or directory.startswith(m.rstrip("/") + "/") for m in mounts):
+            return f"{directory}/root-filesystem-is-read-only"
+    return "/root-filesystem-is-read-only"
 
 
 def start_new_stream(cluster: Cluster) -> tuple[int, str]:
@@ -151,8 +166,13 @@ def test_component_pods_are_ready_and_locked_down(cluster: Cluster) -> None:
     for component in ("trainer", "evaluator"):
         pod = cluster.ready_pod(component)
         assert cluster.exec(pod, ["id", "-u"]).strip() == "10001"
-        with pytest.raises(RuntimeError):
-            cluster.exec(pod, ["touch", "/root-filesystem-is-read-only"])
+        probe = root_filesystem_probe(pod)
+        if probe != "/root-filesystem-is-read-only":
+            # The user may write there as far as permissions go: only readOnlyRootFilesystem can refuse it.
+            assert cluster.exec(pod, ["stat", "-c", "%u", os.path.dirname(probe)]).strip() == "10001"
+        # EROFS, not EACCES: the kernel reports a read-only mount before it checks permissions.
+        with pytest.raises(RuntimeError, match="Read-only file system"):
+            cluster.exec(pod, ["touch", probe])
         cluster.exec(pod, ["touch", "/tmp/writable"])
     if model_source(cluster) == "kafka":
         return  # no model volume in the evaluator, no node to share: test_versions_reach_..._over_kafka
@@ -441,7 +461,7 @@ def test_new_stream_arrives_and_a_trainer_restart_mid_stream_keeps_exactly_once(
     cluster.core.delete_namespaced_pod(old.metadata.name, cluster.namespace)
     exit_code = wait_for(
         "the old trainer pod to stop",
-        lambda: cluster.gone_or_exit_code(old.metadata.name),
+        lambda: cluster.gone_or_exit_code(old),
         grace + 60,
         interval=1,
     )
@@ -449,8 +469,7 @@ def test_new_stream_arrives_and_a_trainer_restart_mid_stream_keeps_exactly_once(
     # grace period ran out and the kubelet would have killed it.
     assert time.monotonic() - deleted_at < grace, f"the trainer needed the whole grace period ({grace}s)"
     assert exit_code == "gone", f"the trainer exited {exit_code} on SIGTERM"
-    new = wait_new_trainer(cluster, old.metadata.name, grace + 600)
-    assert new.metadata.name != old.metadata.name
+    new = wait_new_trainer(cluster, old, grace + 600)
     wait_jobs_done(cluster)
     train_after, test_after = stream_marks(cluster)
     assert total(train_after) + total(test_after) - total(train_before) - total(test_before) == count, (
@@ -458,14 +477,17 @@ def test_new_stream_arrives_and_a_trainer_restart_mid_stream_keeps_exactly_once(
     )
     state = wait_trained_all(cluster, train_after)
     check_exactly_once(state, train_after)
-    restarts = sum(cs.restart_count for cs in new.status.container_statuses or [])
+    # The pod as it is now: the object wait_new_trainer returned was read before the stream was trained.
+    now = cluster.pod_now(new)
+    assert now is not None, f"the new trainer pod {new.metadata.name} was replaced"
+    restarts = sum(cs.restart_count for cs in now.status.container_statuses or [])
     assert restarts == 0, "the new trainer pod restarted"
 
 
 def test_helm_upgrade_rolls_the_trainer_and_keeps_the_model_lineage(cluster: Cluster) -> None:
     trainer = cluster.ready_pod("trainer")
-    evaluator = cluster.ready_pod("evaluator")
-    predictor = cluster.ready_pod("predictor")
+    generations = {component: cluster.workload_generations(component) for component in ("evaluator", "predictor")}
+    assert all(generations.values()), generations
     before = cluster.inspect("trainer")
     last_version = max(v["version"] for v in before["versions"])
     old_rate = float(cluster.configmap_env("trainer")["STREAMTRAIN_LEARNING_RATE"])
@@ -473,10 +495,11 @@ def test_helm_upgrade_rolls_the_trainer_and_keeps_the_model_lineage(cluster: Clu
     seed = int(time.time()) % 1_000_000
     cluster.helm_upgrade({"trainer.learningRate": new_rate, "producer.seed": seed})
     assert float(cluster.configmap_env("trainer")["STREAMTRAIN_LEARNING_RATE"]) == new_rate
-    rolled = wait_new_trainer(cluster, trainer.metadata.name, 900)
-    assert rolled.metadata.name != trainer.metadata.name
-    assert evaluator.metadata.name in {p.metadata.name for p in cluster.pods("evaluator")}, "the evaluator rolled too"
-    assert predictor.metadata.name in {p.metadata.name for p in cluster.pods("predictor")}, "the predictor rolled too"
+    wait_new_trainer(cluster, trainer, 900)
+    # Their pod templates did not change: a pod that outlived the upgrade would prove nothing (a rollout keeps the
+    # old pods until the new ones are Ready).
+    for component, generation in generations.items():
+        assert cluster.workload_generations(component) == generation, f"the {component} rolled too"
     state = stream_trained_exactly_once(cluster)
     after = wait_for(
         "a version published after the upgrade",
@@ -496,13 +519,17 @@ def test_helm_upgrade_rolls_the_trainer_and_keeps_the_model_lineage(cluster: Clu
 def test_helm_uninstall_removes_the_release_and_keeps_the_pvc_only_if_asked(cluster: Cluster) -> None:
     if os.environ.get("STREAMTRAIN_E2E_UNINSTALL", "1") != "1":
         pytest.skip("STREAMTRAIN_E2E_UNINSTALL=0 keeps the release")
-    keep = bool(cluster.helm_values()["persistence"]["keepOnUninstall"])
     claim = next(
         p
         for p in cluster.core.list_namespaced_persistent_volume_claim(
             cluster.namespace, label_selector=cluster.selector("model-store")
         ).items
     )
+    keep = (claim.metadata.annotations or {}).get("helm.sh/resource-policy") == "keep"
+    # The checkpoint holds Kafka offsets: the volume may outlive the release only beside Kafka data that does.
+    storage = cluster.helm_values()["kafka"]["storage"]
+    kafka_kept = storage["type"] == "persistent-claim" and not storage.get("deleteClaim", False)
+    assert keep == kafka_kept, f"model volume kept: {keep}, Kafka storage {storage}"
     # As `make undeploy`: KafkaTopics/KafkaUsers first, while the entity operator can remove their finalizers.
     for plural in ("kafkatopics", "kafkausers"):
         for obj in cluster.custom_objects(plural):
@@ -520,6 +547,7 @@ def test_helm_uninstall_removes_the_release_and_keeps_the_pvc_only_if_asked(clus
     def gone() -> bool:
         listings = [
             cluster.apps.list_namespaced_deployment(cluster.namespace, label_selector=selector).items,
+            cluster.apps.list_namespaced_stateful_set(cluster.namespace, label_selector=selector).items,
             cluster.batch.list_namespaced_job(cluster.namespace, label_selector=selector).items,
             cluster.core.list_namespaced_service(cluster.namespace, label_selector=selector).items,
             cluster.core.list_namespaced_config_map(cluster.namespace, label_selector=selector).items,
@@ -534,5 +562,5 @@ def test_helm_uninstall_removes_the_release_and_keeps_the_pvc_only_if_asked(clus
     wait_for("every object of the release to be deleted", gone, 600)
     claims = {p.metadata.name for p in cluster.core.list_namespaced_persistent_volume_claim(cluster.namespace).items}
     assert (claim.metadata.name in claims) == keep, (
-        f"keepOnUninstall={keep} but PVC present={claim.metadata.name in claims}"
+        f"the model PVC should be kept: {keep}, but present: {claim.metadata.name in claims}"
     )

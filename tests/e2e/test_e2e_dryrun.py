@@ -10,6 +10,7 @@ clusterkit makes.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import re
 import types
@@ -62,9 +63,19 @@ class Sim:
     judges, one predictor that serves the pinned or newest promoted one, a model volume (mounted by all three, or
     with model.source kafka by the trainer alone, the others receiving the versions into an emptyDir)."""
 
-    def __init__(self, faults: set[str], source: str = KIND_SOURCE) -> None:
+    def __init__(self, faults: set[str], source: str = KIND_SOURCE, trainer_kind: str = "StatefulSet",
+                 kafka_storage: dict[str, Any] | None = None) -> None:
         self.faults = faults
         self.source = source
+        # The trainer's workload: a StatefulSet's replacement pod keeps the old pod's name, a Deployment's does not.
+        self.trainer_kind = trainer_kind
+        self.kafka_storage = kafka_storage or KIND_VALUES.get("kafka", {}).get("storage", {"type": "ephemeral"})
+        kafka_kept = self.kafka_storage["type"] == "persistent-claim" and not self.kafka_storage.get("deleteClaim")
+        # The chart's helm.sh/resource-policy on the model PVC (a fault can put it beside ephemeral Kafka data).
+        self.keep_pvc = kafka_kept or "pvc-kept-beside-ephemeral-kafka" in faults
+        self.generations = {"evaluator": 1, "predictor": 1}
+        self.trainer_age: float | None = None  # seconds since the trainer pod was replaced
+        self.uids = 0
         self.count = 2276
         self.rate = 20.0
         self.produced = 0.0  # of the current Job
@@ -84,7 +95,7 @@ class Sim:
         self.pinned: int | None = None
         self.client_users: set[str] = set()  # KafkaUsers the suite made for itself and has not deleted
         self.input_offsets = dict.fromkeys(range(PARTITIONS), 0)
-        self.stopping: dict[str, float] = {}  # pod name -> seconds until gone
+        self.stopping: dict[str, float] = {}  # pod uid -> seconds until gone
         self.starting = 0.0  # seconds until the next trainer pod is Ready
         self.learning_rate = "0.001"
         self.installed = True
@@ -101,6 +112,9 @@ class Sim:
 
     def new_pod(self, component: str) -> types.SimpleNamespace:
         self.trainer_n += 1
+        self.uids += 1
+        stateful = component == "trainer" and self.trainer_kind == "StatefulSet"
+        name = f"streamtrain-{component}-0" if stateful else f"streamtrain-{component}-{self.trainer_n}"
         own_copy = self.source == "kafka" and component != "trainer"
         if component == "predictor" and "predictor-mounts-pvc" in self.faults:
             own_copy = False
@@ -108,12 +122,14 @@ class Sim:
                     empty_dir=ns(size_limit="1Gi") if own_copy else None)
         tmp = ns(name="tmp", persistent_volume_claim=None, empty_dir=ns(size_limit="512Mi"))
         mounts = [ns(name="tmp", mount_path="/tmp"), ns(name="models", mount_path="/data")]
+        if component == "evaluator":
+            mounts.append(ns(name="reports", mount_path="/var/lib/streamtrain/reports"))
         affinity = None
         if component == "evaluator" and (self.source == "volume" or "evaluator-tied-to-trainer" in self.faults):
             term = ns(topology_key="kubernetes.io/hostname")
             affinity = ns(pod_affinity=ns(required_during_scheduling_ignored_during_execution=[term]))
         return ns(
-            metadata=ns(name=f"streamtrain-{component}-{self.trainer_n}", deletion_timestamp=None),
+            metadata=ns(name=name, uid=f"uid-{self.uids}", deletion_timestamp=None),
             spec=ns(node_name="kind-control-plane", termination_grace_period_seconds=40, volumes=[tmp, models],
                     containers=[ns(volume_mounts=mounts)], affinity=affinity),
             status=ns(
@@ -135,6 +151,7 @@ class Sim:
             self.starting -= dt
             if self.starting <= 0:
                 self.trainer = self.new_pod("trainer")
+                self.trainer_age = 0.0
                 if "retrain-after-restart" in self.faults:
                     self.trained[0] = max(0, self.trained[0] - 10)
                     self.overlaps.append(
@@ -156,6 +173,11 @@ class Sim:
                 target[self.sent % PARTITIONS] += 1
             if self.produced >= self.count:
                 self.job.status.succeeded = 1
+        if self.trainer is not None and self.trainer_age is not None and "new-trainer-restarts" in self.faults:
+            # A replacement trainer whose container crashes once a minute in, after the suite has seen it Ready.
+            self.trainer_age += dt
+            if self.trainer_age >= 60:
+                self.trainer.status.container_statuses[0].restart_count = 1
         if self.trainer is not None:
             budget = 0 if "trainer-stalls" in self.faults and len(self.versions) >= 2 else int(60 * dt)
             for p in range(PARTITIONS):
@@ -189,7 +211,7 @@ class Sim:
 
     def stop_trainer(self) -> None:
         old, self.trainer = self.trainer, None
-        self.stopping[old.metadata.name] = 45 if "sigkill" in self.faults else 3
+        self.stopping[old.metadata.uid] = 45 if "sigkill" in self.faults else 3
         self.starting = 15
 
 
@@ -220,14 +242,16 @@ class FakeCluster:
                 items=[p for p in (s.trainer, s.evaluator, s.predictor) if p and s.installed]
             ),
             list_namespaced_persistent_volume_claim=lambda *a, **k: ns(
-                items=[ns(metadata=ns(name="streamtrain-models"))] if s.pvc else []
+                items=[ns(metadata=ns(name="streamtrain-models", annotations=(
+                    {"helm.sh/resource-policy": "keep"} if s.keep_pvc else None)))] if s.pvc else []
             ),
         )
         self.batch = ns(
             read_namespaced_job=lambda name, _ns: s.job,
             list_namespaced_job=lambda *a, **k: ns(items=[s.job] if s.installed else []),
         )
-        self.apps = ns(list_namespaced_deployment=lambda *a, **k: empty)
+        self.apps = ns(list_namespaced_deployment=lambda *a, **k: empty,
+                       list_namespaced_stateful_set=lambda *a, **k: empty)
         self.net = ns(list_namespaced_network_policy=lambda *a, **k: empty)
         self.custom = ns(delete_namespaced_custom_object=lambda _g, _v, _ns, plural, _name: s.deleted.add(plural))
 
@@ -277,10 +301,21 @@ class FakeCluster:
         return []
 
     def pods(self, component: str) -> list[Any]:
+        """Snapshots, as the API returns them: a later change to the pod does not show in one."""
         pod = {"trainer": self.sim.trainer, "evaluator": self.sim.evaluator, "predictor": self.sim.predictor}[component]
         if pod is not None and component == "predictor":  # Ready once it serves a version
             pod.status.conditions[0].status = "True" if self.sim.predictor_ready() else "False"
-        return [pod] if pod else []
+        return [copy.deepcopy(pod)] if pod else []
+
+    def pod_now(self, pod: Any) -> Any:
+        live = [p for p in (self.sim.trainer, self.sim.evaluator, self.sim.predictor) if p is not None]
+        return next((copy.deepcopy(p) for p in live if p.metadata.uid == pod.metadata.uid), None)
+
+    def workload_generations(self, component: str) -> dict[str, int]:
+        return {f"Deployment/streamtrain-{component}": self.sim.generations[component]}
+
+    def is_pod(self, pod: Any, live: Any) -> bool:
+        return live is not None and pod.metadata.uid == live.metadata.uid
 
     @staticmethod
     def pod_ready(pod: Any) -> bool:
@@ -320,8 +355,8 @@ class FakeCluster:
         return env
 
     def helm_values(self) -> dict[str, Any]:
-        return {"persistence": {"keepOnUninstall": True, "accessMode": "ReadWriteOnce"},
-                "model": {"source": self.sim.source}}
+        return {"persistence": {"keepOnUninstall": None, "accessMode": "ReadWriteOnce"},
+                "model": {"source": self.sim.source}, "kafka": {"storage": dict(self.sim.kafka_storage)}}
 
     # exec and probes
     def exec(self, pod: Any, argv: list[str], timeout: float = 120) -> str:
@@ -329,24 +364,29 @@ class FakeCluster:
             return json.dumps(self.inspect("trainer"))
         if argv[:2] == ["streamtrain", "serving"]:
             return json.dumps(self.serving_command(pod, argv[2:]))
-        if argv[:2] == ["id", "-u"]:
-            return "10001\n"
+        if argv[:2] == ["id", "-u"] or argv[:3] == ["stat", "-c", "%u"]:
+            return "10001\n"  # the user, and the owner of the image's directories that suite.IMAGE_USER_DIRS names
         if argv[0] == "cat" and argv[1].endswith("/manifest.json"):
             version = int(argv[1].split("/")[-2])
             assert any(v["version"] == version for v in self.sim.versions), f"no version {version}"
-            damaged = "copy-differs" in self.sim.faults and pod is self.sim.predictor
+            damaged = "copy-differs" in self.sim.faults and self.is_pod(pod, self.sim.predictor)
             checksum = f"{version:064x}"[::-1] if damaged else f"{version:064x}"
             return json.dumps({"version": version, "input_width": WIDTH,
                                "files": {"model.keras": {"bytes": 4096, "sha256": checksum}}})
-        writes_volume = "predictor-writes-volume" in self.sim.faults and pod is self.sim.predictor
+        writes_volume = "predictor-writes-volume" in self.sim.faults and self.is_pod(pod, self.sim.predictor)
         if argv[0] == "touch" and not argv[1].startswith("/tmp/") and not writes_volume:
+            on_root = not argv[1].startswith("/data/")
+            if on_root and "root-writable" in self.sim.faults:  # readOnlyRootFilesystem off: permissions decide
+                if argv[1].startswith(suite.IMAGE_USER_DIRS):
+                    return ""
+                raise RuntimeError(f"touch: cannot touch '{argv[1]}': Permission denied")
             raise RuntimeError(f"touch: cannot touch '{argv[1]}': Read-only file system")
         return ""
 
     def serving_command(self, pod: Any, args: list[str]) -> dict[str, Any]:
         action = args[0]
         if action in ("pin", "unpin"):
-            assert pod is self.sim.evaluator, "only the evaluator's Kafka user may write the control topic"
+            assert self.is_pod(pod, self.sim.evaluator), "only the evaluator's Kafka user may write the control topic"
             self.sim.pinned = int(args[1]) if action == "pin" else None
         return {"action": action, "versions_in_store": [v["version"] for v in self.sim.versions[-5:]],
                 "serving": self.sim.serving(), "promoted": list(self.sim.promoted), "pinned": self.sim.pinned}
@@ -422,15 +462,15 @@ class FakeCluster:
             "versions_loaded": [v["version"] for v in versions],
         }
 
-    def gone_or_exit_code(self, name: str) -> str | int | None:
-        return None if name in self.sim.stopping else "gone"
+    def gone_or_exit_code(self, pod: Any) -> str | int | None:
+        return None if pod.metadata.uid in self.sim.stopping else "gone"
 
     # helm
     def helm(self, *args: str, timeout: float = 900) -> str:
         if args[0] == "uninstall":
             self.sim.installed = False
             self.sim.trainer = self.sim.evaluator = self.sim.predictor = None
-            self.sim.pvc = "delete-pvc" not in self.sim.faults
+            self.sim.pvc = self.sim.keep_pvc and "delete-pvc" not in self.sim.faults
         return ""
 
     def helm_upgrade(self, values: dict[str, Any]) -> None:
@@ -443,6 +483,10 @@ class FakeCluster:
                 self.sim.evaluator = self.sim.new_pod("evaluator")
             if "predictor-rolls" in self.sim.faults:
                 self.sim.predictor = self.sim.new_pod("predictor")
+            for component in ("evaluator", "predictor"):
+                # A new pod template: the generation moves at once, while the surge keeps the old pod for now.
+                if f"{component}-rolls" in self.sim.faults or f"{component}-rolls-behind-a-surge" in self.sim.faults:
+                    self.sim.generations[component] += 1
 
 
 SUITE = [
@@ -466,8 +510,8 @@ SUITE = [
 
 @pytest.fixture
 def simulate(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., FakeCluster]]:
-    def make(faults: set[str], source: str = KIND_SOURCE) -> FakeCluster:
-        sim = Sim(faults, source)
+    def make(faults: set[str], source: str = KIND_SOURCE, **options: Any) -> FakeCluster:
+        sim = Sim(faults, source, **options)
         monkeypatch.setattr(clusterkit, "time", sim.clock)
         monkeypatch.setattr(suite, "time", sim.clock)
         for name in ("STREAMTRAIN_E2E_NETPOL", "STREAMTRAIN_E2E_UNINSTALL"):
@@ -490,14 +534,23 @@ def test_the_kind_values_ship_the_versions_over_kafka() -> None:
     assert KIND_SOURCE == "kafka"
 
 
-@pytest.mark.parametrize("source", ["kafka", "volume"])
-def test_the_suite_passes_on_a_healthy_release(simulate: Callable[..., FakeCluster], source: str) -> None:
-    cluster = simulate(set(), source)
+PERSISTENT_KAFKA = {"type": "persistent-claim", "size": "10Gi", "deleteClaim": False}
+
+
+@pytest.mark.parametrize("trainer_kind", ["StatefulSet", "Deployment"])
+@pytest.mark.parametrize(("source", "kafka_storage"), [("kafka", None), ("volume", None), ("kafka", PERSISTENT_KAFKA)],
+                         ids=["kafka", "volume", "kafka-persistent-kafka"])
+def test_the_suite_passes_on_a_healthy_release(
+    simulate: Callable[..., FakeCluster], source: str, kafka_storage: dict[str, Any] | None, trainer_kind: str
+) -> None:
+    cluster = simulate(set(), source, trainer_kind=trainer_kind, kafka_storage=kafka_storage)
     skipped: list[str] = []
     for test in SUITE:
         run(test, cluster, skipped)
     assert skipped == ([] if source == "kafka" else [OVER_KAFKA])
-    assert cluster.sim.versions[-1]["version"] >= 3 and not cluster.sim.installed and cluster.sim.pvc
+    assert cluster.sim.versions[-1]["version"] >= 3 and not cluster.sim.installed
+    # The model volume outlives the release only beside Kafka data that does (not on kind: ephemeral storage).
+    assert cluster.sim.pvc == (kafka_storage is not None)
     # The suite's own KafkaUser is gone, and the pin it set was released.
     assert not cluster.sim.client_users and cluster.sim.pinned is None
 
@@ -506,6 +559,12 @@ def test_the_suite_passes_on_a_healthy_release(simulate: Callable[..., FakeClust
     ("fault", "failing_test", "message"),
     [
         ("no-pod-security", "test_the_namespace_enforces_the_restricted_pod_security_standard", "DID NOT RAISE"),
+        ("root-writable", "test_component_pods_are_ready_and_locked_down", "DID NOT RAISE"),
+        (
+            "new-trainer-restarts",
+            "test_new_stream_arrives_and_a_trainer_restart_mid_stream_keeps_exactly_once",
+            "the new trainer pod restarted",
+        ),
         ("low-accuracy", "test_evaluator_accuracy_passes_the_pipeline_threshold", "window accuracy >= 0.9"),
         ("trainer-stalls", "test_the_deployed_stream_is_trained_and_published", "the trainer to checkpoint all"),
         (
@@ -533,6 +592,16 @@ def test_the_suite_passes_on_a_healthy_release(simulate: Callable[..., FakeClust
             "test_helm_upgrade_rolls_the_trainer_and_keeps_the_model_lineage",
             "the predictor rolled too",
         ),
+        (
+            "evaluator-rolls-behind-a-surge",
+            "test_helm_upgrade_rolls_the_trainer_and_keeps_the_model_lineage",
+            "the evaluator rolled too",
+        ),
+        (
+            "predictor-rolls-behind-a-surge",
+            "test_helm_upgrade_rolls_the_trainer_and_keeps_the_model_lineage",
+            "the predictor rolled too",
+        ),
         ("gate-never-promotes", "test_predictor_is_ready_serving_a_version_and_locked_down", "a Ready predictor pod"),
         ("predictor-writes-volume", "test_predictor_is_ready_serving_a_version_and_locked_down", "DID NOT RAISE"),
         ("predictor-mounts-pvc", OVER_KAFKA, "mounts the PVCs ['streamtrain-models']"),
@@ -555,15 +624,22 @@ def test_the_suite_passes_on_a_healthy_release(simulate: Callable[..., FakeClust
         (
             "delete-pvc",
             "test_helm_uninstall_removes_the_release_and_keeps_the_pvc_only_if_asked",
-            "keepOnUninstall=True",
+            "the model PVC should be kept: True, but present: False",
+        ),
+        (
+            "pvc-kept-beside-ephemeral-kafka",
+            "test_helm_uninstall_removes_the_release_and_keeps_the_pvc_only_if_asked",
+            "model volume kept: True, Kafka storage {'type': 'ephemeral'",
         ),
     ],
 )
 def test_each_fault_fails_the_test_meant_to_catch_it(
     simulate: Callable[..., FakeCluster], fault: str, failing_test: str, message: str
 ) -> None:
-    # A fault of the model volume's readers is one of a release with model.source volume.
-    cluster = simulate({fault}, "volume" if fault == "predictor-writes-volume" else KIND_SOURCE)
+    # A fault of the model volume's readers is one of a release with model.source volume; a kept volume deleted
+    # is one of a release whose Kafka data is kept too.
+    cluster = simulate({fault}, "volume" if fault == "predictor-writes-volume" else KIND_SOURCE,
+                       kafka_storage=PERSISTENT_KAFKA if fault == "delete-pvc" else None)
     for test in SUITE:
         if test.__name__ == failing_test:
             with pytest.raises((AssertionError, pytest.fail.Exception)) as error:
