@@ -385,9 +385,8 @@ def _expected_acls() -> dict[str, set[tuple[str, str, str]]]:
     rw = _rw
     w, r = ("Write", "Describe"), ("Read", "Describe")
     return {
-        "producer": rw("streamtrain.train", *w)
+        "producer": rw("streamtrain.train", *w)  # no metrics: the producer reports on /metrics only
         | rw("streamtrain.test", *w)
-        | rw("streamtrain.metrics", *w)
         | rw("streamtrain.dead-letter", *w),
         "trainer": rw("streamtrain.train", *r)
         | {("group", "streamtrain-trainer", "Read")}
