@@ -1,5 +1,5 @@
 # Kubernetes on kind: cluster, Strimzi operator, the streamtrain chart and the cluster-level tests.
-# Included by the top-level Makefile (include mk/*.mk), which defines VENV and PY; `images` (mk/docker.mk)
+# Included by the top-level Makefile (include mk/*.mk), which defines VENV, PY and `venv`; `images` (mk/docker.mk)
 # builds the application image. Needs docker, kind, kubectl and helm on PATH, and a network.
 #
 #   make kind-up     kind cluster + Strimzi operator (pinned chart version), waits for the operator
@@ -15,8 +15,11 @@ KUBECTL ?= kubectl
 HELM ?= helm
 
 KIND_CLUSTER ?= streamtrain
-# A node image of the Kubernetes version the chart is validated against (tests/chart: KUBE_VERSION).
-KIND_NODE_IMAGE ?= kindest/node:v1.34.0
+# kind supports a node image only with the kind release that built it, and a tag alone may name a build for
+# another release: the image is pinned by the digest that kind v0.30.0's release notes list for Kubernetes 1.34.0,
+# the version the chart is validated against (tests/chart: KUBE_VERSION). kind-tools requires that kind or newer.
+KIND_MIN_VERSION ?= 0.30.0
+KIND_NODE_IMAGE ?= kindest/node:v1.34.0@sha256:7416a61b42b1662ca6ca89f02028ac133a309a2a30ba309614e8ec94d976dc5a
 KIND_CONFIG ?= k8s/kind-config.yaml
 KUBE_CONTEXT ?= kind-$(KIND_CLUSTER)
 
@@ -46,10 +49,14 @@ KCTL = $(KUBECTL) --context '$(KUBE_CONTEXT)'
 
 .PHONY: kind-up deploy undeploy kind-down e2e chart-lint kind-tools
 
-kind-tools: ## check that kind, kubectl, helm and docker are on PATH
+kind-tools: ## check that kind (>= KIND_MIN_VERSION), kubectl, helm and docker are on PATH
 	@for tool in '$(KIND)' '$(KUBECTL)' '$(HELM)' docker; do \
 	  command -v "$$tool" >/dev/null 2>&1 || { echo "missing tool: $$tool (see docs/kubernetes.md)" >&2; exit 1; }; \
 	done
+	@found=$$('$(KIND)' version | sed -n 's/^kind v\([0-9][0-9.]*\).*/\1/p'); \
+	if [ -z "$$found" ] || [ "$$(printf '%s\n' '$(KIND_MIN_VERSION)' "$$found" | sort -V | head -n 1)" != '$(KIND_MIN_VERSION)' ]; then \
+	  echo "kind $${found:-of unknown version} is older than $(KIND_MIN_VERSION), whose node image KIND_NODE_IMAGE is" >&2; exit 1; \
+	fi
 
 kind-up: kind-tools ## kind cluster (k8s/kind-config.yaml) + the pinned Strimzi operator; waits for it
 	@if $(KIND) get clusters 2>/dev/null | grep -qx '$(KIND_CLUSTER)'; then \
@@ -66,8 +73,11 @@ kind-up: kind-tools ## kind cluster (k8s/kind-config.yaml) + the pinned Strimzi 
 	  --values '$(STRIMZI_VALUES)' --set 'watchNamespaces={$(NAMESPACE)}' --wait --timeout 10m
 	$(KCTL) --namespace '$(STRIMZI_NAMESPACE)' rollout status deployment/strimzi-cluster-operator --timeout=300s
 
+# The image goes in as an archive: `kind load docker-image` fails on Docker's containerd image store (kind #3795).
 deploy: images kind-tools ## images, kind load, helm upgrade --install; waits for Kafka, topics, users, pods
-	$(KIND) load docker-image '$(IMAGE_REPO):$(IMAGE_TAG)' --name '$(KIND_CLUSTER)'
+	archive=$$(mktemp --suffix=.tar) && trap 'rm -f "$$archive"' EXIT && \
+	  docker save --output "$$archive" '$(IMAGE_REPO):$(IMAGE_TAG)' && \
+	  $(KIND) load image-archive "$$archive" --name '$(KIND_CLUSTER)'
 	$(HELM) upgrade --install '$(RELEASE)' '$(CHART)' --kube-context '$(KUBE_CONTEXT)' --namespace '$(NAMESPACE)' \
 	  --values '$(CHART_VALUES)' --set-string 'image.repository=$(IMAGE_REPO)' --set-string 'image.tag=$(IMAGE_TAG)' \
 	  --set-string 'fullnameOverride=$(RELEASE)' --set-string 'kafka.clusterName=$(KAFKA_CLUSTER)'
@@ -90,10 +100,10 @@ undeploy: kind-tools ## delete KafkaTopics/KafkaUsers, then helm uninstall (the 
 kind-down: kind-tools ## delete the kind cluster
 	$(KIND) delete cluster --name '$(KIND_CLUSTER)'
 
-e2e: ## cluster-level tests (tests/e2e, marker e2e) against KUBE_CONTEXT
+e2e: venv ## cluster-level tests (tests/e2e, marker e2e) against KUBE_CONTEXT
 	STREAMTRAIN_KUBE_CONTEXT='$(KUBE_CONTEXT)' STREAMTRAIN_NAMESPACE='$(NAMESPACE)' STREAMTRAIN_RELEASE='$(RELEASE)' \
 	  STREAMTRAIN_CHART='$(CHART)' STREAMTRAIN_E2E_UNINSTALL='$(E2E_UNINSTALL)' \
 	  '$(PY)' -m pytest tests/e2e -m e2e -v -p no:cacheprovider
 
-chart-lint: ## static chart tests: render, helm lint, schemas, policies, make -n, shellcheck
+chart-lint: venv ## static chart tests: render, helm lint, schemas, policies, make -n, shellcheck
 	'$(PY)' -m pytest tests/chart -q

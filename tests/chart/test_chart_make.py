@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from chartkit import REPO
+from chartkit import KUBE_VERSION, REPO
 
 # A stand-in for the top-level Makefile: it includes mk/kind.mk and defines PY. `images` (mk/docker.mk, not
-# part of these recipes) is stubbed: its recipe calls $(MAKE), which `make -n` would really run.
+# part of these recipes) is stubbed: its recipe calls $(MAKE), which `make -n` would really run; so is `venv`.
 STUB = """VENV = .venv
 PY = $(VENV)/bin/python
 include mk/kind.mk
 images:
 \t@echo build-images-stub
+venv:
+\t@echo venv-stub
 """
+KIND_NODE_IMAGE = "kindest/node:v1.34.0@sha256:7416a61b42b1662ca6ca89f02028ac133a309a2a30ba309614e8ec94d976dc5a"
 
 
 def _make_n(tmp_path: Path, *targets: str, extra: tuple[str, ...] = ()) -> str:
@@ -46,7 +51,7 @@ def test_make_n_prints_the_expected_chain(tmp_path: Path) -> None:
     out = _make_n(tmp_path, "kind-up", "deploy", "e2e", extra=("IMAGE_TAG=0.1.0-abc1234",))
     chain = [
         "kind create cluster --name 'streamtrain' --config 'k8s/kind-config.yaml'",
-        "--image 'kindest/node:v1.34.0'",
+        f"--image '{KIND_NODE_IMAGE}'",
         "create namespace 'strimzi'",
         "create namespace 'streamtrain'",
         "label namespace 'streamtrain' --overwrite",
@@ -55,7 +60,8 @@ def test_make_n_prints_the_expected_chain(tmp_path: Path) -> None:
         "--version '1.2.0'",
         "--values 'k8s/strimzi-values.yaml' --set 'watchNamespaces={streamtrain}' --wait",
         "rollout status deployment/strimzi-cluster-operator",
-        "kind load docker-image 'streamtrain:0.1.0-abc1234' --name 'streamtrain'",
+        "docker save --output \"$archive\" 'streamtrain:0.1.0-abc1234'",
+        "kind load image-archive \"$archive\" --name 'streamtrain'",
         "helm upgrade --install 'streamtrain' 'charts/streamtrain'",
         "--values 'k8s/streamtrain-kind-values.yaml' --set-string 'image.repository=streamtrain'",
         "--set-string 'image.tag=0.1.0-abc1234'",
@@ -63,6 +69,7 @@ def test_make_n_prints_the_expected_chain(tmp_path: Path) -> None:
         "wait kafkatopics,kafkausers -l 'app.kubernetes.io/instance=streamtrain' --for=condition=Ready",
         "rollout status 'deployment/streamtrain-trainer'",
         "rollout status 'deployment/streamtrain-evaluator'",
+        "echo venv-stub",
         "STREAMTRAIN_KUBE_CONTEXT='kind-streamtrain'",
         "'.venv/bin/python' -m pytest tests/e2e -m e2e",
     ]
@@ -74,7 +81,48 @@ def test_make_n_prints_the_expected_chain(tmp_path: Path) -> None:
 
 def test_deploy_builds_images_before_loading_them(tmp_path: Path) -> None:
     out = _make_n(tmp_path, "deploy")
-    assert 0 <= out.find("build-images-stub") < out.find("kind load docker-image")
+    assert 0 <= out.find("build-images-stub") < out.find("docker save") < out.find("kind load image-archive")
+    # `kind load docker-image` fails on Docker's containerd image store (kind #3795): an archive works on both.
+    assert "load docker-image" not in out
+
+
+def test_the_targets_that_run_python_build_the_venv_first(tmp_path: Path) -> None:
+    """A fresh clone has no .venv: `make e2e` and `make chart-lint` must create it before they run pytest."""
+    for target, tests in (("e2e", "tests/e2e"), ("chart-lint", "tests/chart")):
+        out = _make_n(tmp_path, target)
+        assert 0 <= out.find("venv-stub") < out.find(f"-m pytest {tests}"), (target, out)
+
+
+def test_the_kind_node_image_is_pinned_by_digest_for_the_kind_release(tmp_path: Path) -> None:
+    assert re.fullmatch(r"kindest/node:v1\.34\.\d+@sha256:[0-9a-f]{64}", KIND_NODE_IMAGE)
+    assert f"KIND_NODE_IMAGE ?= {KIND_NODE_IMAGE}" in (REPO / "mk" / "kind.mk").read_text()
+    assert KIND_NODE_IMAGE.split(":v")[1].startswith(KUBE_VERSION + ".")  # the version the chart is validated on
+
+
+@pytest.mark.parametrize(("version", "accepted"), [("v0.29.0", False), ("v0.30.0", True), ("v0.31.2", True),
+                                                     ("v1.0.0-alpha", True), ("unknown", False)])
+def test_kind_tools_requires_kind_030_or_newer(tmp_path: Path, version: str, accepted: bool) -> None:
+    """kind supports a node image only with the release that built it: older kind must not meet the pinned one."""
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool, output in (("kind", f"kind {version} go1.24.6 linux/amd64"), ("docker", ""), ("kubectl", ""),
+                         ("helm", "")):
+        script = bin_dir / tool
+        script.write_text(f"#!/bin/sh\necho '{output}'\n")
+        script.chmod(0o755)
+    makefile = tmp_path / "Makefile"
+    makefile.write_text(STUB)
+    result = subprocess.run(
+        ["make", "--no-print-directory", "-f", str(makefile), "-C", str(REPO), "kind-tools",
+         f"KIND={bin_dir / 'kind'}", f"KUBECTL={bin_dir / 'kubectl'}", f"HELM={bin_dir / 'helm'}"],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"},
+    )
+    assert (result.returncode == 0) == accepted, result.stderr
+    if not accepted:
+        assert "older than 0.30.0" in result.stderr
 
 
 def test_kind_variables_agree_with_docker_mk() -> None:
