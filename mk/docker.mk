@@ -14,6 +14,7 @@
 #   make local-down     removes the stack's containers, network and volume
 #   make local-logs     follows all of their logs
 #   make docker-test    the container tests (tests/containers, marker docker)
+#   make chart-containers  the chart's rendered pods (default and kind values) run as containers, end to end
 #   make images-remove  removes this checkout's images (both variants), the untagged build stages and the
 #                       wheelhouses: CI runs it once the suite is done, to free about 7 GB
 
@@ -43,7 +44,7 @@ LOCAL_STACK ?= streamtrain-local
 DOCKER_ENV = IMAGE_TAG='$(IMAGE_TAG)' APP_IMAGE='$(IMAGE_REPO)' BROKER_IMAGE='$(BROKER_IMAGE_REPO)'
 
 .PHONY: docker-engine base-image wheelhouse wheelhouse-tfio images images-tfio images-online images-offline \
-        images-remove local-up local-down local-logs local-status docker-test
+        images-remove local-up local-down local-logs local-status docker-test chart-containers
 
 docker-engine: ## install docker.io and start dockerd when no engine answers (root; idempotent)
 	@docker/engine.sh
@@ -98,3 +99,6 @@ local-status: ## the local containers and each component's /status
 
 docker-test: docker-engine venv ## container tests: offline build, end-to-end, trainer restart
 	$(PY) -m pytest tests/containers -m docker
+
+chart-containers: docker-engine venv ## the chart's pods (default and kind values) as containers, probes and counts (~3 min)
+	$(PY) -m pytest tests/containers/test_chart_pods.py -m docker $(PYTEST_ARGS)
