@@ -360,6 +360,8 @@ def run(request: pytest.FixtureRequest, runs: dict[str, Run]) -> Run:
 
 def test_every_component_pod_ran_as_its_spec_says(run: Run) -> None:
     assert sorted(p.component for p in run.pods) == sorted(chartkit.COMPONENTS)
+    # seccompProfile RuntimeDefault is Docker's default profile: the engine must have one.
+    assert "name=seccomp" in docker("info", "--format", "{{json .SecurityOptions}}").stdout
     for pod in run.pods:
         spec, container = pod.spec, pod.spec["containers"][0]
         info = run.facts["inspect"][pod.component]
@@ -371,7 +373,7 @@ def test_every_component_pod_ran_as_its_spec_says(run: Run) -> None:
         assert str(spec["securityContext"]["fsGroup"]) in host["GroupAdd"]
         assert host["ReadonlyRootfs"] is container["securityContext"]["readOnlyRootFilesystem"]
         assert host["CapDrop"] == container["securityContext"]["capabilities"]["drop"]
-        assert "no-new-privileges" in host["SecurityOpt"]
+        assert "no-new-privileges" in host["SecurityOpt"] and "seccomp=unconfined" not in host["SecurityOpt"]
         assert host["NanoCpus"] == int(podkit.cpu_cores(container["resources"]["limits"]["cpu"]) * 1e9)
         assert host["Memory"] == podkit.quantity_bytes(container["resources"]["limits"]["memory"])
         env = dict(item.split("=", 1) for item in config["Env"])
