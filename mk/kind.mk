@@ -83,7 +83,7 @@ deploy: images kind-tools ## images, kind load, helm upgrade --install; waits fo
 	  --set-string 'fullnameOverride=$(RELEASE)' --set-string 'kafka.clusterName=$(KAFKA_CLUSTER)'
 	$(KCTL) --namespace '$(NAMESPACE)' wait 'kafka/$(KAFKA_CLUSTER)' --for=condition=Ready --timeout='$(DEPLOY_TIMEOUT)'
 	$(KCTL) --namespace '$(NAMESPACE)' wait kafkatopics,kafkausers -l 'app.kubernetes.io/instance=$(RELEASE)' --for=condition=Ready --timeout=300s
-	$(KCTL) --namespace '$(NAMESPACE)' rollout status 'deployment/$(RELEASE)-trainer' --timeout='$(DEPLOY_TIMEOUT)'
+	$(KCTL) --namespace '$(NAMESPACE)' rollout status 'statefulset/$(RELEASE)-trainer' --timeout='$(DEPLOY_TIMEOUT)'
 	$(KCTL) --namespace '$(NAMESPACE)' rollout status 'deployment/$(RELEASE)-evaluator' --timeout='$(DEPLOY_TIMEOUT)'
 	$(KCTL) --namespace '$(NAMESPACE)' wait pods -l 'app.kubernetes.io/instance=$(RELEASE),app.kubernetes.io/component in (trainer,evaluator)' \
 	  --for=condition=Ready --timeout=300s

@@ -67,7 +67,7 @@ def test_make_n_prints_the_expected_chain(tmp_path: Path) -> None:
         "--set-string 'image.tag=0.1.0-abc1234'",
         "wait 'kafka/streamtrain-kafka' --for=condition=Ready",
         "wait kafkatopics,kafkausers -l 'app.kubernetes.io/instance=streamtrain' --for=condition=Ready",
-        "rollout status 'deployment/streamtrain-trainer'",
+        "rollout status 'statefulset/streamtrain-trainer'",
         "rollout status 'deployment/streamtrain-evaluator'",
         "echo venv-stub",
         "STREAMTRAIN_KUBE_CONTEXT='kind-streamtrain'",
@@ -154,7 +154,7 @@ def test_variables_reach_the_commands(tmp_path: Path) -> None:
     )
     assert "kind create cluster --name 'ci'" in out and "--context 'kind-ci'" in out
     assert "watchNamespaces={ml}" in out and "helm upgrade --install 'st2'" in out
-    assert "wait 'kafka/st2-kafka'" in out and "'deployment/st2-trainer'" in out and "streamtrain:t1" in out
+    assert "wait 'kafka/st2-kafka'" in out and "'statefulset/st2-trainer'" in out and "streamtrain:t1" in out
 
 
 def test_kind_recipes_are_shellcheck_clean(tmp_path: Path) -> None:

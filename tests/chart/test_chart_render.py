@@ -114,7 +114,7 @@ def test_notes_tell_how_to_watch_accuracy_read_the_model_and_scale() -> None:
     text = notes()
     assert "kubectl -n streamtrain wait kafka/streamtrain-kafka --for=condition=Ready" in text
     assert "port-forward svc/streamtrain-evaluator 9103" in text and "/status" in text
-    assert "exec deploy/streamtrain-trainer -- streamtrain inspect" in text
+    assert "exec statefulset/streamtrain-trainer -- streamtrain inspect" in text
     assert "scale deploy/streamtrain-evaluator" in text
     assert "delete pvc" not in text  # the model volume goes with ephemeral Kafka data (test_chart_workloads.py)
     kind_notes = notes(VALUE_SETS["kind"])

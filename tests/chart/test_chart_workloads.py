@@ -27,13 +27,19 @@ from chartkit import (
 
 
 # ---------------------------------------------------------------- trainer, evaluator, producer
-def test_trainer_is_a_single_recreated_replica_with_time_to_checkpoint(
+def test_trainer_is_one_statefulset_replica_with_time_to_checkpoint(
     rendered: list[dict[str, Any]],
 ) -> None:
+    # A StatefulSet replaces a deleted or evicted pod only once it is gone (a Deployment at once, even Recreate):
+    # Kubernetes never runs two trainers on the model volume.
     trainer = component_workload(rendered, "trainer")
-    assert trainer["kind"] == "Deployment"
+    assert trainer["kind"] == "StatefulSet"
     assert trainer["spec"]["replicas"] == 1
-    assert trainer["spec"]["strategy"] == {"type": "Recreate"}
+    assert trainer["spec"]["podManagementPolicy"] == "OrderedReady"
+    assert trainer["spec"]["updateStrategy"] == {"type": "RollingUpdate"}
+    assert "volumeClaimTemplates" not in trainer["spec"]  # the one PVC the chart creates (or an existing claim)
+    services = {d["metadata"]["name"] for d in rendered if d["kind"] == "Service"}
+    assert trainer["spec"]["serviceName"] in services
     env = effective_env(rendered, trainer)["trainer"]
     grace = pod_spec(trainer)["terminationGracePeriodSeconds"]
     assert grace > float(env["STREAMTRAIN_STOP_GRACE_SECONDS"])
