@@ -27,6 +27,7 @@ from streamtrain.service import config
 from streamtrain.service.config import (
     BrokerSettings,
     CommonSettings,
+    ControlSettings,
     DemoSettings,
     EvaluatorSettings,
     PredictorSettings,
@@ -158,6 +159,12 @@ def _report(settings: Any) -> int:
     return 0
 
 
+def _control(settings: Any) -> int:
+    from streamtrain.trainer.operator import main
+
+    return main(settings)
+
+
 def _demo(settings: Any) -> int:
     from streamtrain.demo import run
 
@@ -170,6 +177,7 @@ COMMANDS: dict[str, tuple[type[BaseSettings], Callable[[Any], int], str]] = {
     "evaluate": (EvaluatorSettings, _evaluate, "evaluate the newest model version on the test topic and judge it"),
     "predict": (PredictorSettings, _predict, "score the input topic and answer REST requests with the served version"),
     "serving": (ServingSettings, _serving, "show serving decisions; pin, unpin or roll back the served version"),
+    "control": (ControlSettings, _control, "show whether the trainer is paused; pause or resume it"),
     "broker": (BrokerSettings, _broker, "run the embedded Kafka-protocol broker (tansu) in the foreground"),
     "topics": (TopicsSettings, _topics, "create the topics (train, test, metrics, model events, dead letters, "
                                         "control, input, predictions)"),

@@ -441,6 +441,22 @@ class ServingSettings(CommonSettings):
         return self
 
 
+class ControlSettings(CommonSettings):
+    """Show whether the trainer of a model is paused, or pause it (it consumes nothing and keeps its health,
+    metrics and status, across restarts) or resume it (it goes on exactly where it stopped)."""
+
+    action: Literal["status", "pause", "resume"] = Field(
+        "status", description="status, pause or resume", json_schema_extra={"positional": True}
+    )
+    model_name: str = Field("streamtrain", description="model name")
+    reason: str = Field("", max_length=500, description="why (kept with the event, shown by status)")
+    group_id: str = Field(
+        "streamtrain-control", description="the group id of the component whose credentials the command uses (in "
+        "a chart's pod: that component's, from its env); the control topic is read as <group-id>.control, which its "
+        "Kafka user may describe"
+    )
+
+
 class ReportSettings(CommonSettings):
     """Write one self-contained HTML report (PNG plots inside) from the metrics topic or an accuracy CSV."""
 

@@ -3,7 +3,8 @@
 Kafka is the control plane (the model volume stays the store of the files). Two kinds of events:
 
 - a verdict, key ``verdict/<model>/<version>``: the evaluator's gate promoted or rejected a version, with its numbers;
-- a pin, key ``pin/<model>``: an operator pinned a version (or unpinned: version null); rollback is a pin.
+- a pin, key ``pin/<model>``: an operator pinned a version (or unpinned: version null); rollback is a pin;
+- an operation, key ``operate/<model>``: an operator paused the model's trainer (or resumed it).
 
 Compaction keeps the last event of each key, so reading the topic from the start rebuilds the state: a restarted
 predictor serves what it served before.
@@ -19,6 +20,8 @@ predictor serves what it served before.
 >>> d.apply(pin("m", 3, "rollback"))
 >>> d.serving([3, 4, 5, 6], "promoted"), d.pinned
 (3, 3)
+>>> d.paused, d.apply(operate("m", True, "ops", "bad labels upstream")), d.paused
+(False, None, True)
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ Policy = Literal["promoted", "newest"]
 
 
 class ControlEventError(ValueError):
-    """A control-topic record that is not a serving decision (skipped with a warning, never fatal)."""
+    """A control-topic record that is not a control event (skipped with a warning, never fatal)."""
 
 
 def verdict(model: str, version: int, decision: Decision, metric: str, value: float | None, records: int,
@@ -59,15 +62,21 @@ def pin(model: str, version: int | None, action: str = "pin", by: str = "") -> d
             "ts_ms": int(time.time() * 1000)}
 
 
+def operate(model: str, paused: bool, by: str = "", reason: str = "") -> dict[str, Any]:
+    """The trainer's operator state: paused (it consumes nothing, keeps serving its status) or running."""
+    return {"kind": "operate", "model_name": model, "paused": paused, "by": by, "reason": reason,
+            "ts_ms": int(time.time() * 1000)}
+
+
 def key_of(event: dict[str, Any]) -> str:
     if event["kind"] == "verdict":
         return f"verdict/{event['model_name']}/{event['version']}"
-    return f"pin/{event['model_name']}"
+    return f"{event['kind']}/{event['model_name']}"
 
 
 @dataclass
 class Decisions:
-    """The serving state of one model, folded from its control events."""
+    """The serving and operator state of one model, folded from its control events."""
 
     model_name: str
     promoted: dict[int, dict[str, Any]] = field(default_factory=dict)
@@ -75,6 +84,11 @@ class Decisions:
     pinned: int | None = None
     pin_event: dict[str, Any] | None = None
     events: int = 0
+    operate_event: dict[str, Any] | None = None  # the newest pause or resume
+
+    @property
+    def paused(self) -> bool:
+        return bool(self.operate_event and self.operate_event["paused"])
 
     def apply(self, event: dict[str, Any]) -> None:
         """Take in one event; events of other models are ignored; a malformed one raises ControlEventError."""
@@ -87,8 +101,10 @@ class Decisions:
             (self.promoted if event["decision"] == "promoted" else self.rejected)[version] = event
         elif kind == "pin" and (version is None or isinstance(version, int)):
             self.pinned, self.pin_event = version, event
+        elif kind == "operate" and isinstance(event.get("paused"), bool):
+            self.operate_event = event
         else:
-            raise ControlEventError(f"not a serving decision: {json.dumps(event)[:200]}")
+            raise ControlEventError(f"not a control event: {json.dumps(event)[:200]}")
         self.events += 1
 
     def serving(self, available: Iterable[int], policy: Policy) -> int | None:
@@ -119,7 +135,7 @@ class Decisions:
     def summary(self) -> dict[str, Any]:
         return {"promoted": sorted(self.promoted), "rejected": {v: e.get("reason") for v, e in
                                                                 sorted(self.rejected.items())},
-                "pinned": self.pinned, "control_events": self.events}
+                "pinned": self.pinned, "trainer_paused": self.paused, "control_events": self.events}
 
 
 def send(kafka: Producer, topic: str, event: dict[str, Any]) -> None:
@@ -140,8 +156,9 @@ class ControlReader(Follower):
 
     def snapshot(self) -> Decisions:
         with self.lock:
-            return Decisions(self.decisions.model_name, dict(self.decisions.promoted), dict(self.decisions.rejected),
-                             self.decisions.pinned, self.decisions.pin_event, self.decisions.events)
+            d = self.decisions
+            return Decisions(d.model_name, dict(d.promoted), dict(d.rejected), d.pinned, d.pin_event, d.events,
+                             d.operate_event)
 
     def _apply(self, msg: Message) -> None:
         try:

@@ -51,6 +51,7 @@ NO_SPACE = Gauge("streamtrain_trainer_model_store_no_space",
 CKPT_FAILING = Gauge("streamtrain_trainer_checkpoint_failing", "1 while the newest checkpoint attempt failed")
 CKPT_NO_SPACE = Gauge("streamtrain_trainer_checkpoint_no_space",
                       "1 while checkpoints fail because their volume has no space left")
+PAUSED = Gauge("streamtrain_trainer_paused", "1 while an operator has paused the trainer (streamtrain control pause)")
 
 
 class OffsetLossError(RuntimeError):
@@ -86,6 +87,7 @@ class Trainer:
         self._savedmodel_at = -float("inf")  # when a version last carried the SavedModel
         self._frozen = False  # gc.freeze() done (after the first batch)
         self.schedules = Schedules.of(settings)
+        self._paused_by: dict[str, Any] | None = None  # the operator's pause event while paused
 
     # --- set-up -------------------------------------------------------------------------------
     def restore(self) -> None:
@@ -307,6 +309,9 @@ class Trainer:
         return {"component": "trainer", "records_trained": self.state.records_trained,
                 "records_dead_lettered": self.state.records_dead_lettered, "batches": self.state.batches,
                 "last_version": self.state.last_version, "checkpoint_seq": self.state.seq,
+                "paused": self._paused_by is not None,
+                "paused_by": {k: (self._paused_by or {}).get(k) for k in ("by", "reason", "ts_ms")}
+                if self._paused_by else None,
                 **self.metric_values(), **self.adapt.status()}
 
     # --- the service loop's hooks (service/loop.py runs them) ----------------------------------------
@@ -326,6 +331,9 @@ class Trainer:
         return self.reader
 
     def handle(self, batch: Batch) -> bool:
+        if self.paused():
+            self.stop.wait(loop.POLL_SECONDS)
+            return False  # the loop holds the batch and offers it again: trained after the resume, in order
         self.train(batch)
         if not self._frozen:
             self._frozen = True
@@ -337,10 +345,26 @@ class Trainer:
         self.schedules.publish.tick()
         return True
 
+    def paused(self) -> bool:
+        """Whether an operator paused the trainer; on the way in, the state so far is checkpointed and published,
+        so a paused trainer's volume holds everything it trained."""
+        event = self.control.snapshot().operate_event if self.control is not None else None
+        now = bool(event and event["paused"])
+        if now != bool(self._paused_by):
+            if now:
+                self.publish()  # before the status says paused: what it shows paused is on the volume
+            self._paused_by = event if now else None
+            PAUSED.set(int(now))
+            log.info("paused by an operator" if now else "resumed by an operator",
+                     extra={"by": (event or {}).get("by"), "reason": (event or {}).get("reason"),
+                            "records_trained": self.state.records_trained})
+        return now
+
     def consumed(self) -> int:
         return self.state.records_trained + self.state.records_dead_lettered
 
     def tick(self, now: float) -> None:
+        self.paused()  # seen without a batch too: the status says paused even when no record comes
         due = self.schedules
         if due.publish.due(now):
             self.publish()
