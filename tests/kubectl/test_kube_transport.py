@@ -102,7 +102,7 @@ def test_forbidden_is_a_configuration_error(tmp_path: Path) -> None:
         api = fake(forbidden={what})
         with serving(api, tmp_path) as kubeconfig:
             kube = connect(str(kubeconfig), None, None, "streamtrain")
-            with pytest.raises(UsageError, match="not allowed to .*operator Role"):
+            with pytest.raises(UsageError, match=r"not allowed to .*operator Role"):
                 pods = kube.pods()
                 kube.status(pods[0])
                 kube.run(pods[0], ["streamtrain", "inspect"], 30)
