@@ -442,19 +442,84 @@ class ServingSettings(CommonSettings):
 
 
 class ControlSettings(CommonSettings):
-    """Show whether the trainer of a model is paused, or pause it (it consumes nothing and keeps its health,
-    metrics and status, across restarts) or resume it (it goes on exactly where it stopped)."""
+    """Operate the trainer of a model: show whether it is paused; pause it (it consumes nothing and keeps its
+    health, metrics and status, across restarts) or resume it (it goes on exactly where it stopped); rewind it to
+    a version (it trains again from that version's checkpoint: a new lineage); skip the records before a point of
+    the train topic (left out, recorded as skipped)."""
 
-    action: Literal["status", "pause", "resume"] = Field(
-        "status", description="status, pause or resume", json_schema_extra={"positional": True}
+    action: Literal["status", "pause", "resume", "rewind", "skip"] = Field(
+        "status", description="status, pause, resume, rewind (--to-version or --to-time) or skip (--to-offsets or "
+        "--to-time)", json_schema_extra={"positional": True}
     )
     model_name: str = Field("streamtrain", description="model name")
     reason: str = Field("", max_length=500, description="why (kept with the event, shown by status)")
+    to_version: int | None = Field(None, ge=1, description="rewind: the version to go back to")
+    to_time: str | None = Field(
+        None, description="rewind: to the newest version trained only on records older than this; skip: every record "
+        "older than this. ISO 8601 (UTC unless it says otherwise) or milliseconds since the epoch"
+    )
+    to_offsets: str | None = Field(
+        None, description="skip: the first offset to train again, per partition: PARTITION:OFFSET[,...]"
+    )
+    wait_seconds: float = Field(60.0, gt=0, description="rewind and skip: how long to wait for the trainer's answer")
     group_id: str = Field(
         "streamtrain-control", description="the group id of the component whose credentials the command uses (in "
         "a chart's pod: that component's, from its env); the control topic is read as <group-id>.control, which its "
         "Kafka user may describe"
     )
+
+    @field_validator("to_time")
+    @classmethod
+    def _check_time(cls, value: str | None) -> str | None:
+        if value is not None:
+            time_ms(value)
+        return value
+
+    @field_validator("to_offsets")
+    @classmethod
+    def _check_offsets(cls, value: str | None) -> str | None:
+        if value is not None:
+            partition_offsets(value)
+        return value
+
+    @model_validator(mode="after")
+    def _check_target(self) -> ControlSettings:
+        given = [name for name in ("to_version", "to_time", "to_offsets") if getattr(self, name) is not None]
+        wanted = {"rewind": ("to_version", "to_time"), "skip": ("to_offsets", "to_time")}.get(self.action, ())
+        if wanted and len(given) != 1:
+            raise _field_error(wanted[0], f"{self.action} takes one of --{wanted[0].replace('_', '-')} or "
+                                          f"--{wanted[1].replace('_', '-')}")
+        for name in given:
+            if name not in wanted:
+                raise _field_error(name, f"{self.action} takes no --{name.replace('_', '-')}")
+        return self
+
+
+def time_ms(text: str) -> int:
+    """Milliseconds since the epoch from digits, or from an ISO 8601 time (UTC unless it has an offset)."""
+    import datetime
+
+    if text.strip().isdigit():
+        return int(text)
+    try:
+        moment = datetime.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"{text!r} is neither ISO 8601 (2026-12-01T10:00:00Z) nor milliseconds since the "
+                         "epoch") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def partition_offsets(text: str) -> dict[int, int]:
+    """{partition: offset} from PARTITION:OFFSET[,...]."""
+    out = {}
+    for item in text.split(","):
+        partition, sep, offset = item.strip().partition(":")
+        if not sep or not partition.isdigit() or not offset.isdigit():
+            raise ValueError(f"{item.strip()!r} is not PARTITION:OFFSET (for example 0:1200,1:1180)")
+        out[int(partition)] = int(offset)
+    return out
 
 
 class ReportSettings(CommonSettings):

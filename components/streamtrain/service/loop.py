@@ -28,6 +28,15 @@ from streamtrain.service.runtime import StopFlag, Throughput, write_summary
 POLL_SECONDS = 0.2  # the longest a turn waits for a batch: how soon a stop signal or an idle exit is seen
 
 
+class Reopen(Exception):
+    """Raised by a component's handle() or tick() after it moved its read position (an operator's rewind or skip):
+    the loop drops the batch in hand, which belongs to the old position, and goes on with `reader`."""
+
+    def __init__(self, reader: Reader) -> None:
+        super().__init__("reader reopened")
+        self.reader = reader
+
+
 class Reader(Protocol):
     def get(self, timeout: float) -> Batch | None: ...
 
@@ -110,15 +119,19 @@ def run(component: Component, settings: Settings, stop: StopFlag) -> dict[str, A
                     continue
                 held = None
                 now = time.monotonic()
-                if batch is not None:
-                    last_record = now
-                    if not component.handle(batch):
-                        held = batch
-                        continue
-                    state.throughput.mark(component.consumed())
-                    if state.first_batch_seconds is None:
-                        state.first_batch_seconds = time.monotonic() - PROCESS_START
-                component.tick(now)
+                try:
+                    if batch is not None:
+                        last_record = now
+                        if not component.handle(batch):
+                            held = batch
+                            continue
+                        state.throughput.mark(component.consumed())
+                        if state.first_batch_seconds is None:
+                            state.first_batch_seconds = time.monotonic() - PROCESS_START
+                    component.tick(now)
+                except Reopen as moved:
+                    reader, held = moved.reader, None
+                    continue
                 if settings.max_records and component.consumed() >= settings.max_records:
                     state.stopped_by = "max records"
                     break

@@ -4,7 +4,9 @@ Kafka is the control plane (the model volume stays the store of the files). Two 
 
 - a verdict, key ``verdict/<model>/<version>``: the evaluator's gate promoted or rejected a version, with its numbers;
 - a pin, key ``pin/<model>``: an operator pinned a version (or unpinned: version null); rollback is a pin;
-- an operation, key ``operate/<model>``: an operator paused the model's trainer (or resumed it).
+- an operation, key ``operate/<model>``: an operator paused the model's trainer (or resumed it);
+- an action, key ``action/<model>/<id>``: an operator asked the trainer to rewind or skip, once (the trainer keeps the
+  ids it applied in its checkpoint and answers on the model-events topic).
 
 Compaction keeps the last event of each key, so reading the topic from the start rebuilds the state: a restarted
 predictor serves what it served before.
@@ -30,6 +32,7 @@ import json
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -68,9 +71,18 @@ def operate(model: str, paused: bool, by: str = "", reason: str = "") -> dict[st
             "ts_ms": int(time.time() * 1000)}
 
 
+def action(model: str, what: Literal["rewind", "skip"], by: str = "", **params: Any) -> dict[str, Any]:
+    """A one-off order to the trainer: rewind (params: version) or skip (to_offsets {partition: offset}, or
+    to_time_ms); its id is unique, so compaction keeps every action."""
+    return {"kind": "action", "model_name": model, "id": uuid.uuid4().hex, "action": what, "by": by,
+            "ts_ms": int(time.time() * 1000), **params}
+
+
 def key_of(event: dict[str, Any]) -> str:
     if event["kind"] == "verdict":
         return f"verdict/{event['model_name']}/{event['version']}"
+    if event["kind"] == "action":
+        return f"action/{event['model_name']}/{event['id']}"
     return f"{event['kind']}/{event['model_name']}"
 
 
@@ -85,6 +97,7 @@ class Decisions:
     pin_event: dict[str, Any] | None = None
     events: int = 0
     operate_event: dict[str, Any] | None = None  # the newest pause or resume
+    actions: dict[str, dict[str, Any]] = field(default_factory=dict)  # rewinds and skips by id, in topic order
 
     @property
     def paused(self) -> bool:
@@ -103,6 +116,8 @@ class Decisions:
             self.pinned, self.pin_event = version, event
         elif kind == "operate" and isinstance(event.get("paused"), bool):
             self.operate_event = event
+        elif kind == "action" and event.get("action") in ("rewind", "skip") and isinstance(event.get("id"), str):
+            self.actions.setdefault(event["id"], event)
         else:
             raise ControlEventError(f"not a control event: {json.dumps(event)[:200]}")
         self.events += 1
@@ -158,7 +173,7 @@ class ControlReader(Follower):
         with self.lock:
             d = self.decisions
             return Decisions(d.model_name, dict(d.promoted), dict(d.rejected), d.pinned, d.pin_event, d.events,
-                             d.operate_event)
+                             d.operate_event, dict(d.actions))
 
     def _apply(self, msg: Message) -> None:
         try:

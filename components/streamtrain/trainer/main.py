@@ -30,10 +30,11 @@ from streamtrain.service.runtime import StopFlag
 from streamtrain.serving.control import ControlReader
 from streamtrain.store import atomic, checkpoint, lock, model_store, shipping
 from streamtrain.store.checkpoint import TrainerState
-from streamtrain.trainer import assignment, reporting
+from streamtrain.trainer import assignment, operations, reporting
 from streamtrain.trainer.adapt import Adaptation
 from streamtrain.trainer.failures import FailureState
 from streamtrain.trainer.learner import Learner
+from streamtrain.trainer.operations import ActionRejected
 from streamtrain.trainer.schedule import Schedules
 
 log = logging.getLogger("streamtrain.trainer")
@@ -217,7 +218,7 @@ class Trainer:
         self.state.extra["adapt"] = self.adapt.to_json()
         try:
             path = checkpoint.save(self.s.checkpoint_dir, self.state, self.learner.model.get_weights(),
-                                   self.learner.optimizer_state(), self.s.keep_checkpoints)
+                                   self.learner.optimizer_state(), self.s.keep_checkpoints, self.rewind_points())
         except OSError as exc:  # the previous checkpoint stays the newest: model and offsets still agree on disk
             self.checkpoint_failures.failed(exc, "checkpoint failed; training goes on and the next checkpoint retries",
                                             checkpoint_dir=str(self.s.checkpoint_dir))
@@ -228,6 +229,20 @@ class Trainer:
         self.commit_offsets()
         log.debug("checkpoint written", extra={"path": str(path)})
         return True
+
+    def rewind_points(self) -> set[int]:
+        """The checkpoints a rewind can go back to, kept beyond --keep-checkpoints: those of the versions in the store
+        (each version's manifest names the checkpoint written just before it)."""
+        seqs = set()
+        for number in model_store.version_numbers(self.s.model_dir, self.s.model_name):
+            try:
+                manifest = model_store.read_manifest(model_store.model_root(self.s.model_dir, self.s.model_name)
+                                                     / str(number))
+            except model_store.CorruptVersion:
+                continue
+            if isinstance(manifest.get("checkpoint_seq"), int):
+                seqs.add(manifest["checkpoint_seq"])
+        return seqs
 
     def commit_offsets(self) -> None:
         """Mirror the checkpointed offsets to Kafka so lag tools see the trainer's progress."""
@@ -309,6 +324,8 @@ class Trainer:
         return {"component": "trainer", "records_trained": self.state.records_trained,
                 "records_dead_lettered": self.state.records_dead_lettered, "batches": self.state.batches,
                 "last_version": self.state.last_version, "checkpoint_seq": self.state.seq,
+                "records_skipped": self.state.records_skipped, "lineage": len(self.state.lineage),
+                "lineage_started": self.state.lineage[-1] if self.state.lineage else None,
                 "paused": self._paused_by is not None,
                 "paused_by": {k: (self._paused_by or {}).get(k) for k in ("by", "reason", "ts_ms")}
                 if self._paused_by else None,
@@ -331,6 +348,7 @@ class Trainer:
         return self.reader
 
     def handle(self, batch: Batch) -> bool:
+        self.apply_actions()
         if self.paused():
             self.stop.wait(loop.POLL_SECONDS)
             return False  # the loop holds the batch and offers it again: trained after the resume, in order
@@ -364,6 +382,7 @@ class Trainer:
         return self.state.records_trained + self.state.records_dead_lettered
 
     def tick(self, now: float) -> None:
+        self.apply_actions()
         self.paused()  # seen without a batch too: the status says paused even when no record comes
         due = self.schedules
         if due.publish.due(now):
@@ -379,14 +398,131 @@ class Trainer:
 
     def recover(self, lost: OffsetLost) -> BatchReader:
         self.checkpoint()
+        self.close_reader()
+        self.offset_lost_while_running(str(lost))
+        return self.reopen()
+
+    def close_reader(self) -> None:
         if self.reader is not None:
             self.reader.stop()
-        self.consumer.close()  # assign() makes a new one
-        self.offset_lost_while_running(str(lost))
+        if self.consumer is not None:
+            self.consumer.close()  # assign() makes a new one
+
+    def reopen(self) -> BatchReader:
+        """A new reader at the state's offsets (assign() checks them against the broker as at start-up)."""
         reader = loop.start_reader(self.s, self.s.train_topic, self.state.width, "trainer", self.assign)
-        assert isinstance(reader, BatchReader)  # only the confluent reader has offsets to lose
+        assert isinstance(reader, BatchReader)  # only the confluent reader has offsets
         self.reader = reader
         return reader
+
+    # --- operator actions (trainer/operations.py) ------------------------------------------------
+    def apply_actions(self) -> None:
+        """Apply the operators' rewinds and skips not applied yet, each whole or not at all, in the control topic's
+        order; checkpoint them, answer each on the model-events topic, then read from the new position."""
+        pending = [a for a in (self.control.snapshot().actions.values() if self.control is not None else ())
+                   if a["id"] not in self.state.applied_actions]
+        if not pending:
+            return
+        self.close_reader()  # the batch read ahead belongs to the old position
+        answers = []
+        for action in pending:
+            # Noted first, so that every checkpoint holding the action's effect also says it was applied.
+            self.state.applied_actions = [*self.state.applied_actions, action["id"]]
+            try:
+                detail = self.rewind(action) if action["action"] == "rewind" else self.skip(action)
+                answers.append({"applied": True, **detail})
+            except ActionRejected as exc:
+                answers.append({"applied": False, "reason": str(exc)})
+                log.warning("operator action rejected", extra={"action": action["action"], "id": action["id"],
+                                                                "reason": str(exc)})
+        self._checkpointed = -1  # the actions are applied once they are in a checkpoint
+        self.checkpoint()
+        for action, answer in zip(pending, answers, strict=True):
+            clients.send_json(self.kafka, self.s.model_events_topic, {
+                "event": "operator-action", "model_name": self.s.model_name, "id": action["id"],
+                "action": action["action"], **answer, "offsets": self.state.offsets.get(self.s.train_topic, {}),
+                "lineage": len(self.state.lineage), "records_trained": self.state.records_trained,
+            }, key=self.s.model_name)
+        raise loop.Reopen(self.reopen())
+
+    def rewind(self, action: dict[str, Any]) -> dict[str, Any]:
+        if self.s.ingest != "confluent":
+            raise ActionRejected(f"--ingest {self.s.ingest} has no offsets to rewind to")
+        available = model_store.version_numbers(self.s.model_dir, self.s.model_name)
+        version = action.get("version")
+        if "to_time_ms" in action:
+            version = self.version_before(available, int(action["to_time_ms"]))
+        if not isinstance(version, int):
+            raise ActionRejected(f"a rewind needs a version number, not {version!r}")
+        if version not in available:
+            raise ActionRejected(f"version {version} is not in the model store (there: {available})")
+        try:
+            manifest = model_store.read_manifest(model_store.model_root(self.s.model_dir, self.s.model_name)
+                                                 / str(version))
+        except model_store.CorruptVersion as exc:
+            raise ActionRejected(str(exc)) from None
+        seq = manifest.get("checkpoint_seq")
+        if not isinstance(seq, int):
+            raise ActionRejected(f"version {version} names no checkpoint to go back to")
+        try:
+            restored = checkpoint.load(checkpoint.path_of(self.s.checkpoint_dir, seq))
+        except (OSError, ValueError, KeyError) as exc:
+            raise ActionRejected(f"the checkpoint of version {version} (ckpt {seq}) is not usable: {exc}") from None
+        self.state = operations.rewound(self.state, restored.state, version, action["id"], action.get("by", ""))
+        if self.learner is None or restored.state.width != self.state.width:
+            self.restored = restored
+            assert restored.state.width is not None
+            self.build_learner(restored.state.width)
+        else:
+            self.learner.restore(restored.weights, restored.optimizer)
+            self.learner.set_learning_rate(self.s.learning_rate)
+        self.adapt.load(self.state.extra.get("adapt"))
+        self.published_at_state = -1  # the rewound model becomes the newest version at once
+        self.publish()
+        log.info("rewound by an operator", extra={"to_version": version, "lineage": len(self.state.lineage),
+                                                  "offsets": self.state.offsets, "by": action.get("by")})
+        return {"to_version": version, "published_version": self.state.last_version}
+
+    def version_before(self, available: list[int], time_ms: int) -> int:
+        """The newest version in the store trained only on records produced before `time_ms`."""
+        root = model_store.model_root(self.s.model_dir, self.s.model_name)
+        for number in reversed(available):
+            try:
+                newest = model_store.read_manifest(root / str(number)).get("newest_record_ms")
+            except model_store.CorruptVersion:
+                continue
+            if isinstance(newest, int) and newest < time_ms:
+                return number
+        raise ActionRejected(f"no version in the model store was trained only on records before {time_ms} ms "
+                             f"(there: {available})")
+
+    def skip(self, action: dict[str, Any]) -> dict[str, Any]:
+        if self.s.ingest != "confluent":
+            raise ActionRejected(f"--ingest {self.s.ingest} has no offsets to skip")
+        topic = self.s.train_topic
+        probe = clients.consumer(self.s, "trainer", clients.reader_group(self.s, "trainer", "probe"))
+        try:
+            marks = clients.watermarks(probe, topic)
+            if "to_time_ms" in action:
+                asked = [TopicPartition(topic, p, int(action["to_time_ms"])) for p in marks]
+                found = probe.offsets_for_times(asked, timeout=10)
+                targets = {tp.partition: (tp.offset if tp.offset >= 0 else marks[tp.partition][1]) for tp in found}
+            else:
+                targets = {int(p): int(o) for p, o in dict(action.get("to_offsets") or {}).items()}
+        except (KafkaException, ValueError, TypeError) as exc:
+            raise ActionRejected(f"could not resolve the skip's offsets: {exc}") from None
+        finally:
+            probe.close()
+        # The embedded broker's watermarks can lag: a target past them counts if the record before it is there.
+        beyond = {p: o - 1 for p, o in targets.items() if p in marks and o > marks[p][1]}
+        for p in clients.records_exist(self.s, topic, beyond):
+            marks[p] = (marks[p][0], targets[p])
+        plan = operations.skip_plan(self.state.offsets.get(topic, {}), targets, marks)
+        for partition, (start, end) in plan.items():
+            self.state.record_skip(topic, partition, start, end)
+        log.info("records skipped by an operator", extra={"skipped": {p: list(r) for p, r in plan.items()},
+                                                         "by": action.get("by")})
+        return {"skipped": {p: list(r) for p, r in plan.items()}}
 
     def finish(self, run: loop.Run) -> dict[str, Any]:
         """What was trained is checkpointed and published; the producer queue is flushed."""

@@ -187,3 +187,28 @@ def test_check_ledger_reports_gaps_overlaps_and_short_coverage() -> None:
     missing.record_range("t", 0, 0, 10)
     assert check_ledger(missing, {"t": {0: 10, 1: 4}}) == ["t[1]: ledger [] != [[0, 4]]"]
     assert check_ledger(missing, {"t": {0: 10}}, {"t": {0: 2}}) == ["t[0]: ledger [[0, 10]] != [[2, 10]]"]
+
+
+def test_skipped_ranges_complete_the_ledger_and_may_not_overlap_trained_ones() -> None:
+    state = TrainerState()
+    state.record_range("t", 0, 0, 40)
+    state.record_skip("t", 0, 40, 70)  # an operator left 30 records out
+    state.record_range("t", 0, 70, 100)
+    assert state.offsets == {"t": {0: 100}} and state.records_skipped == 30
+    assert check_ledger(state, {"t": {0: 100}}) == []
+    assert check_ledger(json.loads(json.dumps(state.to_json())), {"t": {0: 100}}) == []
+    assert TrainerState.from_json(json.loads(json.dumps(state.to_json()))).skipped == {"t": {0: [[40, 70]]}}
+
+    both = TrainerState()
+    both.record_range("t", 0, 0, 50)
+    both.record_skip("t", 0, 40, 60)
+    assert any("both trained and skipped: [[40, 50]]" in p for p in check_ledger(both))
+
+
+def test_retention_keeps_the_protected_checkpoints(tmp_path: Path) -> None:
+    weights, optimizer = arrays()
+    state = TrainerState()
+    for _ in range(8):
+        checkpoint.save(tmp_path, state, weights, optimizer, keep=2, protect={3, 5})
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"ckpt-{seq:010d}" for seq in (3, 5, 7, 8)]
+    assert checkpoint.load(checkpoint.path_of(tmp_path, 3)).state.seq == 3

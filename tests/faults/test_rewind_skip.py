@@ -1,0 +1,131 @@
+"""The incident story: a range of records with flipped labels is trained, an operator rewinds the trainer to the
+version before it and skips past it, and the model is as good as before while every offset stays accounted for.
+
+The stream (breast-cancer rows, CSV, spread over both partitions): 4 clean passes (A), 4 passes with flipped labels
+(B, the incident), 2 clean passes (C, produced after the repair). `streamtrain control` runs as processes, the
+trainer as a process on the embedded broker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from confluent_kafka import Producer
+
+from streamtrain.store import checkpoint, model_store
+from streamtrain.wire import encode_labels, encode_rows
+from tests.faults.helpers import client_conf, partition_ends
+from tests.support.ledger import check_exactly_once
+from tests.support.processes import Component
+from tests.support.quality import newest_version_quality
+from tests.support.serving import breast_cancer
+
+pytestmark = pytest.mark.integration
+
+ROWS = 569  # load_breast_cancer()
+GOOD = 0.90  # the pipeline test's accuracy threshold for 4 passes (tests/integration/test_pipeline.py)
+
+
+def control(env: dict[str, str], *args: str) -> tuple[int, Any]:
+    done = subprocess.run([sys.executable, "-m", "streamtrain", "control", *args], capture_output=True, text=True,
+                          timeout=180, env={**{k: v for k, v in os.environ.items() if not k.startswith("STREAMTRAIN_")},
+                                            **env, "STREAMTRAIN_LOG_FORMAT": "json"})
+    try:
+        return done.returncode, json.loads(done.stdout)
+    except ValueError:
+        return done.returncode, (done.stdout + done.stderr).strip()
+
+
+def produce_passes(env: dict[str, str], passes: int, flip: bool, seed: int) -> None:
+    x, y = breast_cancer()
+    rng = np.random.default_rng(seed)
+    producer = Producer(client_conf(env))
+    for _ in range(passes):
+        order = rng.permutation(ROWS)
+        labels = 1 - y[order] if flip else y[order]
+        for i, (key, value) in enumerate(zip(encode_labels(labels), encode_rows(x[order]), strict=True)):
+            producer.produce(env["STREAMTRAIN_TRAIN_TOPIC"], key=key, value=value, partition=i % 2)
+    assert producer.flush(60) == 0
+
+
+def newest_manifest(models: Path) -> dict[str, Any]:
+    newest = model_store.newest(models, "streamtrain")
+    return newest.manifest if newest is not None else {}
+
+
+def test_rewind_and_skip_undo_an_incident_and_the_ledger_explains_every_offset(
+    topics: dict[str, str], tmp_path: Path,
+) -> None:
+    x, y = breast_cancer()
+    models, ckpts = tmp_path / "models", tmp_path / "ckpt"
+    train = topics["STREAMTRAIN_TRAIN_TOPIC"]
+    trainer = Component("trainer", topics, tmp_path / "logs", model_dir=models, checkpoint_dir=ckpts, batch_size=32,
+                        checkpoint_every_seconds=1, publish_every_seconds=1, keep_versions=50)
+
+    def trained_and_published(records: int) -> dict[str, Any]:
+        trainer.wait_for(lambda s: s["records_trained"] == records, 300, f"{records} records trained")
+        trainer.wait_for(lambda s: newest_manifest(models).get("records_trained") == records, 60, "published")
+        return newest_manifest(models)
+
+    try:
+        trainer.start()
+        produce_passes(topics, 4, flip=False, seed=1)
+        before = trained_and_published(4 * ROWS)
+        ends_a = partition_ends(client_conf(topics), train)
+        good = newest_version_quality(models, x, y)
+        assert good.accuracy >= GOOD, good
+
+        produce_passes(topics, 4, flip=True, seed=2)  # the incident
+        trained_and_published(8 * ROWS)
+        ends_b = partition_ends(client_conf(topics), train)
+        bad = newest_version_quality(models, x, y)
+        assert bad.accuracy < good.accuracy - 0.2, (good, bad)  # it learnt the flipped labels
+
+        assert control(topics, "pause", "--reason", "labels flipped upstream")[0] == 0
+        trainer.wait_for(lambda s: s["paused"], 60, "paused")
+        # Refused whole, with the reason, and nothing applied:
+        rc, out = control(topics, "rewind", "--to-version", "999")
+        assert rc == 1 and "refused the rewind: version 999 is not in the model store" in out, out
+        rc, out = control(topics, "skip", "--to-offsets", "0:1,1:1")
+        assert rc == 1 and "refused the skip: partition 0 is at offset" in out and "rewind first" in out, out
+        rc, out = control(topics, "skip", "--to-time", "0")  # before the topic's start
+        assert rc == 1 and "refused the skip" in out, out
+        assert trainer.status()["lineage"] == 0  # type: ignore[index]
+
+        rc, rewound = control(topics, "rewind", "--to-version", str(good.version), "--reason", "before the incident")
+        assert rc == 0 and rewound["applied"] and rewound["lineage"] == 1, rewound
+        assert rewound["records_trained"] == 4 * ROWS and rewound["offsets"] == {str(p): o for p, o in ends_a.items()}
+        # The rewound model is published as the newest version: exactly the good one again.
+        again = newest_version_quality(models, x, y)
+        assert again.version == rewound["published_version"] > bad.version
+        assert (again.accuracy, again.auc) == (good.accuracy, good.auc), (good, again)
+
+        rc, skipped = control(topics, "skip", "--to-offsets", ",".join(f"{p}:{o}" for p, o in ends_b.items()))
+        assert rc == 0 and skipped["applied"], skipped
+        assert skipped["skipped"] == {str(p): [ends_a[p], ends_b[p]] for p in ends_b}, skipped
+        assert control(topics, "resume")[0] == 0
+
+        produce_passes(topics, 2, flip=False, seed=3)
+        after = trained_and_published(6 * ROWS)  # A and C: B is left out
+        assert after["records_trained"] == before["records_trained"] + 2 * ROWS
+        final = newest_version_quality(models, x, y)
+        assert final.accuracy >= GOOD, (good, bad, final)
+        status = trainer.status()
+        assert status is not None and status["lineage"] == 1 and status["records_skipped"] == 4 * ROWS, status
+    finally:
+        trainer.stop()
+
+    # Every offset: trained once in the current lineage (A and C), or skipped by the operator (B).
+    ends = partition_ends(client_conf(topics), train)
+    state = checkpoint.read_latest_state(ckpts)
+    assert state is not None
+    check_exactly_once(state, {train: ends})
+    assert state["skipped"] == {train: {str(p): [[ends_a[p], ends_b[p]]] for p in ends}}
+    assert state["lineage"][0]["to_version"] == good.version and state["records_skipped"] == 4 * ROWS
