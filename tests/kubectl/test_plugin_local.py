@@ -45,12 +45,6 @@ class Plugin:
         return data
 
 
-def control_command_exists() -> bool:
-    """`streamtrain control` (pausing the trainer) is the trainer's side of pause/resume."""
-    return subprocess.run([sys.executable, "-m", "streamtrain", "control", "--help"], capture_output=True,
-                          timeout=60).returncode == 0
-
-
 @pytest.fixture(scope="module")
 def pipeline(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plugin]:
     tmp = tmp_path_factory.mktemp("plugin")
@@ -176,8 +170,6 @@ def test_no_components_is_not_found(tmp_path: Path) -> None:
         assert done.stderr.count("\n") == 1 and "no streamtrain pods found" in done.stderr
 
 
-@pytest.mark.skipif(not control_command_exists(), reason="`streamtrain control` (the trainer's pause and resume) "
-                    "is not in this build")
 def test_pause_resume(pipeline: Plugin) -> None:
     trainer = pipeline.components["trainer"]
     paused = pipeline.json("pause", "--reason", "plugin test")
@@ -187,3 +179,18 @@ def test_pause_resume(pipeline: Plugin) -> None:
     resumed = pipeline.json("resume")
     assert resumed["paused"] is False
     trainer.wait_for(lambda s: s.get("paused") is False, 30, "the resume")
+
+
+def test_rewind_and_skip_reach_the_trainer_and_bring_back_its_refusal(pipeline: Plugin) -> None:
+    """The plugin's rewind and skip travel to the trainer and back (the whole incident story is
+    tests/faults/test_rewind_skip.py): a version that does not exist, and a skip to before where it stands,
+    are refused by the trainer, exit 1 with its reason in one line; nothing is applied."""
+    trainer = pipeline.components["trainer"]
+    before = trainer.wait_for(lambda s: True, 10, "the trainer's status")["lineage"]
+    done = pipeline.run("rewind", "--to-version", "99999")
+    assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+    assert "refused the rewind: version 99999 is not in the model store" in done.stderr
+    done = pipeline.run("skip", "--to-offsets", "0:0")
+    assert done.returncode == 1 and "refused the skip" in done.stderr, done.stderr
+    assert trainer.wait_for(lambda s: True, 10, "the trainer's status")["lineage"] == before
+    assert pipeline.run("rewind").returncode == 2  # --to-version or --to-time is required

@@ -16,7 +16,9 @@ from streamtrain.kubectl.transport import Completed, Pod, Transport, pick
 from streamtrain.kubectl.views import Section, View, cell
 
 COMMAND_TIMEOUT = 120.0
-# Serving actions write the control topic, which only the evaluator's Kafka user may (docs/kubernetes.md).
+# Serving decisions and the trainer's orders (pause, resume, rewind, skip) are written to the control topic, which
+# only the evaluator's Kafka user may write (docs/kubernetes.md); a rewind's or a skip's answer comes back on the
+# model-events topic, which that user reads too.
 SERVING_COMPONENT = "evaluator"
 TRAINER = "trainer"
 
@@ -256,14 +258,16 @@ def serving(transport: Transport, action: str, version: int | None = None, serve
     return view
 
 
-def control(transport: Transport, action: str, reason: str = "", timeout: float = COMMAND_TIMEOUT) -> View:
-    """`streamtrain control pause|resume` in the trainer's pod: the command's own exit code and line decide."""
+def control(transport: Transport, action: str, reason: str = "", timeout: float = COMMAND_TIMEOUT,
+            target: list[str] | None = None) -> View:
+    """`streamtrain control pause|resume|rewind|skip` in an evaluator pod (target: the rewind's or skip's
+    --to-... option and value); the command's own exit code and line decide."""
     pods = transport.pods()
     if not pods:
         raise NotFound(f"no streamtrain pods found for {transport.description}")
-    trainer = pick(pods, TRAINER, transport.description)
-    argv = ["streamtrain", "control", action, *(["--reason", reason] if reason else [])]
-    done = transport.run(trainer, argv, timeout)
+    evaluator = pick(pods, SERVING_COMPONENT, transport.description)
+    argv = ["streamtrain", "control", action, *(target or []), *(["--reason", reason] if reason else [])]
+    done = transport.run(evaluator, argv, timeout)
     if done.exit_code != 0:
         raise ActionFailed(f"`{' '.join(argv)}` in {done.where} exited {done.exit_code}: {done.last_line()}")
     try:

@@ -98,10 +98,20 @@ def parser() -> argparse.ArgumentParser:
     unpin.add_argument("--serve", choices=("promoted", "newest"), default=None, help=serve_help)
     rollback = add("rollback", "pin the promoted version before the one served now")
     rollback.add_argument("--serve", choices=("promoted", "newest"), default=None, help=serve_help)
-    for name, summary in (("pause", "pause the trainer (streamtrain control pause in the trainer's pod)"),
-                          ("resume", "resume the trainer (streamtrain control resume in the trainer's pod)")):
-        command = add(name, summary)
+    for name, summary in (("pause", "pause the trainer: it consumes nothing until resumed, across restarts"),
+                          ("resume", "resume the trainer exactly where it stopped"),
+                          ("rewind", "send the trainer back to a version's checkpoint: it trains again from there"),
+                          ("skip", "make the trainer leave out the records before a point of the train topic")):
+        command = add(name, summary + " (streamtrain control in an evaluator pod)")
         command.add_argument("--reason", default="", help="why (kept with the event)")
+        if name in ("rewind", "skip"):
+            to = command.add_mutually_exclusive_group(required=True)
+            if name == "rewind":
+                to.add_argument("--to-version", metavar="N", help="the version to go back to")
+            else:
+                to.add_argument("--to-offsets", metavar="P:O[,...]", help="the first offset to train, per partition")
+            to.add_argument("--to-time", metavar="T", help="ISO 8601 or epoch milliseconds (streamtrain control "
+                            "--help says what it means for each)")
     return top
 
 
@@ -126,7 +136,9 @@ def execute(args: argparse.Namespace) -> View:
         return commands.versions(where, args.serve, args.timeout)
     if args.command in ("pin", "unpin", "rollback"):
         return commands.serving(where, args.command, getattr(args, "version", None), args.serve, args.timeout)
-    return commands.control(where, args.command, args.reason, args.timeout)
+    target = [f"--{name.replace('_', '-')}={value}" for name in ("to_version", "to_offsets", "to_time")
+              if (value := getattr(args, name, None)) is not None]
+    return commands.control(where, args.command, args.reason, args.timeout, target)
 
 
 def main(argv: list[str] | None = None) -> int:
