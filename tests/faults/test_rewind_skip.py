@@ -99,8 +99,16 @@ def test_rewind_and_skip_undo_an_incident_and_the_ledger_explains_every_offset(
         assert rc == 1 and "refused the skip" in out, out
         assert trainer.status()["lineage"] == 0  # type: ignore[index]
 
-        rc, rewound = control(topics, "rewind", "--to-version", str(good.version), "--reason", "before the incident")
-        assert rc == 0 and rewound["applied"] and rewound["lineage"] == 1, rewound
+        # Two operators rewind at once: each order is applied on its own, in turn, and each gets its own answer.
+        both = [subprocess.Popen([sys.executable, "-m", "streamtrain", "control", "rewind", "--to-version",
+                                  str(good.version), "--reason", f"operator {n}"], stdout=subprocess.PIPE, text=True,
+                                 env={**{k: v for k, v in os.environ.items() if not k.startswith("STREAMTRAIN_")},
+                                      **topics}) for n in (1, 2)]
+        answers = [json.loads(p.communicate(timeout=180)[0]) for p in both]
+        assert [p.returncode for p in both] == [0, 0], answers
+        assert sorted(a["lineage"] for a in answers) == [1, 2] and len({a["id"] for a in answers}) == 2, answers
+        rewound = max(answers, key=lambda a: a["lineage"])
+        assert rewound["applied"], rewound
         assert rewound["records_trained"] == 4 * ROWS and rewound["offsets"] == {str(p): o for p, o in ends_a.items()}
         # The rewound model is published as the newest version: exactly the good one again.
         again = newest_version_quality(models, x, y)
@@ -118,7 +126,7 @@ def test_rewind_and_skip_undo_an_incident_and_the_ledger_explains_every_offset(
         final = newest_version_quality(models, x, y)
         assert final.accuracy >= GOOD, (good, bad, final)
         status = trainer.status()
-        assert status is not None and status["lineage"] == 1 and status["records_skipped"] == 4 * ROWS, status
+        assert status is not None and status["lineage"] == 2 and status["records_skipped"] == 4 * ROWS, status
     finally:
         trainer.stop()
 
@@ -128,4 +136,5 @@ def test_rewind_and_skip_undo_an_incident_and_the_ledger_explains_every_offset(
     assert state is not None
     check_exactly_once(state, {train: ends})
     assert state["skipped"] == {train: {str(p): [[ends_a[p], ends_b[p]]] for p in ends}}
-    assert state["lineage"][0]["to_version"] == good.version and state["records_skipped"] == 4 * ROWS
+    assert [entry["to_version"] for entry in state["lineage"]] == [good.version] * 2
+    assert state["records_skipped"] == 4 * ROWS

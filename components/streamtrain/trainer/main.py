@@ -89,6 +89,7 @@ class Trainer:
         self._frozen = False  # gc.freeze() done (after the first batch)
         self.schedules = Schedules.of(settings)
         self._paused_by: dict[str, Any] | None = None  # the operator's pause event while paused
+        self._checkpoint_ms: int | None = None  # when this process last wrote a checkpoint
 
     # --- set-up -------------------------------------------------------------------------------
     def restore(self) -> None:
@@ -225,6 +226,7 @@ class Trainer:
             return False
         self.checkpoint_failures.succeeded(path=str(path))
         CKPT_TIME.set(time.time())
+        self._checkpoint_ms = int(time.time() * 1000)
         self._checkpointed, self._checkpointed_version = consumed, self.state.last_version
         self.commit_offsets()
         log.debug("checkpoint written", extra={"path": str(path)})
@@ -324,6 +326,7 @@ class Trainer:
         return {"component": "trainer", "records_trained": self.state.records_trained,
                 "records_dead_lettered": self.state.records_dead_lettered, "batches": self.state.batches,
                 "last_version": self.state.last_version, "checkpoint_seq": self.state.seq,
+                "lag": self.lag(), "last_checkpoint_ms": self._checkpoint_ms,
                 "records_skipped": self.state.records_skipped, "lineage": len(self.state.lineage),
                 "lineage_started": self.state.lineage[-1] if self.state.lineage else None,
                 "paused": self._paused_by is not None,
@@ -430,18 +433,20 @@ class Trainer:
             self.state.applied_actions = [*self.state.applied_actions, action["id"]]
             try:
                 detail = self.rewind(action) if action["action"] == "rewind" else self.skip(action)
-                answers.append({"applied": True, **detail})
+                answer = {"applied": True, **detail}
             except ActionRejected as exc:
-                answers.append({"applied": False, "reason": str(exc)})
+                answer = {"applied": False, "reason": str(exc)}
                 log.warning("operator action rejected", extra={"action": action["action"], "id": action["id"],
                                                                 "reason": str(exc)})
+            # Where this action left the trainer (a later one in the same turn may move it again).
+            answers.append({**answer, "offsets": dict(self.state.offsets.get(self.s.train_topic, {})),
+                            "lineage": len(self.state.lineage), "records_trained": self.state.records_trained})
         self._checkpointed = -1  # the actions are applied once they are in a checkpoint
         self.checkpoint()
         for action, answer in zip(pending, answers, strict=True):
             clients.send_json(self.kafka, self.s.model_events_topic, {
                 "event": "operator-action", "model_name": self.s.model_name, "id": action["id"],
-                "action": action["action"], **answer, "offsets": self.state.offsets.get(self.s.train_topic, {}),
-                "lineage": len(self.state.lineage), "records_trained": self.state.records_trained,
+                "action": action["action"], **answer,
             }, key=self.s.model_name)
         raise loop.Reopen(self.reopen())
 
