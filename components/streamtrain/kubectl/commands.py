@@ -267,15 +267,7 @@ def control(transport: Transport, action: str, reason: str = "", timeout: float 
         raise NotFound(f"no streamtrain pods found for {transport.description}")
     evaluator = pick(pods, SERVING_COMPONENT, transport.description)
     argv = ["streamtrain", "control", action, *(target or []), *(["--reason", reason] if reason else [])]
-    done = transport.run(evaluator, argv, timeout)
-    if done.exit_code != 0:
-        raise ActionFailed(f"`{' '.join(argv)}` in {done.where} exited {done.exit_code}: {done.last_line()}")
-    try:
-        data = json.loads(done.stdout)
-    except ValueError:
-        data = {"output": done.last_line()}
-    if not isinstance(data, dict):
-        data = {"output": data}
+    done, data = run_json(transport, evaluator, argv, timeout)
     view = View({"where": transport.description, "pod": done.where, "action": action, **data})
     view.lines = [f"{action}: done in {done.where}",
                   *(f"{k}: {cell(v)}" for k, v in data.items() if k not in ("action",))]

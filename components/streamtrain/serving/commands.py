@@ -10,7 +10,6 @@ import json
 import socket
 from typing import Any
 
-from streamtrain.kafka import clients
 from streamtrain.service.config import ServingSettings
 from streamtrain.serving import control
 from streamtrain.store import model_store
@@ -23,21 +22,15 @@ class ServingCommandError(RuntimeError):
 
 
 def run(s: ServingSettings) -> dict[str, Any]:
-    reader = control.ControlReader(s, s.model_name, "serving").start()
     try:
-        if not reader.wait(READ_TIMEOUT):
-            raise ServingCommandError(f"could not read the control topic {s.control_topic} within {READ_TIMEOUT:g} s")
-        decisions = reader.snapshot()
-    finally:
-        reader.stop()
-    available = model_store.version_numbers(s.model_dir, s.model_name)
-    event = _event(s, decisions, available)
-    if event is not None:
-        kafka = clients.producer(s, "serving")
-        control.send(kafka, s.control_topic, event)
-        if kafka.flush(30):
-            raise ServingCommandError("the control event was not acknowledged by the broker within 30 s")
-        decisions.apply(event)
+        decisions = control.read(s, s.model_name, "serving", READ_TIMEOUT)
+        available = model_store.version_numbers(s.model_dir, s.model_name)
+        event = _event(s, decisions, available)
+        if event is not None:
+            control.write(s, "serving", event)
+            decisions.apply(event)
+    except TimeoutError as exc:
+        raise ServingCommandError(str(exc)) from None
     return {"model_name": s.model_name, "action": s.action, "versions_in_store": available,
             "serving": decisions.serving(available, s.serve), **decisions.summary(),
             "rollback_target": decisions.rollback_target(available, s.serve)}

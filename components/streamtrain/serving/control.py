@@ -158,6 +158,26 @@ def send(kafka: Producer, topic: str, event: dict[str, Any]) -> None:
     kafka.poll(0)
 
 
+def read(settings: CommonSettings, model_name: str, client: str, timeout: float = 30.0) -> Decisions:
+    """The state the control topic holds now, read from its start (the operators' commands); TimeoutError if the
+    topic cannot be read to its end within `timeout`."""
+    reader = ControlReader(settings, model_name, client).start()
+    try:
+        if not reader.wait(timeout):
+            raise TimeoutError(f"could not read the control topic {settings.control_topic} within {timeout:g} s")
+        return reader.snapshot()
+    finally:
+        reader.stop()
+
+
+def write(settings: CommonSettings, client: str, event: dict[str, Any], timeout: float = 30.0) -> None:
+    """One event onto the control topic, acknowledged by the broker; TimeoutError if not within `timeout`."""
+    kafka = clients.producer(settings, client)
+    send(kafka, settings.control_topic, event)
+    if kafka.flush(timeout):
+        raise TimeoutError(f"the control event was not acknowledged by the broker within {timeout:g} s")
+
+
 class ControlReader(Follower):
     """Follows the control topic from its start (kafka/follow.py) and keeps `decisions` current; `changed` is set
     after every applied event, `caught_up` once the decisions at start-up are in."""

@@ -28,24 +28,17 @@ class ControlCommandError(RuntimeError):
 
 
 def run(s: ControlSettings) -> dict[str, Any]:
-    reader = control.ControlReader(s, s.model_name, "control").start()
     try:
-        if not reader.wait(READ_TIMEOUT):
-            raise ControlCommandError(f"could not read the control topic {s.control_topic} within {READ_TIMEOUT:g} s")
-        decisions = reader.snapshot()
-    finally:
-        reader.stop()
-    if s.action in ("rewind", "skip"):
-        return order(s)
-    changed = False
-    if s.action != "status" and decisions.paused != (s.action == "pause"):
-        event = control.operate(s.model_name, s.action == "pause", socket.gethostname(), s.reason)
-        kafka = clients.producer(s, "control")
-        control.send(kafka, s.control_topic, event)
-        if kafka.flush(30):
-            raise ControlCommandError("the control event was not acknowledged by the broker within 30 s")
-        decisions.apply(event)
-        changed = True
+        if s.action in ("rewind", "skip"):
+            return order(s)
+        decisions = control.read(s, s.model_name, "control", READ_TIMEOUT)
+        changed = s.action != "status" and decisions.paused != (s.action == "pause")
+        if changed:
+            event = control.operate(s.model_name, s.action == "pause", socket.gethostname(), s.reason)
+            control.write(s, "control", event)
+            decisions.apply(event)
+    except TimeoutError as exc:
+        raise ControlCommandError(str(exc)) from None
     operated = decisions.operate_event or {}
     return {"model_name": s.model_name, "action": s.action, "changed": changed, "paused": decisions.paused,
             "by": operated.get("by"), "reason": operated.get("reason"), "ts_ms": operated.get("ts_ms")}
@@ -64,10 +57,7 @@ def order(s: ControlSettings) -> dict[str, Any]:
                            reason=s.reason, **params)
     answers = _answers(s)  # positioned before the order is sent, so its answer cannot be missed
     try:
-        kafka = clients.producer(s, "control")
-        control.send(kafka, s.control_topic, event)
-        if kafka.flush(30):
-            raise ControlCommandError("the control event was not acknowledged by the broker within 30 s")
+        control.write(s, "control", event)
         answer = _wait_for(answers, event["id"], s.wait_seconds)
     finally:
         answers.close()
