@@ -124,6 +124,7 @@ def test_rewind_and_skip_undo_an_incident_and_the_ledger_explains_every_offset(
         after = trained_and_published(6 * ROWS)  # A and C: B is left out
         assert after["records_trained"] == before["records_trained"] + 2 * ROWS
         final = newest_version_quality(models, x, y)
+        print(f"before the incident {good}; after it {bad}; rewound {again}; final {final}")
         assert final.accuracy >= GOOD, (good, bad, final)
         status = trainer.status()
         assert status is not None and status["lineage"] == 2 and status["records_skipped"] == 4 * ROWS, status
