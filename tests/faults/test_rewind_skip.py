@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,8 @@ def test_rewind_and_skip_undo_an_incident_and_the_ledger_explains_every_offset(
         good = newest_version_quality(models, x, y)
         assert good.accuracy >= GOOD, good
 
+        incident_began = f"{time.time() * 1000:.0f}"  # after every record of A, before any of B
+        time.sleep(0.05)
         produce_passes(topics, 4, flip=True, seed=2)  # the incident
         trained_and_published(8 * ROWS)
         ends_b = partition_ends(client_conf(topics), train)
@@ -99,11 +102,13 @@ def test_rewind_and_skip_undo_an_incident_and_the_ledger_explains_every_offset(
         assert rc == 1 and "refused the skip" in out, out
         assert trainer.status()["lineage"] == 0  # type: ignore[index]
 
-        # Two operators rewind at once: each order is applied on its own, in turn, and each gets its own answer.
-        both = [subprocess.Popen([sys.executable, "-m", "streamtrain", "control", "rewind", "--to-version",
-                                  str(good.version), "--reason", f"operator {n}"], stdout=subprocess.PIPE, text=True,
+        # Two operators rewind at once, one to the version, one to the time the incident began: each order is applied
+        # on its own, in turn, and each gets its own answer.
+        both = [subprocess.Popen([sys.executable, "-m", "streamtrain", "control", "rewind", *target, "--reason",
+                                  f"operator {n}"], stdout=subprocess.PIPE, text=True,
                                  env={**{k: v for k, v in os.environ.items() if not k.startswith("STREAMTRAIN_")},
-                                      **topics}) for n in (1, 2)]
+                                      **topics})
+                for n, target in enumerate((["--to-version", str(good.version)], ["--to-time", incident_began]))]
         answers = [json.loads(p.communicate(timeout=180)[0]) for p in both]
         assert [p.returncode for p in both] == [0, 0], answers
         assert sorted(a["lineage"] for a in answers) == [1, 2] and len({a["id"] for a in answers}) == 2, answers
@@ -115,7 +120,8 @@ def test_rewind_and_skip_undo_an_incident_and_the_ledger_explains_every_offset(
         assert again.version == rewound["published_version"] > bad.version
         assert (again.accuracy, again.auc) == (good.accuracy, good.auc), (good, again)
 
-        rc, skipped = control(topics, "skip", "--to-offsets", ",".join(f"{p}:{o}" for p, o in ends_b.items()))
+        # Everything produced so far that is not trained in this lineage: B, by time (no record after it yet).
+        rc, skipped = control(topics, "skip", "--to-time", f"{time.time() * 1000 + 1:.0f}")
         assert rc == 0 and skipped["applied"], skipped
         assert skipped["skipped"] == {str(p): [ends_a[p], ends_b[p]] for p in ends_b}, skipped
         assert control(topics, "resume")[0] == 0

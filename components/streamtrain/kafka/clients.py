@@ -217,6 +217,41 @@ def records_exist(settings: CommonSettings, topic: str, offsets: dict[int, int],
         probe.close()
 
 
+def first_at_or_after(settings: CommonSettings, topic: str, starts: dict[int, int], time_ms: int,
+                      timeout: float = 300.0) -> dict[int, int]:
+    """Per partition, the offset of the first record from `starts` on whose timestamp is at or after `time_ms`, or
+    the log's end when none is: read forward, since a broker's own time index cannot be trusted everywhere (the
+    embedded one answers a ListOffsets by time with offset 0, whatever the time)."""
+    if not starts:
+        return {}
+    probe = consumer(settings, "probe", reader_group(settings, "probe", "probe"), **{"enable.partition.eof": True})
+    try:
+        found, pending = dict(starts), set(starts)  # found[p]: the offset after the last record read, until decided
+        probe.assign([TopicPartition(topic, p, o) for p, o in starts.items()])
+        deadline = time.monotonic() + timeout
+        while pending and time.monotonic() < deadline:
+            for msg in probe.consume(num_messages=1000, timeout=0.5):
+                partition, offset, error = msg.partition(), msg.offset(), msg.error()
+                if partition not in pending or partition is None:
+                    continue
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        pending.discard(partition)
+                    continue
+                if offset is None:
+                    continue
+                if msg.timestamp()[1] >= time_ms:
+                    found[partition] = offset
+                    pending.discard(partition)
+                else:
+                    found[partition] = offset + 1
+        if pending:
+            raise TimeoutError(f"{topic} partitions {sorted(pending)} not read to {time_ms} ms within {timeout:g} s")
+        return found
+    finally:
+        probe.close()
+
+
 # One counter for the three components (each process runs one; tests may import all three).
 DEAD_LETTERS = Counter("streamtrain_dead_letter_total", "Records sent to the dead-letter topic",
                        ["component", "reason"])

@@ -509,12 +509,12 @@ class Trainer:
         try:
             marks = clients.watermarks(probe, topic)
             if "to_time_ms" in action:
-                asked = [TopicPartition(topic, p, int(action["to_time_ms"])) for p in marks]
-                found = probe.offsets_for_times(asked, timeout=10)
-                targets = {tp.partition: (tp.offset if tp.offset >= 0 else marks[tp.partition][1]) for tp in found}
+                here = self.state.offsets.get(topic, {})
+                starts = {p: here.get(p, low) for p, (low, _) in marks.items()}
+                targets = clients.first_at_or_after(self.s, topic, starts, int(action["to_time_ms"]))
             else:
                 targets = {int(p): int(o) for p, o in dict(action.get("to_offsets") or {}).items()}
-        except (KafkaException, ValueError, TypeError) as exc:
+        except (KafkaException, ValueError, TypeError, TimeoutError) as exc:
             raise ActionRejected(f"could not resolve the skip's offsets: {exc}") from None
         finally:
             probe.close()
