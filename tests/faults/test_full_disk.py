@@ -122,7 +122,7 @@ def test_full_volume(topics: dict[str, str], tmp_path: Path, small_volume: Path,
         trainer.stop()
 
     # Every failed attempt removed its staging directory (the trainer was not restarted, which would clean up).
-    assert not [p.name for p in [*root.iterdir(), *ckpts.iterdir()] if p.name.startswith(".")]
+    assert not [p.name for p in [*root.iterdir(), *ckpts.iterdir()] if p.name.startswith((".tmp-", ".del-"))]
     lines = trainer.log_lines()
     failed = log_messages(lines, "checkpoint failed" if layout == "shared" else "publishing failed")
     assert failed and all(line["no_space_left"] for line in failed), failed[:3]
