@@ -44,18 +44,26 @@ def network(images: Images) -> Iterator[tuple[str, str]]:
         assert not dockerkit.leftovers(stack)
 
 
-def test_producer_flushes_and_exits_zero_on_docker_stop(images: Images, network: tuple[str, str]) -> None:
+ENV = ("-e", "STREAMTRAIN_BOOTSTRAP_SERVERS=broker:9092", "-e", "STREAMTRAIN_LOG_FORMAT=json")
+
+
+def endless_producer(images: Images, network: tuple[str, str]) -> str:
+    """The topics, then a producer container of an endless generated stream (count 0), rate-limited: only a signal
+    ends it. Returns its name."""
     stack, net = network
     label = f"{dockerkit.STACK_LABEL}={stack}"
-    env = ["-e", "STREAMTRAIN_BOOTSTRAP_SERVERS=broker:9092", "-e", "STREAMTRAIN_LOG_FORMAT=json"]
     dockerkit.wait_for("the topics", lambda: docker(
-        "run", "--rm", "--label", label, "--network", net, *HARDENED, *env, images.app, "topics",
+        "run", "--rm", "--label", label, "--network", net, *HARDENED, *ENV, images.app, "topics",
         "--partitions", "2", check=False).returncode == 0, 90, interval=2)
     producer = f"{stack}-producer"
-    # An endless generated stream (count 0), rate-limited: only a signal ends it.
-    docker("run", "-d", "--name", producer, "--label", label, "--network", net, *HARDENED, *env,
+    docker("run", "-d", "--name", producer, "--label", label, "--network", net, *HARDENED, *ENV,
            "-e", "STREAMTRAIN_SOURCE=susy", "-e", "STREAMTRAIN_COUNT=0", "-e", "STREAMTRAIN_RATE=2000",
            images.app, "produce")
+    return producer
+
+
+def test_producer_flushes_and_exits_zero_on_docker_stop(images: Images, network: tuple[str, str]) -> None:
+    producer = endless_producer(images, network)
 
     def produced() -> int:
         s = dockerkit.status(producer, 9101)
@@ -85,19 +93,12 @@ def test_a_second_trainer_container_on_the_volume_exits_4_and_a_killed_holder_fr
     label = f"{dockerkit.STACK_LABEL}={stack}"
     volume = f"{stack}-models"
     docker("volume", "create", "--label", label, volume)
-    env = ["-e", "STREAMTRAIN_BOOTSTRAP_SERVERS=broker:9092", "-e", "STREAMTRAIN_LOG_FORMAT=json"]
-    dockerkit.wait_for("the topics", lambda: docker(
-        "run", "--rm", "--label", label, "--network", net, *HARDENED, *env, images.app, "topics",
-        "--partitions", "2", check=False).returncode == 0, 90, interval=2)
-    producer = f"{stack}-producer"
-    docker("run", "-d", "--name", producer, "--label", label, "--network", net, *HARDENED, *env,
-           "-e", "STREAMTRAIN_SOURCE=susy", "-e", "STREAMTRAIN_COUNT=0", "-e", "STREAMTRAIN_RATE=2000",
-           images.app, "produce")
+    producer = endless_producer(images, network)
 
     def trainer(name: str, *extra: str) -> str:
         container = f"{stack}-{name}"
         docker("run", "-d", "--name", container, "--hostname", container, "--label", label, "--network", net,
-               *HARDENED, "-v", f"{volume}:/data", *env, "-e", "STREAMTRAIN_CHECKPOINT_EVERY_SECONDS=1",
+               *HARDENED, "-v", f"{volume}:/data", *ENV, "-e", "STREAMTRAIN_CHECKPOINT_EVERY_SECONDS=1",
                *extra, images.app, "train")
         return container
 
@@ -125,7 +126,7 @@ def test_a_second_trainer_container_on_the_volume_exits_4_and_a_killed_holder_fr
 
     # The ledger over A and C: gap-free from offset 0, and as many records as the producer had acknowledged.
     state = json.loads(docker("run", "--rm", "--label", label, "--network", net, *HARDENED, "-v", f"{volume}:/data",
-                              *env, images.app, "inspect").stdout)["checkpoint"]
+                              *ENV, images.app, "inspect").stdout)["checkpoint"]
     done = [json.loads(line) for line in dockerkit.logs(producer, 50).splitlines()
             if line.startswith("{") and '"producer done"' in line]
     assert done and done[-1]["failed"] == 0, dockerkit.logs(producer)
