@@ -168,6 +168,7 @@ KINDS: dict[str, str] = {
              "version, replicas, storage, config, resources, the external listener, networkPolicyPeers",
     "KafkaNodePool": "NOT HONOURED: one tansu with memory storage stands in",
     "ServiceAccount": "NOT HONOURED: no API server",
+    "Role": "NOT HONOURED: no API server (the operators' Role for kubectl streamtrain binds nobody here)",
     "NetworkPolicy": "NOT HONOURED: the Docker network does not filter",
     "PodDisruptionBudget": "NOT HONOURED: no evictions",
     "HorizontalPodAutoscaler": "NOT HONOURED: no metrics server; replicas stay as rendered",

@@ -414,7 +414,9 @@ def test_exact_counts_end_to_end(run: Run) -> None:
     check_exactly_once(state, {train: facts["ends"][train]})
     evaluated = facts["evaluator_status"]
     assert evaluated["records_evaluated"] + evaluated["records_dead_lettered"] == n_test
-    assert len(facts["volume"]["versions"]) >= 2, facts["volume"]
+    # Versions were published, the last on the way out with everything trained (how many before it depends on how
+    # fast the machine trained the stream, so the count is not asserted).
+    assert facts["volume"]["versions"] and max(facts["volume"]["versions"]) == state["last_version"], facts["volume"]
     assert evaluated["model_version"] in facts["volume"]["versions"] or evaluated["model_version"] >= 1
 
 
