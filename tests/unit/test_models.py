@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from streamtrain import models
-from streamtrain.models import RunningStandardization
+from streamtrain.models import CategoricalColumns, RunningStandardization
 
 
 def n_params(variables: list[keras.Variable]) -> int:
@@ -188,3 +188,114 @@ def test_running_standardization_survives_save_and_load(tmp_path: Path) -> None:
     np.testing.assert_array_equal(loaded_layer.count.numpy(), 50)
     x = np.ones((2, 3), np.float32)
     np.testing.assert_allclose(loaded(x).numpy(), model(x).numpy(), rtol=1e-6)
+
+
+# --- declared categorical columns ------------------------------------------------------------------------------
+
+def encoder(model: keras.Model) -> CategoricalColumns:
+    return next(layer for layer in model.layers if isinstance(layer, CategoricalColumns))
+
+
+def test_categorical_codes_are_one_hot_with_an_other_bucket_for_anything_else() -> None:
+    layer = CategoricalColumns([(1, 3)])
+    codes = [0, 1, 2, 1.0000001, 1.4, 3, -1, 2.6, np.nan, 1e9]
+    x = np.array([[10.0 + i, code, -5.0] for i, code in enumerate(codes)], np.float32)
+    out = layer(x).numpy()
+    # Numeric columns first, as they are; then 3 + 1 one-hot slots: codes 0, 1, 2 and "other".
+    np.testing.assert_array_equal(out[:, :2], x[:, [0, 2]])
+    expected_bucket = [0, 1, 2, 1, 1, 3, 3, 3, 3, 3]  # rounded to the nearest integer; the rest is "other"
+    np.testing.assert_array_equal(out[:, 2:], np.eye(4, dtype=np.float32)[expected_bucket])
+
+
+def test_logreg_with_a_categorical_column_has_one_weight_per_category() -> None:
+    model = models.build("logreg", 4, categories={2: 5})
+    assert encoder(model).columns == ((2, 5),)
+    assert model.get_layer("probability").get_weights()[0].shape == (3 + 5 + 1, 1)
+    layer = models.standardizer(model)
+    assert layer is not None and layer.passthrough == (2,)
+    layer.update(np.random.default_rng(0).normal(4, 2, (64, 4)).astype(np.float32))
+    x = np.array([[1, 2, 0, 3], [1, 2, 4, 3], [1, 2, 9, 3]], np.float32)
+    kernel, bias = model.get_layer("probability").get_weights()
+    numeric = (x[:, [0, 1, 3]] - layer.mean.numpy()[[0, 1, 3]]) / np.sqrt(layer.variance.numpy()[[0, 1, 3]]
+                                                                         + layer.epsilon)
+    one_hot = np.eye(6, dtype=np.float32)[[0, 4, 5]]
+    logits = np.concatenate([numeric, one_hot], axis=1) @ kernel + bias
+    np.testing.assert_allclose(model(x).numpy(), 1 / (1 + np.exp(-logits)), rtol=1e-5)
+
+
+def test_running_standardization_keeps_no_statistics_of_passthrough_columns() -> None:
+    rng = np.random.default_rng(3)
+    layer = RunningStandardization(passthrough=[1, 3])
+    layer.build((None, 4))
+    batches = [np.column_stack([rng.normal(5, 2, n), rng.integers(0, 20, n), rng.normal(-3, 1, n),
+                                rng.integers(1, 9, n)]).astype(np.float32) for n in (30, 7, 100)]
+    for batch in batches:
+        layer.update(batch)
+    everything = np.concatenate(batches).astype(np.float64)
+    np.testing.assert_allclose(layer.mean.numpy()[[0, 2]], everything[:, [0, 2]].mean(axis=0), rtol=1e-4)
+    np.testing.assert_allclose(layer.variance.numpy()[[0, 2]], everything[:, [0, 2]].var(axis=0), rtol=1e-4)
+    np.testing.assert_array_equal(layer.mean.numpy()[[1, 3]], 0)  # the codes taught it nothing
+    np.testing.assert_array_equal(layer.variance.numpy()[[1, 3]], 1)
+    assert float(layer.count.numpy()) == 137
+    out = layer(batches[0]).numpy()
+    np.testing.assert_array_equal(out[:, [1, 3]], batches[0][:, [1, 3]])  # exactly the codes, for the encoder
+
+
+def test_large_cardinality_is_embedded() -> None:
+    model = models.build("mlp", 3, categories={0: 500, 2: 4})
+    layer = encoder(model)
+    assert [tuple(w.shape) for w in layer.trainable_weights] == [(501, models.EMBEDDING_WIDTH)]
+    # numeric column 1, an 8-wide embedding of column 0 and 4 + 1 one-hot slots of column 2
+    assert model.layers[3].get_weights()[0].shape == (1 + models.EMBEDDING_WIDTH + 5, 128)
+    table = layer.trainable_weights[0].numpy()
+    x = np.array([[7, 0.5, 1], [500, 0.5, 1], [-3, 0.5, 1]], np.float32)
+    out = layer(x).numpy()
+    np.testing.assert_array_equal(out[:, 1:9], table[[7, 500, 500]])  # out of range: the "other" row
+
+
+def test_default_model_is_unchanged_by_the_feature() -> None:
+    model = models.build("mlp", 18)
+    assert not any(isinstance(layer, CategoricalColumns) for layer in model.layers)
+    assert models.categorical_columns(model) == {}
+    layer = models.standardizer(model)
+    assert layer is not None and "passthrough" not in layer.get_config()  # saved config as before
+
+
+def test_user_factory_gets_the_encoded_width(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    module = write_factory(tmp_path, monkeypatch, """
+        import keras
+
+        CALLS = []
+
+        def make(width):
+            CALLS.append(width)
+            return keras.Sequential([keras.Input((width,)), keras.layers.Dense(1, activation="sigmoid")])
+    """)
+    model = models.build(f"{module}:make", 5, categories={0: 3, 4: 2})
+    assert sys.modules[module].CALLS == [3 + 4 + 3] == [models.encoded_width(5, {0: 3, 4: 2})]
+    assert tuple(model.inputs[0].shape) == (None, 5)
+    assert models.categorical_columns(model) == {0: 3, 4: 2}
+
+
+def test_user_keras_file_gets_the_encoder_or_must_already_declare_the_same(tmp_path: Path) -> None:
+    plain = tmp_path / "plain.keras"
+    user_model(models.encoded_width(4, {1: 6})).save(plain)
+    wrapped = models.build(str(plain), 4, categories={1: 6})
+    assert models.categorical_columns(wrapped) == {1: 6}
+    with pytest.raises(ValueError, match="does not take the 11 encoded features"):
+        models.build(str(plain), 4, categories={1: 7})
+    ours = tmp_path / "ours.keras"
+    models.logreg(4, categories={1: 6}).save(ours)
+    assert models.categorical_columns(models.build(str(ours), 4, categories={1: 6})) == {1: 6}
+    with pytest.raises(ValueError, match="with categorical columns 1:6, not 2:6"):
+        models.build(str(ours), 4, categories={2: 6})
+
+
+@pytest.mark.parametrize(("categories", "message"), [
+    ({4: 3}, "categorical column 4 is beyond the 4 features"),
+    ({-1: 3}, "categorical column -1 is beyond"),
+    ({1: 1}, "needs at least 2"),
+])
+def test_bad_categorical_columns_are_refused(categories: dict[int, int], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        models.build("logreg", 4, categories=categories)

@@ -135,3 +135,61 @@ def test_set_learning_rate() -> None:
     a = Learner(models.build("logreg", 4), learning_rate=0.01)
     a.set_learning_rate(0.5)
     assert float(a.optimizer.learning_rate.numpy()) == pytest.approx(0.5)
+
+
+# --- declared categorical columns ------------------------------------------------------------------------------
+
+MEANING = np.array([1, -1, -1, 1, -1, 1, 1, -1], np.float32)  # what each of 8 codes does to the label: no order
+
+
+def coded(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Column 2 holds a code 0-7 that moves the label up or down whatever its size; column 0 is numeric."""
+    x = rng.normal(1.0, 2.0, (n, 4)).astype(np.float32)
+    x[:, 2] = rng.integers(0, 8, n)
+    y = ((x[:, 0] - 1.0) / 2.0 + 1.5 * MEANING[x[:, 2].astype(int)] > 0).astype(np.float32)
+    return x, y
+
+
+def test_step_statistics_skip_the_categorical_columns() -> None:
+    learner = Learner(models.build("mlp", 4, categories={2: 8}), learning_rate=0.01)
+    x, _ = coded(np.random.default_rng(6), 100)
+    learner.step(x, np.ones(100, np.float32))
+    layer = models.standardizer(learner.model)
+    assert layer is not None
+    np.testing.assert_allclose(layer.mean.numpy()[[0, 1, 3]], x[:, [0, 1, 3]].mean(axis=0), rtol=1e-4, atol=1e-4)
+    assert (float(layer.mean.numpy()[2]), float(layer.variance.numpy()[2])) == (0.0, 1.0)
+
+
+def test_optimizer_state_roundtrip_with_categorical_columns() -> None:
+    """Embedding tables are weights like any other: restored learners step identically (checkpoint/restore).
+    (logreg: the MLP's dropout masks come from a seed generator that is no weight.)"""
+    categories = {2: 8, 3: 300}  # one one-hot, one embedded
+    rng = np.random.default_rng(7)
+    a = Learner(models.build("logreg", 4, seed=0, categories=categories), learning_rate=0.01)
+    for _ in range(4):
+        x, y = coded(rng, 32)
+        x[:, 3] = rng.integers(0, 310, 32)  # some codes beyond 300: the "other" row learns too
+        a.step(x, y)
+    b = Learner(models.build("logreg", 4, seed=99, categories=categories), learning_rate=0.01)
+    b.restore(a.model.get_weights(), a.optimizer_state())
+    x, y = coded(rng, 32)
+    np.testing.assert_array_equal(a.step(x, y), b.step(x, y))
+    for left, right in zip(a.model.get_weights(), b.model.get_weights(), strict=True):
+        np.testing.assert_allclose(left, right, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("spec", ["logreg", "mlp"])
+def test_declaring_a_categorical_column_lets_the_model_learn_what_codes_mean(spec: str) -> None:
+    # Measured (150 steps of 32, learning rate 0.02, 2,000 held-out records; stream and model seeds 0-4): declared
+    # 0.954-0.970 (logreg) and 0.953-0.976 (mlp); the same model reading codes as magnitudes 0.553-0.572 (logreg:
+    # the label is no monotone function of the code) and 0.694-0.783 (mlp). Smallest gap 0.187 (mlp, seed 4).
+    accuracy = {}
+    for declared in (True, False):
+        rng = np.random.default_rng(0)
+        learner = Learner(models.build(spec, 4, seed=0, categories={2: 8} if declared else None), 0.02)
+        for _ in range(150):
+            learner.step(*coded(rng, 32))
+        x_test, y_test = coded(rng, 2000)
+        accuracy[declared] = float(((learner.model(x_test).numpy()[:, 0] >= 0.5) == (y_test == 1)).mean())
+    assert accuracy[True] >= 0.93, accuracy
+    assert accuracy[True] - accuracy[False] >= 0.12, accuracy
