@@ -67,6 +67,8 @@ def publish(base: Path, name: str, model: keras.Model, version: int, info: dict[
             keep: int, savedmodel: bool = True, protect: Container[int] = ()) -> Version:
     """Write version `version` atomically, then drop versions beyond the newest `keep`, except those in `protect`
     (the promoted and pinned versions predictors may serve)."""
+    from streamtrain.models import categorical_columns
+
     root = model_root(base, name)
     staged = atomic.staging_dir(root, str(version))
     try:
@@ -86,6 +88,8 @@ def publish(base: Path, name: str, model: keras.Model, version: int, info: dict[
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "created_at_ms": int(time.time() * 1000),
             "input_width": int(model.inputs[0].shape[1]),
+            # {column: categories} of the raw row the model one-hot encodes or embeds itself; {}: all numeric
+            "categorical_columns": {str(c): n for c, n in categorical_columns(model).items()},
             "output_shape": [None, *[int(d) for d in model.outputs[0].shape[1:]]],
             "format": "keras+savedmodel" if savedmodel else "keras",
             **info,

@@ -73,6 +73,32 @@ def test_savedmodel_layout_for_tf_serving(tmp_path: Path, model: keras.Model) ->
                                rtol=1e-5)
 
 
+def test_categorical_columns_travel_in_the_version(tmp_path: Path) -> None:
+    """model.keras and the SavedModel encode codes as the trained model does; the manifest says which columns."""
+    categories = {1: 3, 2: 200}  # one one-hot, one embedded
+    built = models.build("mlp", WIDTH, seed=5, categories=categories)
+    layer = models.standardizer(built)
+    assert layer is not None
+    rng = np.random.default_rng(4)
+    layer.update(rng.normal(3, 2, (64, WIDTH)).astype(np.float32))
+    x = rng.normal(3, 2, (12, WIDTH)).astype(np.float32)
+    x[:, 1] = [0, 1, 2, 3, -1, 0, 1, 2, 7, 1, 2, 0]  # 3, -1 and 7: the "other" bucket
+    x[:, 2] = [0, 199, 200, 5000, 17, 3, 3, 150, 0, 1, -2, 42]
+    expected = built(x).numpy()
+    version = model_store.publish(tmp_path, NAME, built, 1, {}, keep=2, savedmodel=True)
+    assert version.manifest["categorical_columns"] == {"1": 3, "2": 200}
+    loaded, manifest = model_store.load(version.path, WIDTH)
+    assert models.categorical_columns(loaded) == categories and manifest == version.manifest
+    np.testing.assert_array_equal(loaded(x).numpy(), expected)
+    served = tf.saved_model.load(str(version.path))
+    # The same answers to float32 rounding (the graph's fused kernels may round differently from eager ones).
+    np.testing.assert_allclose(served.serve(tf.constant(x)).numpy(), expected, rtol=1e-6)
+
+
+def test_manifest_of_a_model_without_categorical_columns(tmp_path: Path, model: keras.Model) -> None:
+    assert publish(tmp_path, model, 1).manifest["categorical_columns"] == {}
+
+
 def test_retention_keeps_the_newest_k(tmp_path: Path, model: keras.Model) -> None:
     for v in range(1, 8):
         publish(tmp_path, model, v, keep=3)
