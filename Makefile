@@ -7,9 +7,10 @@ SHELL := /bin/bash
 PYTHON_VERSIONS := 3.11 3.12 3.13
 PYTHON ?= $(shell mk/python.sh $(PYTHON_VERSIONS))
 VENV ?= .venv
-# The tfio environment uses constraints-tfio.txt and EXTRAS=tfio,dev (see `make test-tfio`).
+# The tfio environment uses constraints-tfio.txt and EXTRAS=tfio,dev (see `make test-tfio`). The main .venv also
+# gets the quality extra (River, for `make quality`); the other Pythons' and the tfio venv (numpy < 2) do not.
 CONSTRAINTS ?= constraints.txt
-EXTRAS ?= dev
+EXTRAS ?= dev$(if $(filter .venv,$(VENV)),$(comma)quality)
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 comma := ,

@@ -8,10 +8,11 @@ import pkgutil
 
 import pytest
 
+import streamtrain.producer.generators
 import streamtrain.trainer.drift
 import streamtrain.wire
 
-PACKAGES = [streamtrain.wire, streamtrain.trainer.drift]
+PACKAGES = [streamtrain.wire, streamtrain.trainer.drift, streamtrain.producer.generators]
 SINGLE = ["streamtrain.store.lock", "streamtrain.store.model_store", "streamtrain.trainer.assignment",
           "streamtrain.trainer.failures", "streamtrain.trainer.operations", "streamtrain.trainer.reporting",
           "streamtrain.trainer.schedule"]
