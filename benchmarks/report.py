@@ -45,10 +45,9 @@ def rows(document: dict[str, Any]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     if "trainer_throughput" in b:
         for r in b["trainer_throughput"]["results"]:
-            shown = r["batch_size"] == 1024 or r["default"]
-            if not shown:
+            if r["batch_size"] not in (256, 1024) and not r["default"]:
                 continue
-            label = f"batch {r['batch_size']}" + (" (default)" if r["default"] else "") + \
+            label = f"batch {r['batch_size']}" + (" (auto's step behind a backlog)" if r["default"] else "") + \
                 (f", {r['wire_format']} wire" if r["wire_format"] != "csv" else "")
             out.append(_row("trainer throughput", label, r["records_per_second"], "records/s",
                             r["ceiling_records_per_second"], "train_on_batch ceiling", r["ratio"],

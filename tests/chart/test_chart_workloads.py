@@ -54,6 +54,13 @@ def _model_volume(workload: dict[str, Any], model_dir: str) -> tuple[dict[str, A
     return next(v for v in spec["volumes"] if v["name"] == mount["name"]), mount
 
 
+@pytest.mark.parametrize(("value", "expected"), [("auto", "auto"), (64, 64)])
+def test_trainer_batch_size_is_auto_or_a_number(value: Any, expected: Any) -> None:
+    docs = render({"trainer": {"batchSize": value}})
+    env = effective_env(docs, component_workload(docs, "trainer"))["trainer"]
+    assert st_config.TrainerSettings(batch_size=env["STREAMTRAIN_BATCH_SIZE"]).batch_size == expected
+
+
 def test_shared_model_volume_rw_for_trainer_ro_for_evaluators_and_predictors(rendered: list[dict[str, Any]]) -> None:
     pvc = of_kind(rendered, "PersistentVolumeClaim")
     assert len(pvc) == 1

@@ -134,6 +134,7 @@ def test_rewind_and_skip_undo_an_incident_and_the_ledger_explains_every_offset(
         assert final.accuracy >= GOOD, (good, bad, final)
         status = trainer.status()
         assert status is not None and status["lineage"] == 2 and status["records_skipped"] == 4 * ROWS, status
+        assert status["rehearsal_steps"] == 0, status  # a fixed --batch-size trains deterministically: no rehearsal
     finally:
         trainer.stop()
 

@@ -24,7 +24,7 @@ extraEnv may add settings the chart does not manage; it may not override managed
 {{- $_ := set $env "STREAMTRAIN_CHECKPOINT_DIR" (printf "%s/checkpoints" $v.persistence.mountPath) -}}
 {{- $_ := set $env "STREAMTRAIN_GROUP_ID" $cv.groupId -}}
 {{- $_ := set $env "STREAMTRAIN_MODEL" $cv.model -}}
-{{- $_ := set $env "STREAMTRAIN_BATCH_SIZE" (toString (int64 $cv.batchSize)) -}}
+{{- $_ := set $env "STREAMTRAIN_BATCH_SIZE" (ternary "auto" (toString (int64 $cv.batchSize)) (eq (toString $cv.batchSize) "auto")) -}}
 {{- $_ := set $env "STREAMTRAIN_LEARNING_RATE" (toString $cv.learningRate) -}}
 {{- $_ := set $env "STREAMTRAIN_SEED" (toString (int64 $cv.seed)) -}}
 {{- $_ := set $env "STREAMTRAIN_START_OFFSET" $cv.startOffset -}}

@@ -159,6 +159,7 @@ def take(handover: queue.Queue[Batch | BaseException], timeout: float) -> Batch 
 
 
 FIRST_RECORDS = 64
+WATERMARKS_SECONDS = 0.1
 
 
 class BatchReader:
@@ -176,7 +177,9 @@ class BatchReader:
         self._thread = threading.Thread(target=self._run, name="batch-reader", daemon=True)
         self._commit_lock = threading.Lock()
         self._pending_commit: list[TopicPartition] | None = None
-        self.high_watermarks: dict[int, int] = {}  # per partition, refreshed about once a second
+        # Per partition, from the last fetch responses (librdkafka's cache: no request), refreshed every
+        # WATERMARKS_SECONDS: the trainer sizes its steps by the backlog they show (trainer/pace.py).
+        self.high_watermarks: dict[int, int] = {}
         self._watermarks_at = 0.0
         # Rows per Kafka record, learnt from each batch: > 1 on topics of f32-block records, where fewer
         # records make a batch. Unknown at first: the first batch takes at most FIRST_RECORDS records (not
@@ -191,10 +194,10 @@ class BatchReader:
         try:
             while not self._stop.is_set():
                 self.flush_commit()
-                self._refresh_watermarks()
                 want = min(self.size, FIRST_RECORDS) if self.rows_per_record is None else \
                     max(1, round(self.size / self.rows_per_record))
                 messages = consume(self.consumer, want, self.max_wait)
+                self._refresh_watermarks()  # after the fetch, so even the first batch has its topic's end
                 if self.guard is not None:
                     self.guard.verify(bool(messages), self._stop)  # raises OffsetLost: the batch is dropped
                 if not messages:
@@ -215,6 +218,10 @@ class BatchReader:
     def get(self, timeout: float) -> Batch | None:
         return take(self._queue, timeout)
 
+    def ready(self) -> bool:
+        """Whether a batch (or an error) waits to be taken."""
+        return not self._queue.empty()
+
     def commit(self, offsets: list[TopicPartition]) -> None:
         """Ask for an offset commit; the reader thread sends it, as it owns the consumer.
 
@@ -225,7 +232,7 @@ class BatchReader:
 
     def _refresh_watermarks(self) -> None:
         now = time.monotonic()
-        if now - self._watermarks_at < 1.0:
+        if self.high_watermarks and now - self._watermarks_at < WATERMARKS_SECONDS:
             return
         self._watermarks_at = now
         marks = {}

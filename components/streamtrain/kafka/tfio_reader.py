@@ -95,6 +95,10 @@ class TfioBatchReader:
     def get(self, timeout: float) -> Batch | None:
         return take(self._queue, timeout)
 
+    def ready(self) -> bool:
+        """Whether a batch (or an error) waits to be taken."""
+        return not self._queue.empty()
+
     def commit(self, offsets: list[Any]) -> None:
         """tensorflow-io commits by itself when it fetches; nothing to do."""
 

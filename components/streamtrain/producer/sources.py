@@ -2,6 +2,7 @@
 
 Generators are seeded, so the same settings give the same stream. Finite sources (CSV file,
 breast-cancer set) can be repeated for several passes; generators are endless unless bounded.
+The drift streams of the literature (Agrawal, SEA, rotating hyperplane) are in `generators/`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import IO, cast
 
 import numpy as np
 
+from streamtrain.producer.generators import agrawal, concepts, hyperplane, sea
 from streamtrain.service.config import ProducerSettings
 from streamtrain.wire import F32_FORMAT, BadKind, decode_batch, encode_f32, encode_labels, encode_rows
 
@@ -212,21 +214,18 @@ def drift(seed: int, points: list[int], kind: str = "abrupt", width: int = 2000,
 
 def drift_arrays(rng: np.random.Generator, start: int, n: int, weights: list[np.ndarray], points: list[int],
                  kind: str, width: int, label_noise: float) -> tuple[np.ndarray, np.ndarray]:
-    index = np.arange(start, start + n)
     x = rng.normal(0, 1, (n, weights[0].size))
-    concept = np.zeros(n, np.int64)
-    for k, point in enumerate(points):  # later points override earlier ones
-        if kind == "gradual":
-            # The share of the next concept rises linearly over [point - width/2, point + width/2).
-            share = np.clip((index - (point - width / 2)) / width, 0.0, 1.0)
-            concept[rng.random(n) < share] = k + 1
-        else:
-            concept[index >= point] = k + 1
+    # Gradual: the share of the next concept rises linearly over [point - width/2, point + width/2).
+    concept = concepts(rng, start, n, points, kind, width)
     w = np.stack(weights)[concept]
     y = ((x * w).sum(axis=1) > 0).astype(np.float32)
     noise = rng.random(n) < label_noise
     y[noise] = 1 - y[noise]
     return x.astype(np.float32), y
+
+
+def _blocks(arrays: Iterator[tuple[np.ndarray, np.ndarray]], wire: str) -> Iterator[Chunk]:
+    return (_from_arrays(x.astype(np.float32), y, wire) for x, y in arrays)
 
 
 def from_settings(settings: ProducerSettings) -> Iterator[Chunk]:
@@ -238,5 +237,17 @@ def from_settings(settings: ProducerSettings) -> Iterator[Chunk]:
         return breast_cancer(settings.seed, settings.passes, settings.wire_format)
     if settings.source == "susy":
         return susy_like(settings.seed, settings.n_features or SUSY_FEATURES, settings.wire_format)
-    return drift(settings.seed, settings.drift_points, settings.drift_type, settings.drift_width,
-                 settings.n_features or DRIFT_FEATURES, wire=settings.wire_format)
+    s = settings
+    points, kind, width = s.drift_points, s.drift_type, s.drift_width
+    if s.source == "agrawal":
+        return _blocks(agrawal.stream(s.seed, s.agrawal_functions, points, kind, width, s.agrawal_perturbation,
+                                      noise=s.noise or 0.0), s.wire_format)
+    if s.source == "sea":
+        return _blocks(sea.stream(s.seed, s.sea_variants, points, kind, width, 0.1 if s.noise is None else s.noise),
+                       s.wire_format)
+    if s.source == "hyperplane":
+        return _blocks(hyperplane.stream(s.seed, s.n_features or DRIFT_FEATURES, s.hyperplane_mag_change,
+                                         s.hyperplane_sigma, s.hyperplane_drift_features, points, kind, width,
+                                         0.05 if s.noise is None else s.noise), s.wire_format)
+    return drift(s.seed, s.drift_points, s.drift_type, s.drift_width, s.n_features or DRIFT_FEATURES,
+                 label_noise=0.02 if s.noise is None else s.noise, wire=s.wire_format)

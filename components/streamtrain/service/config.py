@@ -16,7 +16,15 @@ import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "STREAMTRAIN_"
@@ -141,13 +149,30 @@ def _field_error(field: str, message: str) -> _FieldError:
 
 
 Source = Literal["csv", "breast-cancer", "susy", "drift"]
+# The producer also has the drift-stream generators of the literature (producer/generators/).
+ProducerSource = Literal["csv", "breast-cancer", "susy", "drift", "agrawal", "sea", "hyperplane"]
+# Fixed widths of the generators that have one (--n-features sets the others').
+FIXED_FEATURES = {"agrawal": 9, "sea": 3}
+
+
+def _int_list(value: Any) -> Any:
+    """A comma-separated list of integers from a flag or env variable ('' is none)."""
+    if isinstance(value, str):
+        try:
+            return [int(p) for p in value.split(",") if p.strip()]
+        except ValueError:
+            raise ValueError(f"expected comma-separated integers, got {value!r}") from None
+    return value
 
 
 class ProducerSettings(CommonSettings):
     """Producer: streams a source into the train and test topics."""
 
     http_port: int = Field(9101, ge=0, le=65535, description="port of the HTTP endpoint; 0 disables it")
-    source: Source = Field("susy", description="record source: csv, breast-cancer, susy (generator) or drift")
+    source: ProducerSource = Field(
+        "susy", description="record source: csv, breast-cancer, or a generator: susy, drift, agrawal (Agrawal et al. "
+        "1993), sea (Street and Kim 2001) or hyperplane (the rotating hyperplane of Hulten et al. 2001)"
+    )
     csv_path: Path | None = Field(None, description="CSV file (plain or .gz) for --source csv")
     csv_label_column: int = Field(0, description="index of the label column in the CSV (negative counts from the end)")
     csv_header: Literal["auto", "yes", "no"] = Field("auto", description="whether the CSV starts with a header row")
@@ -157,13 +182,40 @@ class ProducerSettings(CommonSettings):
     test_fraction: float = Field(0.2, ge=0, lt=1, description="fraction of records sent to the test topic")
     seed: int = Field(42, description="seed for generators, shuffling and the train/test split")
     n_features: int | None = Field(
-        None, ge=1, le=10_000, description="features of the generators (susy: 18, drift: 10)"
+        None, ge=1, le=10_000, description="features of the generators (susy: 18, drift and hyperplane: 10; agrawal "
+        "has 9 and sea 3)"
     )
     drift_type: Literal["abrupt", "gradual"] = Field("abrupt", description="how the drift generator changes concept")
     drift_points: Annotated[list[int], NoDecode] = Field(
         default_factory=list, description="record indices where the drift generator changes concept, comma-separated"
     )
     drift_width: int = Field(2000, ge=1, description="records over which a gradual drift blends the concepts")
+    noise: float | None = Field(
+        None, ge=0, le=1, description="share of records whose label a generator flips (class noise; default: drift "
+        "0.02, sea 0.1, hyperplane 0.05, agrawal 0)"
+    )
+    agrawal_functions: Annotated[list[int], NoDecode] = Field(
+        default_factory=lambda: [0], description="agrawal: classification function (0-9) of each concept, "
+        "comma-separated: the first before the first of --drift-points, the next from it on, ..."
+    )
+    agrawal_perturbation: float = Field(
+        0.0, ge=0, le=1, description="agrawal: feature noise; each numeric attribute moves by up to this share of its "
+        "range after labelling"
+    )
+    sea_variants: Annotated[list[int], NoDecode] = Field(
+        default_factory=lambda: [0], description="sea: variant (0-3: thresholds 8, 9, 7, 9.5) of each concept, "
+        "comma-separated, one more than --drift-points"
+    )
+    hyperplane_mag_change: float = Field(
+        0.001, ge=0, le=1, description="hyperplane: how far each drifting weight moves per record"
+    )
+    hyperplane_sigma: float = Field(
+        0.1, ge=0, le=1, description="hyperplane: probability per record that a drifting weight reverses direction"
+    )
+    hyperplane_drift_features: int = Field(
+        2, ge=0, le=10_000, description="hyperplane: weights that rotate (the first ones); at drift points all of "
+        "them take a fresh draw"
+    )
     compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field("lz4", description="Kafka compression codec")
     wire_format: Literal["csv", "f32", "f32-block"] = Field(
         "csv", description="record value format: csv (the tutorial's text rows; tensorflow-io readers need it), "
@@ -176,11 +228,17 @@ class ProducerSettings(CommonSettings):
     )
     log_every_seconds: float = Field(5.0, gt=0, description="seconds between progress log lines (no terminal)")
 
-    @field_validator("drift_points", mode="before")
+    @field_validator("drift_points", "agrawal_functions", "sea_variants", mode="before")
     @classmethod
     def _split_points(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [int(p) for p in value.split(",") if p.strip()] if value.strip() else []
+        return _int_list(value)
+
+    @field_validator("agrawal_functions", "sea_variants")
+    @classmethod
+    def _check_concepts(cls, value: list[int], info: ValidationInfo) -> list[int]:
+        top = 9 if info.field_name == "agrawal_functions" else 3
+        if not value or any(not 0 <= v <= top for v in value):
+            raise ValueError(f"expected numbers from 0 to {top}, one per concept, got {value}")
         return value
 
     @field_validator("drift_points")
@@ -196,6 +254,19 @@ class ProducerSettings(CommonSettings):
             raise _field_error("csv_path", "required with --source csv")
         if self.csv_path is not None and not self.csv_path.is_file():
             raise _field_error("csv_path", f"no such file: {self.csv_path}")
+        concepts = len(self.drift_points) + 1
+        for source, name in (("agrawal", "agrawal_functions"), ("sea", "sea_variants")):
+            given = getattr(self, name)
+            if self.source == source and len(given) != concepts:
+                points = f"{concepts - 1} drift point{'s make' if concepts != 2 else ' makes'}"
+                raise _field_error(name, f"one per concept: {points} {concepts} concepts, got {len(given)} "
+                                         f"({','.join(map(str, given))})")
+        fixed = FIXED_FEATURES.get(self.source)
+        if fixed is not None and self.n_features not in (None, fixed):
+            raise _field_error("n_features", f"{self.source} has {fixed} features, got {self.n_features}")
+        if self.source == "hyperplane" and self.hyperplane_drift_features > (self.n_features or 10):
+            raise _field_error("hyperplane_drift_features", f"{self.hyperplane_drift_features} is more than the "
+                                                            f"{self.n_features or 10} features (--n-features)")
         return self
 
 
@@ -216,6 +287,10 @@ class ConsumerSettings(CommonSettings):
         "confluent", description="Kafka reader: confluent (default, exact offsets) or tensorflow-io (tutorial-style)"
     )
 
+    def read_size(self) -> int:
+        """Records the reader fetches at once."""
+        return self.batch_size
+
     @field_validator("model_name")
     @classmethod
     def _check_model_name(cls, value: str) -> str:
@@ -231,6 +306,23 @@ class ConsumerSettings(CommonSettings):
             raise ValueError("tensorflow-io is not installed: pip install 'streamtrain[tfio]' (it brings TensorFlow "
                              "2.16; Python 3.11 or 3.12), or run the image's <tag>-tfio variant")
         return value
+
+
+def _step_size(value: Any) -> int | str:
+    """--batch-size of the trainer: auto, or a number of records."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected auto or a number of records, got {value!r}") from None
+    if not 1 <= number <= 1_000_000:
+        raise ValueError(f"expected auto or a number of records from 1 to 1000000, got {number}")
+    return number
+
+
+# The trainer's records per optimizer step: auto (trainer/pace.py) or a fixed number.
+StepSize = Annotated[int | Literal["auto"], BeforeValidator(_step_size)]
 
 
 # Where an evaluator's or predictor's versions come from (store/shipping.py).
@@ -260,13 +352,48 @@ def parse_class_weight(spec: str) -> dict[int, float] | str | None:
     return weights
 
 
+MAX_CATEGORIES = 100_000  # per column; above 100 a column is embedded (models.py), so this bounds its table
+
+
+def parse_categorical_columns(spec: str) -> dict[int, int]:
+    """--categorical-columns: '' -> {}; '3:5,4:21' -> {3: 5, 4: 21} (feature column: number of categories)."""
+    out: dict[int, int] = {}
+    for part in spec.replace(" ", "").split(",") if spec.strip() else []:
+        column, sep, count = part.partition(":")
+        if not (sep and column.isdecimal() and count.isdecimal()):
+            raise ValueError(f"expected COLUMN:CATEGORIES pairs like 3:5,4:21 (0-based feature columns, the label "
+                             f"excluded), got {part!r}")
+        if int(column) in out:
+            raise ValueError(f"column {int(column)} is declared twice")
+        if not 2 <= int(count) <= MAX_CATEGORIES:
+            raise ValueError(f"column {int(column)}: the number of categories must be 2 to {MAX_CATEGORIES}, "
+                             f"got {int(count)}")
+        out[int(column)] = int(count)
+    return out
+
+
 class TrainerSettings(ConsumerSettings):
     """Online trainer: test-then-train on the train topic, checkpoints, publishes versions."""
 
     http_port: int = Field(9102, ge=0, le=65535, description="port of the HTTP endpoint; 0 disables it")
     group_id: str = Field("streamtrain-trainer", description="group whose committed offsets show the trainer's lag")
     model: str = Field("mlp", description="mlp, logreg, a saved .keras file, or a module:function factory")
+    categorical_columns: str = Field(
+        "", description="feature columns holding category codes, COLUMN:CATEGORIES[,...] like 3:5,4:21 (0-based, the "
+        "label excluded; codes 0 to CATEGORIES-1, any other value is one extra 'other' category); the model one-hot "
+        "encodes them (an 8-wide learnt embedding above 100 categories) and standardizes only the other columns",
+    )
     n_features: int | None = Field(None, ge=1, le=10_000, description="input width; default: taken from the data")
+    # "auto" or a number: the consumers' plain int is narrower (the reader's fetch size is read_size()).
+    batch_size: StepSize = Field(  # type: ignore[assignment]
+        "auto", description="records per optimizer step: auto follows the consumer lag between --min-batch-size "
+        "and --max-batch-size (small steps while the trainer keeps up with the stream, larger ones to catch up); "
+        "a number fixes it",
+    )
+    min_batch_size: int = Field(16, ge=1, le=1_000_000, description="smallest step of --batch-size auto, in records")
+    max_batch_size: int = Field(
+        1024, ge=1, le=1_000_000, description="largest step of --batch-size auto, and the records fetched at once"
+    )
     learning_rate: float = Field(1e-3, gt=0, le=10, description="optimizer learning rate")
     seed: int = Field(0, description="seed of the model's initial weights")
     checkpoint_dir: Path = Field(Path("checkpoints"), description="where checkpoints (weights, optimizer, offsets) go")
@@ -318,6 +445,13 @@ class TrainerSettings(ConsumerSettings):
     drift_cooldown_records: int = Field(1000, ge=0, description="records after a drift before the next is reported")
     drift_lr_boost: float = Field(10.0, gt=1, le=1000, description="learning-rate factor of the boost-lr reaction")
     drift_boost_batches: int = Field(50, ge=1, description="batches the boost-lr reaction lasts")
+    rehearsal_steps: int = Field(
+        3, ge=0, le=100, description="with --batch-size auto: up to this many extra optimizer steps per step, on "
+        "records drawn from the last --rehearsal-records, taken only while no batch is waiting; 0 = none"
+    )
+    rehearsal_records: int = Field(
+        2000, ge=1, le=10_000_000, description="recent records the rehearsal steps draw from (emptied at a drift)"
+    )
     replay_size: int = Field(0, ge=0, le=10_000_000, description="records kept for replay; 0 = no replay")
     replay_ratio: float = Field(
         0.25, ge=0, lt=1, description="share of each training batch drawn from the replay buffer"
@@ -335,6 +469,22 @@ class TrainerSettings(ConsumerSettings):
         parse_class_weight(value)
         return value
 
+    @field_validator("categorical_columns")
+    @classmethod
+    def _check_categorical_columns(cls, value: str) -> str:
+        parse_categorical_columns(value)
+        return value
+
+    @model_validator(mode="after")
+    def _check_categorical_width(self) -> TrainerSettings:
+        # Known now only with --n-features; otherwise the trainer checks when the first records tell the width.
+        if self.n_features is not None:
+            for column in parse_categorical_columns(self.categorical_columns):
+                if column >= self.n_features:
+                    raise _field_error("categorical_columns", f"column {column} is beyond the {self.n_features} "
+                                                              f"features (--n-features)")
+        return self
+
     @field_validator("model")
     @classmethod
     def _check_model(cls, value: str) -> str:
@@ -345,6 +495,17 @@ class TrainerSettings(ConsumerSettings):
                 raise ValueError(f"no such model file: {value}")
             return value
         raise ValueError(f"expected mlp, logreg, a .keras file or module:function, got {value!r}")
+
+    @model_validator(mode="after")
+    def _check_batch_bounds(self) -> TrainerSettings:
+        if self.min_batch_size > self.max_batch_size:
+            raise _field_error("min_batch_size", f"{self.min_batch_size} is above --max-batch-size "
+                                                 f"{self.max_batch_size}")
+        return self
+
+    def read_size(self) -> int:
+        """Records the reader fetches at once: the largest step."""
+        return self.max_batch_size if self.batch_size == "auto" else self.batch_size
 
     @model_validator(mode="after")
     def _check_publishing(self) -> TrainerSettings:
@@ -591,7 +752,8 @@ class DemoSettings(BaseSettings):
     rate: float = Field(
         500.0, ge=0, description="records per second (paced so the evaluator sees the model improve); 0 = max"
     )
-    batch_size: int = Field(64, ge=1, description="trainer micro-batch size")
+    batch_size: StepSize = Field("auto", description="trainer records per optimizer step: auto (follows the lag) or "
+                                 "a number")
     partitions: int = Field(2, ge=1, description="partitions per topic")
     workdir: Path = Field(Path("demo-output"), description="model store, checkpoints, reports and logs go here")
     model: str = Field("mlp", description="trainer model (see streamtrain train --help)")
@@ -609,10 +771,10 @@ def _choices(annotation: Any) -> list[str] | None:
     if origin is Literal:
         return [str(a) for a in typing.get_args(annotation)]
     if origin in (typing.Union, types.UnionType):
-        for arg in typing.get_args(annotation):
-            found = _choices(arg)
-            if found:
-                return found
+        # Choices only when every value is one (Literal[...] | None); "auto" | a number takes any number.
+        found = [_choices(arg) for arg in typing.get_args(annotation) if arg is not type(None)]
+        if found and all(found):
+            return [choice for choices in found if choices for choice in choices]
     return None
 
 

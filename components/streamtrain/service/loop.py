@@ -152,9 +152,9 @@ def start_reader(s: TrainerSettings | EvaluatorSettings, topic: str, width: int 
     assigned or subscribed, and the guard of its log) read a batch ahead in a thread."""
     if s.ingest == "tensorflow-io":
         kind = "batch" if component == "trainer" else "group"
-        return TfioBatchReader(s, topic, s.group_id, s.batch_size, width, kind, s.idle_exit_seconds, component).start()
+        return TfioBatchReader(s, topic, s.group_id, s.read_size(), width, kind, s.idle_exit_seconds, component).start()
     kafka, guard = consumer()
-    return BatchReader(kafka, s.batch_size, s.batch_max_wait_ms / 1000, width, guard=guard).start()
+    return BatchReader(kafka, s.read_size(), s.batch_max_wait_ms / 1000, width, guard=guard).start()
 
 
 def _finished(reader: Reader) -> bool:

@@ -28,6 +28,8 @@ DRIFT_EVENTS = Counter("streamtrain_trainer_drift_events_total",
                        "Concept drifts detected on the prequential error stream")
 LEARNING_RATE = Gauge("streamtrain_trainer_learning_rate", "Learning rate in use (raised for a while after a drift)")
 REPLAY_RECORDS = Gauge("streamtrain_trainer_replay_records", "Records held in the replay buffer")
+REHEARSALS = Counter("streamtrain_trainer_rehearsal_steps_total",
+                     "Extra optimizer steps on recent records, taken while no batch was waiting")
 ERROR_RATE = Gauge("streamtrain_trainer_drift_window_error", "Mean prequential error in the drift detector's window")
 
 KEEP_EVENTS = 200  # drift events kept in the state, the manifests and /status
@@ -75,6 +77,9 @@ class Adaptation:
         s = self.s = settings
         self.detector = drift.make(s.drift_detector, s.drift_delta, s.drift_threshold, s.drift_min_change)
         self.replay = ReplayBuffer(s.replay_size, s.replay_ratio, s.seed) if s.replay_size else None
+        # The recent records rehearsal steps draw from (trainer/main.py takes them when it would wait).
+        self.memory = ReplayBuffer(s.rehearsal_records, 0.0, s.seed + 1) if s.rehearsal_steps else None
+        self.rehearsal_steps = 0
         self.weights = ClassWeights(s.class_weight)
         self.events: list[dict[str, Any]] = []
         self.event_count = 0
@@ -102,6 +107,8 @@ class Adaptation:
             self.replay.add(features, labels)
             REPLAY_RECORDS.set(len(self.replay))
         scores = learner.step(x, y, w, fresh)
+        if self.memory is not None:
+            self.memory.add(features, labels)
         if self.boost_left > 0:
             self.boost_left -= 1
         event = None
@@ -117,6 +124,17 @@ class Adaptation:
         if self.s.trace_file is not None:
             self._write_trace(position, scores, labels, event)
         return scores, event
+
+    def rehearse(self, learner: Learner, size: int) -> bool:
+        """One extra optimizer step on `size` recent records (already scored and trained on once): more learning
+        from the same records where the stream leaves time for it. False when there is nothing to rehearse."""
+        if self.memory is None or len(self.memory) < size:
+            return False
+        x, y = self.memory.draw(size)
+        learner.step(x, y, _replay_weights(self.weights, y), 0)
+        self.rehearsal_steps += 1
+        REHEARSALS.inc()
+        return True
 
     def _write_trace(self, position: int, scores: np.ndarray, labels: np.ndarray,
                      event: dict[str, Any] | None) -> None:
@@ -163,6 +181,8 @@ class Adaptation:
             detail["replay_dropped"] = len(self.replay)
             self.replay.clear()
             REPLAY_RECORDS.set(0)
+        if self.memory is not None:
+            self.memory.clear()  # rehearsing the old concept would hold the new one back
         self.event_count += 1
         self.last_event_at = at
         event = {
@@ -202,6 +222,7 @@ class Adaptation:
                 "drift_events": self.event_count, "last_drift": self.events[-1] if self.events else None,
                 "learning_rate": self._lr, "lr_boost_batches_left": self.boost_left,
                 "replay_records": len(self.replay) if self.replay is not None else 0,
+                "rehearsal_steps": self.rehearsal_steps,
                 "class_weights": self.weights.current()}
 
 

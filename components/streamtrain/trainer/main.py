@@ -25,16 +25,17 @@ from streamtrain.kafka.continuity import LogGuard
 from streamtrain.kafka.tfio_reader import TfioBatchReader
 from streamtrain.metrics import Totals, Window
 from streamtrain.service import http, loop
-from streamtrain.service.config import TrainerSettings
+from streamtrain.service.config import ConfigError, TrainerSettings, env_name, flag_name, parse_categorical_columns
 from streamtrain.service.runtime import StopFlag
 from streamtrain.serving.control import ControlReader
 from streamtrain.store import atomic, checkpoint, lock, model_store, shipping
 from streamtrain.store.checkpoint import TrainerState
-from streamtrain.trainer import assignment, operations, reporting
+from streamtrain.trainer import assignment, operations, pace, reporting
 from streamtrain.trainer.adapt import Adaptation
 from streamtrain.trainer.failures import FailureState
 from streamtrain.trainer.learner import Learner
 from streamtrain.trainer.operations import ActionRejected
+from streamtrain.trainer.pace import Pace
 from streamtrain.trainer.schedule import Schedules
 
 log = logging.getLogger("streamtrain.trainer")
@@ -53,6 +54,8 @@ CKPT_FAILING = Gauge("streamtrain_trainer_checkpoint_failing", "1 while the newe
 CKPT_NO_SPACE = Gauge("streamtrain_trainer_checkpoint_no_space",
                       "1 while checkpoints fail because their volume has no space left")
 PAUSED = Gauge("streamtrain_trainer_paused", "1 while an operator has paused the trainer (streamtrain control pause)")
+STEP_SIZE = Gauge("streamtrain_trainer_batch_size",
+                  "Records per optimizer step in use (--batch-size auto follows the lag)")
 
 
 class OffsetLossError(RuntimeError):
@@ -71,6 +74,10 @@ class Trainer:
         self.restored: checkpoint.Restored | None = None
         self.window = Window(2000)
         self.adapt = Adaptation(settings)  # drift detection and reactions, replay, class weights
+        self.step_pace = Pace(settings.min_batch_size, settings.max_batch_size,
+                         None if settings.batch_size == "auto" else settings.batch_size)
+        self.step_size: int | None = None  # records per optimizer step, last batch
+        self.steps_taken = 0  # optimizer steps in the last batch
         self.health = http.Health()
         self.kafka = producer if producer is not None else clients.producer(settings, "trainer")
         self.make_consumer = consumer
@@ -116,7 +123,8 @@ class Trainer:
             log.info("versions in the store shipped", extra={"versions": shipped})
 
     def build_learner(self, width: int) -> None:
-        model = models.build(self.s.model, width, self.s.seed)
+        categories = self.categories(width)
+        model = models.build(self.s.model, width, self.s.seed, categories)
         self.learner = Learner(model, self.s.learning_rate)
         if self.restored is not None:
             self.learner.restore(self.restored.weights, self.restored.optimizer)
@@ -124,7 +132,26 @@ class Trainer:
             self.restored = None
         self.state.width = width
         log.info("model ready", extra={"model": self.s.model, "width": width,
+                                       "categorical_columns": models.format_categories(categories),
                                        "parameters": model.count_params()})
+
+    def categories(self, width: int) -> dict[int, int]:
+        """--categorical-columns, checked against the records' width and the checkpoint's model; kept in the
+        checkpoint (extra), since a changed declaration may fit the checkpoint's weight shapes and mean nonsense."""
+        declared = parse_categorical_columns(self.s.categorical_columns)
+        spelled = models.format_categories(declared)
+        trained_with = self.state.extra.get("categorical_columns", "")
+        try:
+            models.check_categories(declared, width)
+            if self.restored is not None and trained_with != spelled:
+                raise ValueError(f"the checkpoint's model was trained with {trained_with or 'none'}; declare that, "
+                                 "or start a new model in another --checkpoint-dir")
+        except ValueError as exc:
+            raise ConfigError(f"{flag_name('categorical_columns')} ({env_name('categorical_columns')}): "
+                              f"{exc}") from None
+        if declared:
+            self.state.extra["categorical_columns"] = spelled
+        return declared
 
     def assign(self) -> tuple[Any, LogGuard]:
         """Assign every partition of the train topic at the checkpointed offsets (no consumer group)."""
@@ -173,12 +200,15 @@ class Trainer:
             assert self.learner is not None
             if d.features.shape[1] != self.learner.width:
                 raise ValueError(f"records have {d.features.shape[1]} features, the model takes {self.learner.width}")
-            # A batch of f32-block records may hold more rows than a step takes: step through it.
+            # Steps through the batch: as small as the backlog beyond it allows (trainer/pace.py).
             parts = []
-            size = self.s.batch_size
-            for start in range(0, d.labels.size, size):
-                part, drift_event = self.adapt.step(self.learner, d.features[start:start + size],
-                                                    d.labels[start:start + size], self.state.records_trained + start)
+            self.step_size = self.step_pace.size(self.backlog(batch))
+            STEP_SIZE.set(self.step_size)
+            steps = pace.split(d.labels.size, self.step_size)
+            self.steps_taken = len(steps)
+            for start, end in steps:
+                part, drift_event = self.adapt.step(self.learner, d.features[start:end], d.labels[start:end],
+                                                    self.state.records_trained + start)
                 if drift_event is not None:
                     self.drift_event(drift_event)
                 parts.append(part)
@@ -313,6 +343,13 @@ class Trainer:
         watermarks = self.reader.high_watermarks if self.reader is not None else None
         return reporting.lag(watermarks, self.state.offsets.get(self.s.train_topic, {}))
 
+    def backlog(self, batch: Batch) -> int | None:
+        """Records on the broker beyond this batch (None: not known, as with the tensorflow-io reader)."""
+        watermarks = self.reader.high_watermarks if self.reader is not None else None
+        if not watermarks or not batch.offsets.size or batch.offsets[0] < 0:
+            return None
+        return reporting.lag(watermarks, {**self.state.offsets.get(self.s.train_topic, {}), **batch.ends()})
+
     def report(self) -> None:
         rate, lag = self.rate(self.state.records_trained), self.lag()
         reporting.export(self.metric_values(), rate, lag)
@@ -326,7 +363,7 @@ class Trainer:
         return {"component": "trainer", "records_trained": self.state.records_trained,
                 "records_dead_lettered": self.state.records_dead_lettered, "batches": self.state.batches,
                 "last_version": self.state.last_version, "checkpoint_seq": self.state.seq,
-                "lag": self.lag(), "last_checkpoint_ms": self._checkpoint_ms,
+                "lag": self.lag(), "batch_size": self.step_size, "last_checkpoint_ms": self._checkpoint_ms,
                 "records_skipped": self.state.records_skipped, "lineage": len(self.state.lineage),
                 "lineage_started": self.state.lineage[-1] if self.state.lineage else None,
                 "paused": self._paused_by is not None,
@@ -356,6 +393,7 @@ class Trainer:
             self.stop.wait(loop.POLL_SECONDS)
             return False  # the loop holds the batch and offers it again: trained after the resume, in order
         self.train(batch)
+        self.rehearse()
         if not self._frozen:
             self._frozen = True
             # TensorFlow, Keras, the model and the traced step are ~370k objects that live as long as the process;
@@ -365,6 +403,18 @@ class Trainer:
         self.schedules.checkpoint.tick()
         self.schedules.publish.tick()
         return True
+
+    def rehearse(self) -> None:
+        """With --batch-size auto, while the trainer keeps up (smallest steps) and no batch waits: up to
+        --rehearsal-steps extra steps per step just taken, on recent records. A fixed --batch-size trains
+        deterministically (the same records, the same model), so it takes none."""
+        if self.learner is None or self.s.batch_size != "auto" or self.step_size != self.s.min_batch_size:
+            return
+        budget = self.s.rehearsal_steps * self.steps_taken
+        while budget > 0 and self.reader is not None and not self.reader.ready() and not self.stop.event.is_set():
+            if not self.adapt.rehearse(self.learner, self.step_size):
+                return
+            budget -= 1
 
     def paused(self) -> bool:
         """Whether an operator paused the trainer; on the way in, the state so far is checkpointed and published,

@@ -56,7 +56,11 @@ class ReplayBuffer:
 
     def sample(self, fresh: int) -> tuple[np.ndarray, np.ndarray]:
         """Replayed records for a batch of `fresh` new ones (uniform over the buffer, without repeats)."""
-        k = self.replay_count(fresh)
+        return self.draw(self.replay_count(fresh))
+
+    def draw(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """`k` records (at most all held), uniform over the buffer, without repeats."""
+        k = min(k, self.size)
         if k == 0 or self._x is None:
             width = 0 if self._x is None else self._x.shape[1]
             return np.zeros((0, width), np.float32), np.zeros(0, np.float32)

@@ -44,7 +44,7 @@ def test_defaults_of_each_component() -> None:
     assert trainer.bootstrap_servers == "127.0.0.1:9092"
     assert trainer.security_protocol == "PLAINTEXT"
     assert trainer.train_topic == "streamtrain.train"
-    assert trainer.batch_size == 256
+    assert (trainer.batch_size, trainer.min_batch_size, trainer.max_batch_size) == ("auto", 16, 1024)
     assert trainer.model == "mlp"
     assert trainer.http_port == 9102
     assert trainer.publish_every_seconds == 10.0
@@ -100,7 +100,10 @@ def test_cli_list_flag_and_broker_prefix(monkeypatch: pytest.MonkeyPatch) -> Non
 # "{file}" stands for an existing file.
 INVALID: list[tuple[type[BaseSettings], dict[str, Any], str, str]] = [
     (ProducerSettings, {"rate": "-1"}, "rate", "greater than or equal to 0"),
-    (TrainerSettings, {"batch_size": "0"}, "batch_size", "greater than or equal to 1"),
+    (TrainerSettings, {"batch_size": "0"}, "batch_size", "expected auto or a number of records from 1"),
+    (TrainerSettings, {"batch_size": "fast"}, "batch_size", "expected auto or a number of records, got 'fast'"),
+    (TrainerSettings, {"min_batch_size": "64", "max_batch_size": "32"}, "min_batch_size",
+     "64 is above --max-batch-size 32"),
     (EvaluatorSettings, {"batch_size": "abc"}, "batch_size", "valid integer"),
     (ProducerSettings, {"test_fraction": "1.0"}, "test_fraction", "less than 1"),
     (TrainerSettings, {"bootstrap_servers": "nope"}, "bootstrap_servers", "host:port"),
@@ -121,6 +124,13 @@ INVALID: list[tuple[type[BaseSettings], dict[str, Any], str, str]] = [
     (TrainerSettings, {"model": "resnet"}, "model", "expected mlp"),
     (TrainerSettings, {"model": "/nonexistent/m.keras"}, "model", "no such model file"),
     (TrainerSettings, {"model_name": "a/b"}, "model_name", "letters"),
+    (TrainerSettings, {"categorical_columns": "3"}, "categorical_columns", "COLUMN:CATEGORIES pairs"),
+    (TrainerSettings, {"categorical_columns": "3:5,x:2"}, "categorical_columns", "got 'x:2'"),
+    (TrainerSettings, {"categorical_columns": "-1:5"}, "categorical_columns", "COLUMN:CATEGORIES pairs"),
+    (TrainerSettings, {"categorical_columns": "3:1"}, "categorical_columns", "must be 2 to 100000"),
+    (TrainerSettings, {"categorical_columns": "3:5,3:6"}, "categorical_columns", "declared twice"),
+    (TrainerSettings, {"categorical_columns": "2:5,6:3", "n_features": "6"}, "categorical_columns",
+     "column 6 is beyond the 6 features"),
     (ProducerSettings, {"drift_points": "10,x"}, "drift_points", "invalid literal"),
     (ProducerSettings, {"drift_points": "200,100"}, "drift_points", "increasing"),
     (ProducerSettings, {"drift_points": "0,100"}, "drift_points", "increasing"),
@@ -153,6 +163,14 @@ def test_invalid_value_raises_one_line_naming_flag_and_env(
     assert message.startswith(f"{config.flag_name(field)} ({prefix}{field.upper()}): "), message
     assert reason in message
     assert SECRET not in message
+
+
+def test_categorical_columns_parse_and_reach_the_trainer_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert config.parse_categorical_columns("") == {}
+    assert config.parse_categorical_columns(" 5:9, 3:5,4:21 ") == {3: 5, 4: 21, 5: 9}
+    monkeypatch.setenv("STREAMTRAIN_CATEGORICAL_COLUMNS", "3:5,4:21")
+    assert config.load(TrainerSettings, {"n_features": "5"}).categorical_columns == "3:5,4:21"
+    assert config.load(TrainerSettings).categorical_columns == "3:5,4:21"  # width unknown: checked at the data
 
 
 def test_invalid_table_is_large_enough() -> None:
