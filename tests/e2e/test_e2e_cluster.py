@@ -490,8 +490,8 @@ def test_helm_upgrade_rolls_the_trainer_and_keeps_the_model_lineage(cluster: Clu
     assert all(generations.values()), generations
     before = cluster.inspect("trainer")
     last_version = max(v["version"] for v in before["versions"])
-    old_rate = float(cluster.configmap_env("trainer")["STREAMTRAIN_LEARNING_RATE"])
-    new_rate = old_rate / 2
+    old_rate = cluster.configmap_env("trainer")["STREAMTRAIN_LEARNING_RATE"]
+    new_rate = 0.0005 if old_rate == "auto" else float(old_rate) / 2  # (auto: 0.001 for the chart's mlp)
     seed = int(time.time()) % 1_000_000
     cluster.helm_upgrade({"trainer.learningRate": new_rate, "producer.seed": seed})
     assert float(cluster.configmap_env("trainer")["STREAMTRAIN_LEARNING_RATE"]) == new_rate

@@ -97,7 +97,7 @@ class Sim:
         self.input_offsets = dict.fromkeys(range(PARTITIONS), 0)
         self.stopping: dict[str, float] = {}  # pod uid -> seconds until gone
         self.starting = 0.0  # seconds until the next trainer pod is Ready
-        self.learning_rate = "0.001"
+        self.learning_rate = "auto"
         self.installed = True
         self.deleted: set[str] = set()  # plurals whose objects were deleted
         self.pvc = True

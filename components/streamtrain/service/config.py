@@ -324,6 +324,24 @@ def _step_size(value: Any) -> int | str:
 # The trainer's records per optimizer step: auto (trainer/pace.py) or a fixed number.
 StepSize = Annotated[int | Literal["auto"], BeforeValidator(_step_size)]
 
+# --learning-rate auto, per model (measured: docs/quality.md); models of the user's get Adam's usual 0.001.
+LEARNING_RATES = {"mlp": 1e-3, "logreg": 3e-2}
+
+
+def _learning_rate(value: Any) -> float | str:
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected auto or a number, got {value!r}") from None
+    if not 0 < number <= 10:
+        raise ValueError(f"expected auto or a number above 0 and at most 10, got {number}")
+    return number
+
+
+LearningRate = Annotated[float | Literal["auto"], BeforeValidator(_learning_rate)]
+
 
 # Where an evaluator's or predictor's versions come from (store/shipping.py).
 ModelSource = Annotated[Literal["volume", "kafka"], Field(
@@ -394,7 +412,10 @@ class TrainerSettings(ConsumerSettings):
     max_batch_size: int = Field(
         1024, ge=1, le=1_000_000, description="largest step of --batch-size auto, and the records fetched at once"
     )
-    learning_rate: float = Field(1e-3, gt=0, le=10, description="optimizer learning rate")
+    learning_rate: LearningRate = Field(
+        "auto", description="optimizer (Adam) learning rate: auto (per model: mlp 0.001, logreg 0.03, other models "
+        "0.001) or a number"
+    )
     seed: int = Field(0, description="seed of the model's initial weights")
     checkpoint_dir: Path = Field(Path("checkpoints"), description="where checkpoints (weights, optimizer, offsets) go")
     checkpoint_every_seconds: float = Field(5.0, gt=0, description="seconds between checkpoints")
@@ -502,6 +523,12 @@ class TrainerSettings(ConsumerSettings):
             raise _field_error("min_batch_size", f"{self.min_batch_size} is above --max-batch-size "
                                                  f"{self.max_batch_size}")
         return self
+
+    def base_learning_rate(self) -> float:
+        """--learning-rate, with auto resolved for the model."""
+        if self.learning_rate == "auto":
+            return LEARNING_RATES.get(self.model, 1e-3)
+        return self.learning_rate
 
     def read_size(self) -> int:
         """Records the reader fetches at once: the largest step."""

@@ -159,7 +159,7 @@ class Adaptation:
         return self.last_event_at is None or at - self.last_event_at >= self.s.drift_cooldown_records
 
     def _set_lr(self, learner: Learner) -> None:
-        wanted = self.s.learning_rate * (self.s.drift_lr_boost if self.boost_left > 0 else 1.0)
+        wanted = self.s.base_learning_rate() * (self.s.drift_lr_boost if self.boost_left > 0 else 1.0)
         if wanted != self._lr:
             learner.set_learning_rate(wanted)
             self._lr = wanted

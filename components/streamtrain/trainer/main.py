@@ -125,10 +125,10 @@ class Trainer:
     def build_learner(self, width: int) -> None:
         categories = self.categories(width)
         model = models.build(self.s.model, width, self.s.seed, categories)
-        self.learner = Learner(model, self.s.learning_rate)
+        self.learner = Learner(model, self.s.base_learning_rate())
         if self.restored is not None:
             self.learner.restore(self.restored.weights, self.restored.optimizer)
-            self.learner.set_learning_rate(self.s.learning_rate)  # config wins over the checkpoint
+            self.learner.set_learning_rate(self.s.base_learning_rate())  # config wins over the checkpoint
             self.restored = None
         self.state.width = width
         log.info("model ready", extra={"model": self.s.model, "width": width,
@@ -530,7 +530,7 @@ class Trainer:
             self.build_learner(restored.state.width)
         else:
             self.learner.restore(restored.weights, restored.optimizer)
-            self.learner.set_learning_rate(self.s.learning_rate)
+            self.learner.set_learning_rate(self.s.base_learning_rate())
         self.adapt.load(self.state.extra.get("adapt"))
         self.published_at_state = -1  # the rewound model becomes the newest version at once
         self.publish()

@@ -81,7 +81,7 @@ def test_cli_flag_overrides_env_and_env_fills_the_rest(monkeypatch: pytest.Monke
     assert trainer.batch_size == 9  # flag beats env
     assert trainer.model == "logreg"  # env still applies where no flag was given
     assert trainer.ssl_endpoint_identification is False
-    assert trainer.learning_rate == pytest.approx(1e-3)  # default where neither
+    assert trainer.learning_rate == "auto" and trainer.base_learning_rate() == pytest.approx(3e-2)  # default: logreg's
 
 
 def test_cli_list_flag_and_broker_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -137,7 +137,8 @@ INVALID: list[tuple[type[BaseSettings], dict[str, Any], str, str]] = [
     (ProducerSettings, {"drift_points": "100,100"}, "drift_points", "increasing"),
     (TrainerSettings, {"publish_every_batches": "0", "publish_every_seconds": "0"}, "publish_every_seconds",
      "nothing is published"),
-    (TrainerSettings, {"learning_rate": "0"}, "learning_rate", "greater than 0"),
+    (TrainerSettings, {"learning_rate": "0"}, "learning_rate", "expected auto or a number above 0 and at most 10"),
+    (TrainerSettings, {"learning_rate": "fast"}, "learning_rate", "expected auto or a number, got 'fast'"),
     (TrainerSettings, {"http_port": "65536"}, "http_port", "less than or equal to 65535"),
     (EvaluatorSettings, {"window": "5"}, "window", "greater than or equal to 10"),
     (ProducerSettings, {"n_features": "0"}, "n_features", "greater than or equal to 1"),
