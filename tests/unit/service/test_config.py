@@ -131,7 +131,7 @@ INVALID: list[tuple[type[BaseSettings], dict[str, Any], str, str]] = [
     (TrainerSettings, {"categorical_columns": "3:5,3:6"}, "categorical_columns", "declared twice"),
     (TrainerSettings, {"categorical_columns": "2:5,6:3", "n_features": "6"}, "categorical_columns",
      "column 6 is beyond the 6 features"),
-    (ProducerSettings, {"drift_points": "10,x"}, "drift_points", "invalid literal"),
+    (ProducerSettings, {"drift_points": "10,x"}, "drift_points", "expected comma-separated integers"),
     (ProducerSettings, {"drift_points": "200,100"}, "drift_points", "increasing"),
     (ProducerSettings, {"drift_points": "0,100"}, "drift_points", "increasing"),
     (ProducerSettings, {"drift_points": "100,100"}, "drift_points", "increasing"),
