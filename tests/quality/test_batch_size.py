@@ -76,7 +76,7 @@ def test_steps_follow_the_backlog(topics: dict[str, str], tmp_path: Path) -> Non
     kept_up = [n for end, n in taken if end > PREFILLED]
     assert kept_up and max(kept_up) <= MIN, kept_up
     assert status["batch_size"] is not None and status["batch_size"] <= MIN, status
-    # Keeping up, with time to spare: extra steps on recent records (--rehearsal-steps, 3 per step by default).
+    # Keeping up, with time to spare: extra steps on recent records (--rehearsal-steps, up to 7 a step by default).
     assert status["rehearsal_steps"] > 0, status
     assert "streamtrain_trainer_rehearsal_steps_total" in metrics
     assert f"streamtrain_trainer_batch_size {float(status['batch_size'])}" in metrics, metrics[-2000:]

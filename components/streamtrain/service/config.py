@@ -467,11 +467,11 @@ class TrainerSettings(ConsumerSettings):
     drift_lr_boost: float = Field(10.0, gt=1, le=1000, description="learning-rate factor of the boost-lr reaction")
     drift_boost_batches: int = Field(50, ge=1, description="batches the boost-lr reaction lasts")
     rehearsal_steps: int = Field(
-        3, ge=0, le=100, description="with --batch-size auto: up to this many extra optimizer steps per step, on "
+        7, ge=0, le=100, description="with --batch-size auto: up to this many extra optimizer steps per step, on "
         "records drawn from the last --rehearsal-records, taken only while no batch is waiting; 0 = none"
     )
     rehearsal_records: int = Field(
-        2000, ge=1, le=10_000_000, description="recent records the rehearsal steps draw from (emptied at a drift)"
+        1000, ge=1, le=10_000_000, description="recent records the rehearsal steps draw from (emptied at a drift)"
     )
     replay_size: int = Field(0, ge=0, le=10_000_000, description="records kept for replay; 0 = no replay")
     replay_ratio: float = Field(
