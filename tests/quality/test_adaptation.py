@@ -321,3 +321,41 @@ def test_trace_file_records_every_prequential_error(tmp_path: Any) -> None:
     assert all(len(r[6]) == int(r[1]) == BATCH and r[6].count("1") == int(r[2]) for r in rows)
     assert [int(r[0]) for r in rows if r[4] == "1"] == [event["records_trained"]]
     assert rows[0][6] == "0" * BATCH and rows[-1][6] == "1" * BATCH  # right, then all wrong
+
+
+def test_rehearsal_trains_on_recent_records_only_and_forgets_them_at_a_drift() -> None:
+    learner = make()
+    recorder = Recorder(learner)
+    adaptation = Adaptation(settings(rehearsal_records=100, drift_reaction="none"))
+    rng = np.random.default_rng(3)
+    assert not adaptation.rehearse(learner, 16)  # nothing seen yet
+    seen = []
+    for position in range(0, 3 * BATCH, BATCH):
+        x = features(rng)
+        adaptation.step(learner, x, predictions(learner, x), position)
+        seen.append(x)
+    recent = np.concatenate(seen)[-100:]
+    stats = learner.standardizer.count.numpy()  # type: ignore[union-attr]
+    weights = [w.copy() for w in learner.model.get_weights()]
+    detector = adaptation.to_json()["detector"]
+    assert adaptation.rehearse(learner, 16)
+    step = recorder.calls[-1]
+    assert step["fresh"] == 0 and len(step["x"]) == 16  # trained on, not scored
+    assert {tuple(row) for row in step["x"]} <= {tuple(row) for row in recent}  # from the last 100 records
+    assert any(not np.array_equal(a, b) for a, b in zip(weights, learner.model.get_weights(), strict=True))
+    assert learner.standardizer.count.numpy() == stats  # type: ignore[union-attr]
+    assert adaptation.to_json()["detector"] == detector and adaptation.status()["rehearsal_steps"] == 1
+    assert not adaptation.rehearse(learner, 101)  # more than it holds
+    run_until_drift(adaptation, learner, rng, calm_batches=0)
+    assert not adaptation.rehearse(learner, 16)  # emptied: the old concept is not rehearsed
+    x = features(rng)
+    adaptation.step(learner, x, predictions(learner, x), 10 * BATCH)
+    assert adaptation.rehearse(learner, 16)
+
+
+def test_a_fixed_batch_size_takes_no_rehearsal_steps() -> None:
+    learner = make()
+    adaptation = Adaptation(settings(batch_size=32))
+    x = features(np.random.default_rng(4))
+    adaptation.step(learner, x, predictions(learner, x), 0)
+    assert not adaptation.rehearse(learner, 16) and adaptation.memory is None

@@ -77,8 +77,10 @@ class Adaptation:
         s = self.s = settings
         self.detector = drift.make(s.drift_detector, s.drift_delta, s.drift_threshold, s.drift_min_change)
         self.replay = ReplayBuffer(s.replay_size, s.replay_ratio, s.seed) if s.replay_size else None
-        # The recent records rehearsal steps draw from (trainer/main.py takes them when it would wait).
-        self.memory = ReplayBuffer(s.rehearsal_records, 0.0, s.seed + 1) if s.rehearsal_steps else None
+        # The recent records rehearsal steps draw from (trainer/main.py takes them when it would wait; only with
+        # --batch-size auto).
+        rehearsing = s.rehearsal_steps > 0 and s.batch_size == "auto"
+        self.memory = ReplayBuffer(s.rehearsal_records, 0.0, s.seed + 1) if rehearsing else None
         self.rehearsal_steps = 0
         self.weights = ClassWeights(s.class_weight)
         self.events: list[dict[str, Any]] = []

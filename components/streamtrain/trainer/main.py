@@ -75,7 +75,7 @@ class Trainer:
         self.window = Window(2000)
         self.adapt = Adaptation(settings)  # drift detection and reactions, replay, class weights
         self.step_pace = Pace(settings.min_batch_size, settings.max_batch_size,
-                         None if settings.batch_size == "auto" else settings.batch_size)
+                              None if settings.batch_size == "auto" else settings.batch_size)
         self.step_size: int | None = None  # records per optimizer step, last batch
         self.steps_taken = 0  # optimizer steps in the last batch
         self.health = http.Health()
