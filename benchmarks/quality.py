@@ -1,7 +1,8 @@
 """Online-learning quality, measured with fixed seeds through the real components.
 
-    python -m benchmarks.quality             # about 5 minutes on 2 cores
-    python -m benchmarks.quality --quick     # smaller streams, one drift seed (about 2 minutes)
+    python -m benchmarks.quality             # 28 minutes on 2 busy cores (10 of them River's ARF)
+    python -m benchmarks.quality --quick     # smaller streams, one drift seed (about 10 minutes)
+    python -m benchmarks.quality --only river --quick   # one part: tutorial (the first three) or river
 
 Each stream is written by `streamtrain produce` into single-partition topics of the embedded broker
 (so the order is the produced one), then `streamtrain train` runs on it as a process; its --trace-file
@@ -14,7 +15,19 @@ from the same topics:
   BinaryCrossentropy(from_logits=True) on a sigmoid output);
 - offline (SUSY-shaped stream): the same network trained for several epochs on all the train records.
 
-Writes benchmarks/results/quality-<date>-<gitrev>.json and .png.
+Against River (the online-learning library; the quality extra, which `make venv` installs): the drift streams
+of the literature, from the producer's generators, each with an abrupt and a gradual drift at the middle of
+the stream (100,000 records; --quick 20,000): Agrawal (function 0, then 2), SEA (variant 0, then 2; 10 % label
+noise) and the rotating hyperplane (10 features, 2 rotating, 5 % noise; at the middle its weights jump to a
+fresh draw, at once or over the gradual width). River's LogisticRegression (after its StandardScaler),
+HoeffdingAdaptiveTreeClassifier and ARFClassifier (seed 0) learn the records read back from the topic, one at
+a time, test-then-train, in the topic's order. `streamtrain train` runs on its default settings (mlp) while
+`streamtrain produce` streams the same records into a fresh topic at 2,000, 10,000 and 50,000 records/s, and
+once on the filled topic (catch-up); `--model logreg` at 10,000 records/s. Its trace gives the per-record
+prequential errors; its metrics messages (every 0.25 s here: beyond where it writes and when it stops, the
+only setting changed) give the lag: the largest over the run, and after the first tenth of the stream.
+
+Writes benchmarks/results/quality-<date>-<gitrev>.json, .png (the first three) and -river.png.
 """
 
 from __future__ import annotations
@@ -28,6 +41,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +58,9 @@ RECOVERY_WINDOW = 1000  # trailing records over which accuracy is judged after a
 PRE_DRIFT = 2000  # records before the change that set the level to recover to
 RECOVERY_MARGIN = 0.02
 RECOVERY_TARGET = 5000
+PARTS = ("tutorial", "river")
+RIVER_MISSING = ("the comparison with River needs River 0.26.1: `make venv` installs it into .venv (the quality "
+                 "extra), or pip install 'streamtrain[quality]'; --only tutorial runs without it")
 
 
 def streams(quick: bool) -> dict[str, dict[str, Any]]:
@@ -91,16 +109,43 @@ class Run:
         return env
 
     def component(self, command: str, name: str, env: dict[str, str], timeout: float = 1800) -> dict[str, Any]:
+        return self.spawn(command, name, env).wait(timeout)
+
+    def spawn(self, command: str, name: str, env: dict[str, str]) -> Child:
+        """A component started as a process; `wait` gives its summary."""
         log = self.work / f"{name}.log"
         summary = self.work / f"{name}.json"
         env = {**env, "STREAMTRAIN_SUMMARY_FILE": str(summary)}
         with log.open("wb") as out:
-            done = subprocess.run([sys.executable, "-m", "streamtrain", command], env=env, stdout=out,
-                                  stderr=subprocess.STDOUT, timeout=timeout)
-        if done.returncode != 0:
-            raise RuntimeError(f"{command} ({name}) exited {done.returncode}; see {log}")
-        result: dict[str, Any] = json.loads(summary.read_text())
-        return result
+            process = subprocess.Popen([sys.executable, "-m", "streamtrain", command], env=env, stdout=out,
+                                       stderr=subprocess.STDOUT)
+        return Child(f"{command} ({name})", process, log, summary)
+
+    def messages(self, topic: str, until: Callable[[list[dict[str, Any]]], bool] | None = None,
+                 timeout: float = 120) -> list[dict[str, Any]]:
+        """The JSON messages of a one-partition topic: all of them, or until `until(messages so far)` holds."""
+        from confluent_kafka import Consumer, TopicPartition
+
+        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "quality-reader",
+                             "enable.auto.commit": False})
+        found: list[dict[str, Any]] = []
+        read = 0
+        try:
+            consumer.assign([TopicPartition(topic, 0, 0)])
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                end = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)[1]
+                for msg in consumer.consume(1000, 0.2):
+                    value = msg.value()
+                    if msg.error() is None:
+                        read += 1
+                        if value:
+                            found.append(json.loads(value))
+                if until(found) if until is not None else read >= end:
+                    return found
+        finally:
+            consumer.close()
+        raise RuntimeError(f"{topic}: not found in {timeout:.0f} s ({len(found)} messages read)")
 
     def topics(self, prefix: str) -> None:
         from streamtrain.kafka import clients
@@ -138,6 +183,26 @@ class Run:
         return decoded.features, decoded.labels
 
 
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[bytes]
+    log: Path
+    summary: Path
+
+    def wait(self, timeout: float = 1800) -> dict[str, Any]:
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise
+        if code != 0:
+            raise RuntimeError(f"{self.name} exited {code}; see {self.log}")
+        result: dict[str, Any] = json.loads(self.summary.read_text())
+        return result
+
+
 def produce(run: Run, name: str, spec: dict[str, Any]) -> dict[str, Any]:
     prefix = f"quality-{name}-{int(time.time())}"
     run.topics(prefix)
@@ -160,16 +225,22 @@ def train(run: Run, stream: dict[str, Any], label: str, **options: Any) -> dict[
     started = time.monotonic()
     summary = run.component("train", f"train-{slug}", env)
     seconds = time.monotonic() - started
+    errors, drifts = read_trace(work / "trace.csv", n, summary)
+    return {"summary": summary, "errors": errors, "drifts": drifts, "seconds": round(seconds, 1),
+            "models": work / "models", "options": {k: str(v) for k, v in options.items()}}
+
+
+def read_trace(path: Path, n: int, summary: dict[str, Any]) -> tuple[np.ndarray, list[int]]:
+    """Per-record prequential errors (bool) and the positions of the drifts a trainer's --trace-file shows."""
     bits, drifts = [], []
-    for line in (work / "trace.csv").read_text().splitlines()[1:]:
+    for line in path.read_text().splitlines()[1:]:
         fields = line.split(",")
         bits.append(fields[6])
         if fields[4] == "1":
             drifts.append(int(fields[0]))
     errors = np.frombuffer("".join(bits).encode(), np.uint8) - ord("0")
     assert errors.size == n == summary["records_trained"], (errors.size, n, summary["records_trained"])
-    return {"summary": summary, "errors": errors.astype(bool), "drifts": drifts, "seconds": round(seconds, 1),
-            "models": work / "models", "options": {k: str(v) for k, v in options.items()}}
+    return errors.astype(bool), drifts
 
 
 # --- baselines ------------------------------------------------------------------------------------
@@ -253,90 +324,228 @@ def rounded(value: float) -> float:
 
 
 # --- the measurement ------------------------------------------------------------------------------
-def measure(quick: bool, work: Path) -> dict[str, Any]:
+def measure(quick: bool, work: Path, parts: tuple[str, ...] = PARTS) -> dict[str, Any]:
     from streamtrain.local.broker import EmbeddedBroker
 
     results: dict[str, Any] = {}
     curves: dict[str, Any] = {}
     with EmbeddedBroker().start() as broker:
         run = Run(broker.bootstrap, work)
-        spec = streams(quick)
-
-        # Breast cancer: prequential accuracy after the first 100 records, one shuffled pass.
-        print("breast-cancer ...", flush=True)
-        bc = produce(run, "bc", spec["breast-cancer"])
-        ours = train(run, bc, "bc", **TRAINER["breast-cancer"])
-        x, y = bc["train"]
-        slow = train(run, bc, "bc lr 0.001", **{**TRAINER["breast-cancer"], "learning_rate": 0.001})
-        tut = tutorial_loop(x, y)
-        published = tutorial_loop(x, y, as_published=True)
-        results["breast-cancer"] = {
-            "records": int(y.size), "trainer": TRAINER["breast-cancer"],
-            "prequential_accuracy_after_100": rounded(1 - ours["errors"][100:].mean()),
-            "prequential_accuracy_all": rounded(1 - ours["errors"].mean()),
-            "prequential_accuracy_after_100_at_learning_rate_0.001": rounded(1 - slow["errors"][100:].mean()),
-            "tutorial_prequential_accuracy_after_100": rounded(1 - tut[100:].mean()),
-            "tutorial_as_published_prequential_accuracy_after_100": rounded(1 - published[100:].mean()),
-            "drift_events": ours["drifts"], "trainer_seconds": ours["seconds"],
-        }
-        curves["breast-cancer"] = {"ours": ours["errors"], "tutorial": tut}
-
-        # SUSY-shaped: online (one pass) vs offline (several epochs) on the held-out test topic.
-        print("susy ...", flush=True)
-        susy = produce(run, "susy", spec["susy"])
-        x, y = susy["train"]
-        xt, yt = susy["test"]
-        ours = train(run, susy, "susy", **TRAINER["susy"])
-        replay = train(run, susy, "susy replay", **TRAINER["susy"], replay_size=5000, replay_ratio=0.25)
-        epochs = 5
-        started = time.monotonic()
-        off = offline(x, y, epochs, TRAINER["susy"]["batch_size"])
-        offline_seconds = time.monotonic() - started
-        tut = tutorial_loop(x, y)
-        online_acc = accuracy(newest_model(ours["models"]), xt, yt)
-        offline_acc = accuracy(off, xt, yt)
-        results["susy"] = {
-            "train_records": int(y.size), "test_records": int(yt.size), "trainer": TRAINER["susy"],
-            "online_test_accuracy": rounded(online_acc), "offline_test_accuracy": rounded(offline_acc),
-            "offline_epochs": epochs, "gap_points": rounded(100 * (offline_acc - online_acc)),
-            "online_with_replay_test_accuracy": rounded(accuracy(newest_model(replay["models"]), xt, yt)),
-            "prequential_accuracy": rounded(1 - ours["errors"].mean()),
-            "prequential_accuracy_with_replay": rounded(1 - replay["errors"].mean()),
-            "tutorial_prequential_accuracy": rounded(1 - tut.mean()),
-            "drift_events": ours["drifts"], "trainer_seconds": ours["seconds"],
-            "offline_seconds": round(offline_seconds, 1),
-        }
-        curves["susy"] = {"ours": ours["errors"], "tutorial": tut, "online_test": online_acc,
-                          "offline_test": offline_acc}
-
-        # Drift: abrupt concept change; recovery with each reaction and without detection.
-        change = int(spec["drift"]["drift_points"])
-        seeds = [SEED] if quick else [SEED, 1, 2]
-        drift_results: dict[str, Any] = {"change_at": change, "trainer": TRAINER["drift"], "runs": {}}
-        for seed in seeds:
-            print(f"drift (seed {seed}) ...", flush=True)
-            stream = produce(run, f"drift{seed}", {**spec["drift"], "seed": seed} if seed != SEED else spec["drift"])
-            variants = DRIFT_VARIANTS if seed == SEED else {k: v for k, v in DRIFT_VARIANTS.items()
-                                                            if k in ("detection off", DEFAULT_VARIANT)}
-            per_seed: dict[str, Any] = {}
-            for label, options in variants.items():
-                result = train(run, stream, f"drift{seed} {label}".replace(",", ""), **{**TRAINER["drift"], **options})
-                per_seed[label] = {**recovery(result["errors"], change),
-                                   "prequential_accuracy": rounded(1 - result["errors"].mean()),
-                                   "detected_at": result["drifts"],
-                                   "detection_delay_records": (result["drifts"][0] - change)
-                                   if result["drifts"] and result["drifts"][0] >= change else None,
-                                   "trainer_seconds": result["seconds"]}
-                if seed == SEED and "batch 256" not in label:
-                    curves.setdefault("drift", {})[label] = (result["errors"], result["drifts"])
-            if seed == SEED:
-                tut = tutorial_loop(*stream["train"])
-                per_seed["tutorial loop"] = {**recovery(tut, change), "prequential_accuracy": rounded(1 - tut.mean())}
-                curves["drift"]["tutorial loop"] = (tut, [])
-            drift_results["runs"][str(seed)] = per_seed
-        results["drift"] = drift_results
+        if "tutorial" in parts:
+            measure_tutorial(run, quick, results, curves)
+        if "river" in parts:
+            results["river"], curves["river"] = measure_river(run, quick)
     return {"results": results, "curves": curves}
 
+
+def measure_tutorial(run: Run, quick: bool, results: dict[str, Any], curves: dict[str, Any]) -> None:
+    """Breast-cancer, SUSY-shaped and drift streams: the trainer against the tutorial's loop and offline."""
+    spec = streams(quick)
+
+    # Breast cancer: prequential accuracy after the first 100 records, one shuffled pass.
+    print("breast-cancer ...", flush=True)
+    bc = produce(run, "bc", spec["breast-cancer"])
+    ours = train(run, bc, "bc", **TRAINER["breast-cancer"])
+    x, y = bc["train"]
+    slow = train(run, bc, "bc lr 0.001", **{**TRAINER["breast-cancer"], "learning_rate": 0.001})
+    tut = tutorial_loop(x, y)
+    published = tutorial_loop(x, y, as_published=True)
+    results["breast-cancer"] = {
+        "records": int(y.size), "trainer": TRAINER["breast-cancer"],
+        "prequential_accuracy_after_100": rounded(1 - ours["errors"][100:].mean()),
+        "prequential_accuracy_all": rounded(1 - ours["errors"].mean()),
+        "prequential_accuracy_after_100_at_learning_rate_0.001": rounded(1 - slow["errors"][100:].mean()),
+        "tutorial_prequential_accuracy_after_100": rounded(1 - tut[100:].mean()),
+        "tutorial_as_published_prequential_accuracy_after_100": rounded(1 - published[100:].mean()),
+        "drift_events": ours["drifts"], "trainer_seconds": ours["seconds"],
+    }
+    curves["breast-cancer"] = {"ours": ours["errors"], "tutorial": tut}
+
+    # SUSY-shaped: online (one pass) vs offline (several epochs) on the held-out test topic.
+    print("susy ...", flush=True)
+    susy = produce(run, "susy", spec["susy"])
+    x, y = susy["train"]
+    xt, yt = susy["test"]
+    ours = train(run, susy, "susy", **TRAINER["susy"])
+    replay = train(run, susy, "susy replay", **TRAINER["susy"], replay_size=5000, replay_ratio=0.25)
+    epochs = 5
+    started = time.monotonic()
+    off = offline(x, y, epochs, TRAINER["susy"]["batch_size"])
+    offline_seconds = time.monotonic() - started
+    tut = tutorial_loop(x, y)
+    online_acc = accuracy(newest_model(ours["models"]), xt, yt)
+    offline_acc = accuracy(off, xt, yt)
+    results["susy"] = {
+        "train_records": int(y.size), "test_records": int(yt.size), "trainer": TRAINER["susy"],
+        "online_test_accuracy": rounded(online_acc), "offline_test_accuracy": rounded(offline_acc),
+        "offline_epochs": epochs, "gap_points": rounded(100 * (offline_acc - online_acc)),
+        "online_with_replay_test_accuracy": rounded(accuracy(newest_model(replay["models"]), xt, yt)),
+        "prequential_accuracy": rounded(1 - ours["errors"].mean()),
+        "prequential_accuracy_with_replay": rounded(1 - replay["errors"].mean()),
+        "tutorial_prequential_accuracy": rounded(1 - tut.mean()),
+        "drift_events": ours["drifts"], "trainer_seconds": ours["seconds"],
+        "offline_seconds": round(offline_seconds, 1),
+    }
+    curves["susy"] = {"ours": ours["errors"], "tutorial": tut, "online_test": online_acc,
+                      "offline_test": offline_acc}
+
+    # Drift: abrupt concept change; recovery with each reaction and without detection.
+    change = int(spec["drift"]["drift_points"])
+    seeds = [SEED] if quick else [SEED, 1, 2]
+    drift_results: dict[str, Any] = {"change_at": change, "trainer": TRAINER["drift"], "runs": {}}
+    for seed in seeds:
+        print(f"drift (seed {seed}) ...", flush=True)
+        stream = produce(run, f"drift{seed}", {**spec["drift"], "seed": seed} if seed != SEED else spec["drift"])
+        variants = DRIFT_VARIANTS if seed == SEED else {k: v for k, v in DRIFT_VARIANTS.items()
+                                                        if k in ("detection off", DEFAULT_VARIANT)}
+        per_seed: dict[str, Any] = {}
+        for label, options in variants.items():
+            result = train(run, stream, f"drift{seed} {label}".replace(",", ""), **{**TRAINER["drift"], **options})
+            per_seed[label] = {**recovery(result["errors"], change),
+                               "prequential_accuracy": rounded(1 - result["errors"].mean()),
+                               "detected_at": result["drifts"],
+                               "detection_delay_records": (result["drifts"][0] - change)
+                               if result["drifts"] and result["drifts"][0] >= change else None,
+                               "trainer_seconds": result["seconds"]}
+            if seed == SEED and "batch 256" not in label:
+                curves.setdefault("drift", {})[label] = (result["errors"], result["drifts"])
+        if seed == SEED:
+            tut = tutorial_loop(*stream["train"])
+            per_seed["tutorial loop"] = {**recovery(tut, change), "prequential_accuracy": rounded(1 - tut.mean())}
+            curves["drift"]["tutorial loop"] = (tut, [])
+        drift_results["runs"][str(seed)] = per_seed
+    results["drift"] = drift_results
+
+
+# --- against River -------------------------------------------------------------------------------
+def river_streams(quick: bool) -> dict[str, dict[str, Any]]:
+    """The producer's options of each stream: drift at the middle, a gradual one over a tenth of the stream."""
+    n = 20_000 if quick else 100_000
+    # The hyperplane on its defaults: 10 features, 2 of them rotating, 5 % noise.
+    concepts: dict[str, dict[str, Any]] = {"agrawal": {"source": "agrawal", "agrawal_functions": "0,2"},
+                                           "sea": {"source": "sea", "sea_variants": "0,2", "noise": 0.1},
+                                           "hyperplane": {"source": "hyperplane"}}
+    return {f"{name} {kind}": {**options, "count": n, "test_fraction": 0.0, "drift_points": n // 2,
+                               "drift_type": kind, "drift_width": n // 10}
+            for name, options in concepts.items() for kind in ("abrupt", "gradual")}
+
+
+# streamtrain's runs: the trainer's options beyond its defaults, and the producer's rate (0: the topic is
+# filled before the trainer starts, which then catches up).
+STREAMTRAIN_CASES: dict[str, tuple[dict[str, Any], float]] = {
+    "mlp 2,000/s": ({}, 2000), "mlp 10,000/s": ({}, 10_000), "mlp 50,000/s": ({}, 50_000),
+    "mlp catch-up": ({}, 0), "logreg 10,000/s": ({"model": "logreg"}, 10_000),
+}
+METRICS_EVERY_SECONDS = 0.25  # the trainer's lag is sampled by its metrics messages
+
+
+def river_learners() -> dict[str, Callable[[], Any]]:
+    from river import forest, linear_model, preprocessing, tree
+
+    return {"River LogisticRegression": lambda: preprocessing.StandardScaler() | linear_model.LogisticRegression(),
+            "River HoeffdingAdaptiveTree": lambda: tree.HoeffdingAdaptiveTreeClassifier(seed=0),
+            "River ARF": lambda: forest.ARFClassifier(seed=0)}
+
+
+def river_prequential(make: Callable[[], Any], x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
+    """Per-record errors of a River model that predicts each record, then learns it; and the seconds taken."""
+    model = make()
+    rows = [dict(enumerate(row)) for row in x.tolist()]
+    labels = [int(v) for v in y.tolist()]
+    errors = np.empty(len(labels), bool)
+    started = time.monotonic()
+    for i, (row, label) in enumerate(zip(rows, labels, strict=True)):
+        errors[i] = model.predict_one(row) != label  # (None before it has learnt anything: an error)
+        model.learn_one(row, label)
+    return errors, time.monotonic() - started
+
+
+def accuracies(errors: np.ndarray, change: int) -> dict[str, float]:
+    return {"prequential_accuracy": rounded(1 - errors.mean()),
+            "accuracy_before_drift": rounded(1 - errors[:change].mean()),
+            "accuracy_after_drift": rounded(1 - errors[change:].mean())}
+
+
+def train_live(run: Run, name: str, spec: dict[str, Any], rate: float, options: dict[str, Any],
+               records: tuple[np.ndarray, np.ndarray] | None) -> dict[str, Any]:
+    """`streamtrain train` on its defaults (beyond `options`) over a fresh topic that `streamtrain produce` fills
+    at `rate` while it trains (rate 0: before it starts). Checks that the topic holds `records`, if given."""
+    slug = name.replace(" ", "-").replace(",", "").replace("/", "")
+    prefix = f"quality-{slug}-{int(time.time())}"
+    run.topics(prefix)
+    work = run.work / slug
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    n = spec["count"]
+    env = run.env(prefix, model_dir=work / "models", checkpoint_dir=work / "ckpt", trace_file=work / "trace.csv",
+                  max_records=n, idle_exit_seconds=60, metrics_every_seconds=METRICS_EVERY_SECONDS, **options)
+    producer_env = run.env(prefix, seed=SEED, rate=rate, **spec)
+    if rate == 0:
+        run.component("produce", f"produce-{slug}", producer_env)
+    started = time.monotonic()
+    trainer = run.spawn("train", f"train-{slug}", env)
+    try:
+        if rate:  # stream once the trainer reads: its first metrics message
+            run.messages(f"{prefix}.metrics", until=lambda found: any(m.get("component") == "trainer"
+                                                                      for m in found))
+            run.component("produce", f"produce-{slug}", producer_env)
+        summary = trainer.wait()
+    finally:
+        if trainer.process.poll() is None:
+            trainer.process.kill()
+    seconds = time.monotonic() - started
+    if records is not None:
+        x, y = run.read(f"{prefix}.train", n)
+        assert np.array_equal(x, records[0]) and np.array_equal(y, records[1]), f"{name}: other records"
+    errors, drifts = read_trace(work / "trace.csv", n, summary)
+    lags = [(m["records_trained"], m["lag"]) for m in run.messages(f"{prefix}.metrics")
+            if m.get("component") == "trainer" and m.get("lag") is not None]
+    return {"topic": f"{prefix}.train", "errors": errors, "drift_detected_at": drifts,
+            "rate": rate, "options": {k: str(v) for k, v in options.items()},
+            "max_lag": max((lag for _, lag in lags), default=None),
+            "max_lag_after_first_tenth": max((lag for done, lag in lags if done >= n // 10), default=None),
+            "lag_samples": len(lags), "seconds": round(seconds, 1),
+            # From the trainer's start to its first batch trained (importing TensorFlow, building and tracing the
+            # model): the stream's records pile up meanwhile, which the lag over the whole run shows.
+            "first_batch_seconds": summary.get("first_batch_seconds"),
+            "steady_records_per_second": summary.get("steady_records_per_second")}
+
+
+def measure_river(run: Run, quick: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Every stream: streamtrain catching up on the filled topic, River's learners on its records read back, then
+    streamtrain at each rate on fresh topics holding the same records."""
+    results: dict[str, Any] = {}
+    curves: dict[str, Any] = {}
+    learners = river_learners()
+    for name, spec in river_streams(quick).items():
+        change = spec["drift_points"]
+        runs: dict[str, dict[str, Any]] = {}
+        print(f"{name}: streamtrain mlp catch-up ...", flush=True)
+        runs["mlp catch-up"] = train_live(run, f"{name} mlp catch-up", spec, 0, {}, None)
+        records = run.read(runs["mlp catch-up"]["topic"], spec["count"])
+        theirs: dict[str, Any] = {}
+        curves[name] = {}
+        for learner, make in learners.items():
+            print(f"{name}: {learner} ...", flush=True)
+            errors, seconds = river_prequential(make, *records)
+            theirs[learner] = {**accuracies(errors, change), "seconds": round(seconds, 1),
+                               "records_per_second": round(errors.size / seconds)}
+            curves[name][learner] = errors
+        for case, (options, rate) in STREAMTRAIN_CASES.items():
+            if case not in runs:
+                print(f"{name}: streamtrain {case} ...", flush=True)
+                runs[case] = train_live(run, f"{name} {case}", spec, rate, options, records)
+        ours = {}
+        for case in STREAMTRAIN_CASES:
+            result = runs[case]
+            curves[name][f"streamtrain {case}"] = result["errors"]
+            ours[case] = {**accuracies(result["errors"], change),
+                          **{k: v for k, v in result.items() if k not in ("errors", "topic")}}
+        results[name] = {"records": spec["count"], "drift_at": change, "drift_type": spec["drift_type"],
+                         "drift_width": spec["drift_width"] if spec["drift_type"] == "gradual" else None,
+                         "producer": {k: v for k, v in spec.items() if k not in ("count", "test_fraction")},
+                         "river": theirs, "streamtrain": ours}
+    return results, curves
 
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     bc, susy, drift = results["breast-cancer"], results["susy"], results["drift"]
@@ -448,12 +657,95 @@ def plot(curves: dict[str, Any], results: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def river_table(river: dict[str, Any]) -> list[str]:
+    """Markdown: per stream, River's learners and streamtrain's runs: prequential accuracy, and the trainer's
+    largest lag over the run (and after the first tenth of the stream)."""
+    learners = list(next(iter(river.values()))["river"])
+    cases = list(STREAMTRAIN_CASES)
+    lines = ["| stream | " + " | ".join(name.removeprefix("River ") for name in learners) + " | "
+             + " | ".join(f"streamtrain {case}" for case in cases) + " |",
+             "|---|" + "---:|" * (len(learners) + len(cases))]
+    for name, stream in river.items():
+        theirs = [f"{stream['river'][learner]['prequential_accuracy']:.4f}" for learner in learners]
+        ours = []
+        for case in cases:
+            run = stream["streamtrain"][case]
+            lags = [f"{lag:,}" if lag is not None else "-"
+                    for lag in (run["max_lag"], run["max_lag_after_first_tenth"])]
+            ours.append(f"{run['prequential_accuracy']:.4f}, lag {lags[0]} ({lags[1]})")
+        lines.append(f"| {name} | " + " | ".join(theirs + ours) + " |")
+    return lines
+
+
+def plot_river(curves: dict[str, Any], river: dict[str, Any], path: Path) -> None:
+    """Accuracy over each stream (trailing window of a fiftieth of it), streamtrain's runs beside River's."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(river)
+    columns = 2
+    rows = -(-len(names) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(15, 4.2 * rows), squeeze=False)
+    styles = {"River LogisticRegression": ("tab:red", "--"), "River HoeffdingAdaptiveTree": ("tab:orange", "--"),
+              "River ARF": ("tab:brown", "--"), "streamtrain mlp 2,000/s": ("tab:blue", "-"),
+              "streamtrain mlp 10,000/s": ("tab:cyan", "-"), "streamtrain mlp 50,000/s": ("tab:purple", "-"),
+              "streamtrain mlp catch-up": ("tab:grey", "-"), "streamtrain logreg 10,000/s": ("tab:green", "-")}
+    for ax, name in zip(axes.flat, names, strict=False):
+        stream = river[name]
+        window = max(100, stream["records"] // 50)
+        for label, errors in curves[name].items():
+            colour, line = styles.get(label, (None, "-"))
+            ax.plot(np.arange(window, errors.size + 1), trailing(errors, window), label=label, color=colour,
+                    linestyle=line, linewidth=1.0)
+        change = stream["drift_at"]
+        ax.axvline(change, color="black", linestyle=":", linewidth=1)
+        if stream["drift_width"]:
+            ax.axvspan(change - stream["drift_width"] / 2, change + stream["drift_width"] / 2, color="grey",
+                       alpha=0.12)
+        ax.set_title(f"{name}: accuracy over the last {window:,} records", fontsize=10)
+        ax.set_xlabel("records")
+        ax.set_ylabel("prequential accuracy")
+        ax.grid(alpha=0.3)
+    axes.flat[0].legend(fontsize=7, loc="lower left", ncol=2)
+    for ax in list(axes.flat)[len(names):]:
+        ax.set_visible(False)
+    fig.suptitle("streamtrain (solid) and River (dashed) on the same records; dotted: the drift, shaded: a gradual "
+                 "drift's width", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def trainer_defaults() -> dict[str, str]:
+    """The trainer's defaults the River comparison ran on (the settings classes are the definition)."""
+    from streamtrain.service.config import TrainerSettings
+
+    names = ("model", "batch_size", "min_batch_size", "max_batch_size", "learning_rate", "drift_detector",
+             "drift_reaction", "rehearsal_steps", "rehearsal_records", "replay_size", "publish_every_seconds")
+    fields = TrainerSettings.model_fields
+    return {name: str(fields[name].default) for name in names if name in fields}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller streams, one drift seed")
+    parser.add_argument("--only", default=",".join(PARTS),
+                        help=f"comma-separated parts to run: {', '.join(PARTS)} (default: all)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the JSON and PNG")
     parser.add_argument("--keep-work", action="store_true", help="keep the logs, traces and models")
     args = parser.parse_args(argv)
+    parts = tuple(part.strip() for part in args.only.split(",") if part.strip())
+    if not parts or not set(parts) <= set(PARTS):
+        parser.error(f"--only takes {', '.join(PARTS)}, got {args.only!r}")
+    if "river" in parts:
+        try:
+            import river
+        except ModuleNotFoundError:
+            parser.exit(2, f"benchmarks.quality: {RIVER_MISSING}\n")
+        if river.__version__ != "0.26.1":
+            print(f"note: River {river.__version__}, not the 0.26.1 the committed results ran with", flush=True)
     rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
                          text=True).stdout.strip() or "unknown"
     stem = f"quality-{time.strftime('%Y-%m-%d')}-{rev}{'-quick' if args.quick else ''}"
@@ -461,7 +753,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     load_before = os.getloadavg()
     try:
-        measured = measure(args.quick, work)
+        measured = measure(args.quick, work, parts)
     finally:
         if not args.keep_work:
             shutil.rmtree(work, ignore_errors=True)
@@ -480,16 +772,31 @@ def main(argv: list[str] | None = None) -> int:
             "tutorial loop": "per 100-record mini dataset: score it, then model.fit(epochs=3, batch_size=32); same "
                              "network and input standardisation as the trainer",
             "seeds": f"streams seed {SEED} (drift robustness also 1 and 2); model seed 0",
+            "River": "River's learners (seed 0; LogisticRegression after a StandardScaler) predict each record, then "
+                     "learn it, on the records read back from the topic; streamtrain's trainer runs on its defaults "
+                     f"(trainer_defaults) but for metrics every {METRICS_EVERY_SECONDS} s",
+            "max lag": "the largest lag (records on the broker not yet trained on) in the trainer's metrics messages; "
+                       "max_lag_after_first_tenth leaves out those before a tenth of the stream was trained on",
         },
-        "targets": targets(results),
+        "parts": list(parts),
+        "targets": targets(results) if "tutorial" in parts else [],
         "results": results,
     }
+    if "river" in parts:
+        report["trainer_defaults"] = trainer_defaults()
+        report["river_version"] = river.__version__
+        report["river_table"] = river_table(results["river"])
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
-    plot(measured["curves"], results, args.out / f"{stem}.png")
+    if "tutorial" in parts:
+        plot(measured["curves"], results, args.out / f"{stem}.png")
+    if "river" in parts:
+        plot_river(measured["curves"]["river"], results["river"], args.out / f"{stem}-river.png")
     for row in report["targets"]:
         print(f"{'MET ' if row['met'] else 'MISS'}  {row['target']}: {row['measured']}")
-    print(f"wrote {args.out / (stem + '.json')} and .png in {report['seconds']:.0f} s")
+    for line in report.get("river_table", []):
+        print(line)
+    print(f"wrote {args.out / (stem + '.json')} and the plots in {report['seconds']:.0f} s")
     return 0
 
 

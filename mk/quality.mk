@@ -4,10 +4,10 @@ QUALITY_ARGS ?=
 
 .PHONY: quality quality-quick chromium
 
-quality: venv ## online-learning quality measurements (~5 min on 2 cores): benchmarks/results/quality-*.json/png
+quality: venv ## online-learning quality measurements (~30 min on 2 cores): benchmarks/results/quality-*.json/png
 	$(PY) -m benchmarks.quality $(QUALITY_ARGS)
 
-quality-quick: venv ## the quality measurements on smaller streams (~2 min), same JSON shape
+quality-quick: venv ## the quality measurements on smaller streams (~10 min), same JSON shape
 	$(PY) -m benchmarks.quality --quick $(QUALITY_ARGS)
 
 chromium: ## install Debian's chromium and chromium-driver for the live-page test (it skips without them)
