@@ -13,6 +13,7 @@ import importlib.util
 import re
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -308,39 +309,29 @@ class ConsumerSettings(CommonSettings):
         return value
 
 
-def _step_size(value: Any) -> int | str:
-    """--batch-size of the trainer: auto, or a number of records."""
+def _auto_or(value: Any, number: Callable[[Any], float], what: str, bounds: str,
+             within: Callable[[float], bool]) -> float | str:
+    """An option that is "auto" or a number `within` bounds, with one message for either mistake."""
     if isinstance(value, str) and value.strip().lower() == "auto":
         return "auto"
     try:
-        number = int(value)
+        parsed = number(value)
     except (TypeError, ValueError):
-        raise ValueError(f"expected auto or a number of records, got {value!r}") from None
-    if not 1 <= number <= 1_000_000:
-        raise ValueError(f"expected auto or a number of records from 1 to 1000000, got {number}")
-    return number
+        raise ValueError(f"expected auto or {what}, got {value!r}") from None
+    if not within(parsed):
+        raise ValueError(f"expected auto or {what} {bounds}, got {parsed}")
+    return parsed
 
 
 # The trainer's records per optimizer step: auto (trainer/pace.py) or a fixed number.
-StepSize = Annotated[int | Literal["auto"], BeforeValidator(_step_size)]
+StepSize = Annotated[int | Literal["auto"], BeforeValidator(
+    lambda v: _auto_or(v, int, "a number of records", "from 1 to 1000000", lambda n: 1 <= n <= 1_000_000))]
 
 # --learning-rate auto, per model (measured: docs/quality.md); models of the user's get Adam's usual 0.001.
 LEARNING_RATES = {"mlp": 1e-3, "logreg": 3e-2}
 
-
-def _learning_rate(value: Any) -> float | str:
-    if isinstance(value, str) and value.strip().lower() == "auto":
-        return "auto"
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"expected auto or a number, got {value!r}") from None
-    if not 0 < number <= 10:
-        raise ValueError(f"expected auto or a number above 0 and at most 10, got {number}")
-    return number
-
-
-LearningRate = Annotated[float | Literal["auto"], BeforeValidator(_learning_rate)]
+LearningRate = Annotated[float | Literal["auto"], BeforeValidator(
+    lambda v: _auto_or(v, float, "a number", "above 0 and at most 10", lambda n: 0 < n <= 10))]
 
 
 # Where an evaluator's or predictor's versions come from (store/shipping.py).

@@ -407,8 +407,8 @@ class Trainer:
     def rehearse(self) -> None:
         """With --batch-size auto, while the trainer keeps up (smallest steps) and no batch waits: up to
         --rehearsal-steps extra steps per step just taken, on recent records. A fixed --batch-size trains
-        deterministically (the same records, the same model), so it takes none."""
-        if self.learner is None or self.s.batch_size != "auto" or self.step_size != self.s.min_batch_size:
+        deterministically (the same records, the same model), so it takes none (Adaptation keeps no memory)."""
+        if self.learner is None or self.step_size != self.s.min_batch_size:
             return
         budget = self.s.rehearsal_steps * self.steps_taken
         while budget > 0 and self.reader is not None and not self.reader.ready() and not self.stop.event.is_set():
