@@ -359,3 +359,16 @@ def test_a_fixed_batch_size_takes_no_rehearsal_steps() -> None:
     x = features(np.random.default_rng(4))
     adaptation.step(learner, x, predictions(learner, x), 0)
     assert not adaptation.rehearse(learner, 16) and adaptation.memory is None
+
+
+def test_auto_learning_rate_grows_with_the_square_root_of_the_step_and_a_number_holds() -> None:
+    rng = np.random.default_rng(6)
+    for learning_rate, expected in (("auto", [0.03, 0.03, 0.06, 0.24, 0.03]), (0.01, [0.01] * 5)):
+        learner = make("logreg")
+        recorder = Recorder(learner)
+        adaptation = Adaptation(settings(model="logreg", learning_rate=learning_rate))
+        for n in (16, 5, 64, 1024, 16):  # a short step learns like a step of 16 (--min-batch-size's default)
+            x = features(rng, n)
+            adaptation.step(learner, x, predictions(learner, x), 0)
+        assert [round(c["lr"], 6) for c in recorder.calls] == expected, learning_rate
+        assert adaptation.status()["learning_rate"] == pytest.approx(expected[-1])

@@ -395,9 +395,13 @@ class TrainerSettings(ConsumerSettings):
     n_features: int | None = Field(None, ge=1, le=10_000, description="input width; default: taken from the data")
     # "auto" or a number: the consumers' plain int is narrower (the reader's fetch size is read_size()).
     batch_size: StepSize = Field(  # type: ignore[assignment]
-        "auto", description="records per optimizer step: auto follows the consumer lag between --min-batch-size "
-        "and --max-batch-size (small steps while the trainer keeps up with the stream, larger ones to catch up); "
-        "a number fixes it",
+        "auto", description="records per optimizer step: auto takes the smallest steps between --min-batch-size "
+        "and --max-batch-size that keep up with the stream and clear a backlog within --catch-up-seconds (measured "
+        "as the trainer goes); a number fixes it",
+    )
+    catch_up_seconds: float = Field(
+        30.0, gt=0, le=86_400, description="with --batch-size auto: time the trainer gives itself to clear a backlog "
+        "(a restart, a pre-filled topic) before it takes larger, faster steps that learn less from each record",
     )
     min_batch_size: int = Field(16, ge=1, le=1_000_000, description="smallest step of --batch-size auto, in records")
     max_batch_size: int = Field(
@@ -405,7 +409,7 @@ class TrainerSettings(ConsumerSettings):
     )
     learning_rate: LearningRate = Field(
         "auto", description="optimizer (Adam) learning rate: auto (per model: mlp 0.001, logreg 0.03, other models "
-        "0.001) or a number"
+        "0.001, for steps of 16 records, times the square root of a larger step's growth) or a number (every step)"
     )
     seed: int = Field(0, description="seed of the model's initial weights")
     checkpoint_dir: Path = Field(Path("checkpoints"), description="where checkpoints (weights, optimizer, offsets) go")

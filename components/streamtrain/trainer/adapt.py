@@ -18,7 +18,7 @@ from prometheus_client import Counter, Gauge
 
 from streamtrain.metrics import log_loss
 from streamtrain.service.config import TrainerSettings, parse_class_weight
-from streamtrain.trainer import drift, reactions
+from streamtrain.trainer import drift, pace, reactions
 from streamtrain.trainer.learner import Learner
 from streamtrain.trainer.replay import ReplayBuffer
 
@@ -26,7 +26,9 @@ log = logging.getLogger("streamtrain.trainer")
 
 DRIFT_EVENTS = Counter("streamtrain_trainer_drift_events_total",
                        "Concept drifts detected on the prequential error stream")
-LEARNING_RATE = Gauge("streamtrain_trainer_learning_rate", "Learning rate in use (raised for a while after a drift)")
+LEARNING_RATE = Gauge("streamtrain_trainer_learning_rate",
+                      "Learning rate in use (with --learning-rate auto it grows with the step; raised for a while "
+                      "after a drift)")
 REPLAY_RECORDS = Gauge("streamtrain_trainer_replay_records", "Records held in the replay buffer")
 REHEARSALS = Counter("streamtrain_trainer_rehearsal_steps_total",
                      "Extra optimizer steps on recent records, taken while no batch was waiting")
@@ -88,6 +90,7 @@ class Adaptation:
         self.boost_left = 0  # batches still trained with the raised learning rate
         self.last_event_at: int | None = None  # records_trained when the last drift was reported
         self._lr: float | None = None
+        self._step_records = pace.REFERENCE_STEP
         self._trace: TextIO | None = None
 
     # --- the step -----------------------------------------------------------------------------
@@ -97,7 +100,7 @@ class Adaptation:
 
         position: records trained before this batch (the event says where in the stream it happened).
         """
-        self._set_lr(learner)
+        self._set_lr(learner, int(labels.size))
         weights = self.weights.of(labels)
         x, y, w, fresh = features, labels, weights, int(labels.size)
         if self.replay is not None:
@@ -160,8 +163,14 @@ class Adaptation:
             return False
         return self.last_event_at is None or at - self.last_event_at >= self.s.drift_cooldown_records
 
-    def _set_lr(self, learner: Learner) -> None:
-        wanted = self.s.base_learning_rate() * (self.s.drift_lr_boost if self.boost_left > 0 else 1.0)
+    def _set_lr(self, learner: Learner, step: int | None = None) -> None:
+        """The learning rate for a step of `step` records (default: the last step's): --learning-rate auto grows
+        with the step (trainer/pace.py), raised for a while after a drift with --drift-reaction boost-lr."""
+        if step is not None:
+            self._step_records = step
+        scale = pace.learning_rate_scale(self._step_records) if self.s.learning_rate == "auto" else 1.0
+        boost = self.s.drift_lr_boost if self.boost_left > 0 else 1.0
+        wanted = self.s.base_learning_rate() * scale * boost
         if wanted != self._lr:
             learner.set_learning_rate(wanted)
             self._lr = wanted
@@ -205,6 +214,7 @@ class Adaptation:
                 "last_event_at": self.last_event_at, "class_counts": self.weights.counts}
 
     def load(self, data: dict[str, Any] | None) -> None:
+        self._lr = None  # a restored optimizer carries its own: set ours at the next step
         if not data:
             return
         detector = data.get("detector")

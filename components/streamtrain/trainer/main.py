@@ -75,7 +75,7 @@ class Trainer:
         self.window = Window(2000)
         self.adapt = Adaptation(settings)  # drift detection and reactions, replay, class weights
         self.step_pace = Pace(settings.min_batch_size, settings.max_batch_size,
-                              None if settings.batch_size == "auto" else settings.batch_size)
+                              None if settings.batch_size == "auto" else settings.batch_size, settings.catch_up_seconds)
         self.step_size: int | None = None  # records per optimizer step, last batch
         self.steps_taken = 0  # optimizer steps in the last batch
         self.health = http.Health()
@@ -200,9 +200,9 @@ class Trainer:
             assert self.learner is not None
             if d.features.shape[1] != self.learner.width:
                 raise ValueError(f"records have {d.features.shape[1]} features, the model takes {self.learner.width}")
-            # Steps through the batch: as small as the backlog beyond it allows (trainer/pace.py).
+            # Steps through the batch: as small as keeping up with the stream allows (trainer/pace.py).
             parts = []
-            self.step_size = self.step_pace.size(self.backlog(batch))
+            self.step_size = self.next_step_size(batch)
             STEP_SIZE.set(self.step_size)
             steps = pace.split(d.labels.size, self.step_size)
             self.steps_taken = len(steps)
@@ -343,6 +343,14 @@ class Trainer:
         watermarks = self.reader.high_watermarks if self.reader is not None else None
         return reporting.lag(watermarks, self.state.offsets.get(self.s.train_topic, {}))
 
+    def next_step_size(self, batch: Batch) -> int:
+        """Records per optimizer step through this batch (trainer/pace.py): from how fast records arrive on the
+        topic and how many wait beyond the batch."""
+        watermarks = self.reader.high_watermarks if self.reader is not None else None
+        if watermarks:
+            self.step_pace.topic_end(watermarks, time.monotonic())
+        return self.step_pace.next(self.backlog(batch))
+
     def backlog(self, batch: Batch) -> int | None:
         """Records on the broker beyond this batch (None: not known, as with the tensorflow-io reader)."""
         watermarks = self.reader.high_watermarks if self.reader is not None else None
@@ -392,16 +400,22 @@ class Trainer:
         if self.paused():
             self.stop.wait(loop.POLL_SECONDS)
             return False  # the loop holds the batch and offers it again: trained after the resume, in order
+        began = time.perf_counter()
         self.train(batch)
-        self.rehearse()
-        if not self._frozen:
+        work = time.perf_counter() - began
+        self.rehearse()  # in time the stream leaves over: not work it asks for
+        first = not self._frozen
+        if first:
             self._frozen = True
             # TensorFlow, Keras, the model and the traced step are ~370k objects that live as long as the process;
             # taking them out of the cyclic GC's reach makes the full collection after each SavedModel export
             # (store/model_store.py) 5 ms instead of 250 ms.
             gc.freeze()
+        began = time.perf_counter()
         self.schedules.checkpoint.tick()
         self.schedules.publish.tick()
+        if not first:  # the first batch's time is mostly building and tracing the model
+            self.step_pace.trained(int(batch.decoded.labels.size), work + time.perf_counter() - began)
         return True
 
     def rehearse(self) -> None:
