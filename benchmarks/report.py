@@ -47,7 +47,7 @@ def rows(document: dict[str, Any]) -> list[dict[str, Any]]:
         for r in b["trainer_throughput"]["results"]:
             if r["batch_size"] not in (256, 1024) and not r["default"]:
                 continue
-            label = f"batch {r['batch_size']}" + (" (auto's step behind a backlog)" if r["default"] else "") + \
+            label = f"batch {r['batch_size']}" + (" (auto's step behind a long backlog)" if r["default"] else "") + \
                 (f", {r['wire_format']} wire" if r["wire_format"] != "csv" else "")
             out.append(_row("trainer throughput", label, r["records_per_second"], "records/s",
                             r["ceiling_records_per_second"], "train_on_batch ceiling", r["ratio"],

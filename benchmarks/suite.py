@@ -31,9 +31,9 @@ from streamtrain.service.config import EvaluatorSettings, PredictorSettings, Tra
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
-# The trainer's steps: --batch-size auto (its default) follows the backlog, so on these pre-filled topics (which
-# always hold more than STEPS_BEHIND largest steps beyond a run) it takes its largest, --max-batch-size. The
-# benchmark fixes the step size instead, at 256 (the reference of the earlier runs) and 1024 (= that default).
+# The trainer's steps: --batch-size auto (its default) takes its largest, --max-batch-size, behind a backlog that
+# smaller steps could not clear within --catch-up-seconds, as on these pre-filled topics of millions of records.
+# The benchmark fixes the step size instead, at 256 (the reference of the earlier runs) and 1024 (= that default).
 TRAINER_BATCH = 256
 TRAINER_AUTO_BATCH = int(TrainerSettings.model_fields["max_batch_size"].default)
 EVALUATOR_BATCH = int(EvaluatorSettings.model_fields["batch_size"].default)

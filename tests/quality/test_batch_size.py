@@ -1,8 +1,8 @@
 """--batch-size auto (the default): the trainer takes the smallest optimizer steps that keep up with its stream and
 clear a backlog within --catch-up-seconds. Given a short time to catch up on a pre-filled topic, it grows its steps
-to the largest; given plenty, it keeps the smallest; once it keeps up with a trickle of records, the smallest, and
-extra steps on recent records in the time the stream leaves (rehearsal). With --learning-rate auto, each step's
-learning rate grows with the square root of its size.
+to the largest; given plenty, it keeps the smallest and spends the time to spare on extra steps on recent records
+(rehearsal); once it keeps up with a trickle of records, the smallest, and rehearsal in the time the stream
+leaves. With --learning-rate auto, each step's learning rate grows with the square root of its size.
 
 The trainer runs as a process on the embedded broker; its --trace-file has one line per optimizer step, with the
 records it took and the learning rate. The catch-up times are chosen far from what any machine trains: one asks for
@@ -93,15 +93,19 @@ def test_behind_it_grows_its_steps_then_keeping_up_takes_the_smallest(topics: di
     assert f"streamtrain_trainer_batch_size {float(status['batch_size'])}" in metrics, metrics[-2000:]
 
 
-def test_a_backlog_it_can_clear_in_time_keeps_the_smallest_steps(topics: dict[str, str], tmp_path: Path) -> None:
-    produce(topics, np.random.default_rng(6), 20_000)
-    # 20,000 records to clear in an hour: 6 records a second, which steps of 16 train on any machine.
+def test_a_backlog_it_can_clear_in_time_keeps_the_smallest_steps_and_rehearses(topics: dict[str, str],
+                                                                                 tmp_path: Path) -> None:
+    produce(topics, np.random.default_rng(6), 10_000)
+    # 10,000 records to clear in an hour: 3 records a second, which steps of 16 train on any machine, with time
+    # to spare for the largest number of extra steps on recent records.
     process = trainer(topics, tmp_path, catch_up_seconds=3600)
     try:
         process.start()
-        process.wait_for(lambda s: s["records_trained"] == 20_000, 300, "the pre-filled topic trained")
+        status = process.wait_for(lambda s: s["records_trained"] == 10_000, 300, "the pre-filled topic trained")
     finally:
         process.stop()
     taken = steps(tmp_path / "trace.csv")
-    assert sum(n for _, n, _ in taken) == 20_000, "the trace misses steps"
+    assert sum(n for _, n, _ in taken) == 10_000, "the trace misses steps"
     assert max(n for _, n, _ in taken) <= MIN, sorted({n for _, n, _ in taken})
+    # Up to 7 a step (--rehearsal-steps), all while batches were waiting (the topic was full): most of 625 steps'.
+    assert status["rehearsal_steps"] > 3 * len(taken), (status["rehearsal_steps"], len(taken))

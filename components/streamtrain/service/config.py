@@ -463,7 +463,8 @@ class TrainerSettings(ConsumerSettings):
     drift_boost_batches: int = Field(50, ge=1, description="batches the boost-lr reaction lasts")
     rehearsal_steps: int = Field(
         7, ge=0, le=100, description="with --batch-size auto: up to this many extra optimizer steps per step, on "
-        "records drawn from the last --rehearsal-records, taken only while no batch is waiting; 0 = none"
+        "records drawn from the last --rehearsal-records, taken at the smallest steps in the time the stream leaves "
+        "(no batch waiting, or speed to spare over --catch-up-seconds); 0 = none"
     )
     rehearsal_records: int = Field(
         1000, ge=1, le=10_000_000, description="recent records the rehearsal steps draw from (emptied at a drift)"
@@ -774,8 +775,8 @@ class DemoSettings(BaseSettings):
     rate: float = Field(
         500.0, ge=0, description="records per second (paced so the evaluator sees the model improve); 0 = max"
     )
-    batch_size: StepSize = Field("auto", description="trainer records per optimizer step: auto (follows the lag) or "
-                                 "a number")
+    batch_size: StepSize = Field("auto", description="trainer records per optimizer step: auto (the smallest that "
+                                 "keep up) or a number")
     partitions: int = Field(2, ge=1, description="partitions per topic")
     workdir: Path = Field(Path("demo-output"), description="model store, checkpoints, reports and logs go here")
     model: str = Field("mlp", description="trainer model (see streamtrain train --help)")

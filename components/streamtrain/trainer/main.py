@@ -55,7 +55,7 @@ CKPT_NO_SPACE = Gauge("streamtrain_trainer_checkpoint_no_space",
                       "1 while checkpoints fail because their volume has no space left")
 PAUSED = Gauge("streamtrain_trainer_paused", "1 while an operator has paused the trainer (streamtrain control pause)")
 STEP_SIZE = Gauge("streamtrain_trainer_batch_size",
-                  "Records per optimizer step in use (--batch-size auto follows the lag)")
+                  "Records per optimizer step in use (--batch-size auto: the smallest that keep up)")
 
 
 class OffsetLossError(RuntimeError):
@@ -419,16 +419,19 @@ class Trainer:
         return True
 
     def rehearse(self) -> None:
-        """With --batch-size auto, while the trainer keeps up (smallest steps) and no batch waits: up to
-        --rehearsal-steps extra steps per step just taken, on recent records. A fixed --batch-size trains
-        deterministically (the same records, the same model), so it takes none (Adaptation keeps no memory)."""
+        """With --batch-size auto, at the smallest steps: up to --rehearsal-steps extra steps per step just taken, on
+        recent records, in the time the stream leaves: while no batch waits, or as far as the time to catch up
+        (--catch-up-seconds) has room for them. A fixed --batch-size trains deterministically (the same records,
+        the same model), so it takes none (Adaptation keeps no memory)."""
         if self.learner is None or self.step_size != self.s.min_batch_size:
             return
         budget = self.s.rehearsal_steps * self.steps_taken
-        while budget > 0 and self.reader is not None and not self.reader.ready() and not self.stop.event.is_set():
+        spare = self.step_pace.spare_steps(self.s.rehearsal_steps) * self.steps_taken
+        while budget > 0 and self.reader is not None and not self.stop.event.is_set() \
+                and (spare > 0 or not self.reader.ready()):
             if not self.adapt.rehearse(self.learner, self.step_size):
                 return
-            budget -= 1
+            budget, spare = budget - 1, spare - 1
 
     def paused(self) -> bool:
         """Whether an operator paused the trainer; on the way in, the state so far is checkpointed and published,

@@ -29,6 +29,9 @@ small ones could not clear it in ``catch_up_seconds``.
 32
 >>> pace.next(backlog=0)  # caught up: steps of 16 train at least a quarter as fast as steps of 64
 16
+>>> pace.trained(records=2_000, seconds=0.25)  # 8,000/s
+>>> pace.next(backlog=60_000), pace.spare_steps(most=7)  # 2,500/s needed: time for 2 extra steps a step
+(16, 2)
 >>> Pace(min_size=16, max_size=1024, fixed=256).next(backlog=10_000_000)  # --batch-size 256: always 256
 256
 >>> split(1024, 1016)  # a batch in steps of at most 1016 records, as even as can be
@@ -73,6 +76,7 @@ class Pace:
     _busy: float = field(default=0.0, init=False)  # ... in this many seconds
     _end: tuple[float, dict[int, int]] | None = field(default=None, init=False)  # (when, end offsets) last sampled
     _floor: float | None = field(default=None, init=False)  # capacity at the present size at least, until measured
+    _needed: float | None = field(default=None, init=False)  # records/s the stream asked for at the last step
 
     def __post_init__(self) -> None:
         self.size = self.fixed if self.fixed is not None else self.min_size
@@ -104,7 +108,7 @@ class Pace:
         not known, as with the tensorflow-io reader: the present size)."""
         if self.fixed is not None or backlog is None:
             return self.size
-        needed = HEADROOM * (self.arrival_rate + backlog / self.catch_up_seconds)
+        needed = self._needed = HEADROOM * (self.arrival_rate + backlog / self.catch_up_seconds)
         measured = self.capacity
         known = measured if measured is not None else self._floor
         if measured is not None and measured < needed and self.size < self.max_size:
@@ -116,6 +120,16 @@ class Pace:
                 size, floor = size // 2, floor / 2
             self._resize(max(self.min_size, size), floor=floor)
         return self.size
+
+    def spare_steps(self, most: int) -> int:
+        """Extra steps per step (up to `most`) that the time to catch up leaves room for, at the present size: a
+        trainer that can clear its backlog with time to spare spends the spare time learning more (rehearsal)."""
+        measured = self.capacity
+        if self.fixed is not None or measured is None or self._needed is None:
+            return 0
+        if self._needed <= 0:
+            return most
+        return max(0, min(most, int(measured / self._needed) - 1))
 
     def _resize(self, size: int, floor: float) -> None:
         self.size, self._records, self._busy, self._floor = size, 0, 0.0, floor
