@@ -86,6 +86,13 @@ def test_deploy_builds_images_before_loading_them(tmp_path: Path) -> None:
     assert "load docker-image" not in out
 
 
+def test_the_chart_tells_of_the_image_load_make_deploy_does() -> None:
+    for path in sorted((REPO / "charts").rglob("*")):
+        if path.is_file() and path.suffix in {".yaml", ".tpl", ".txt", ".json", ".md"}:
+            assert "load docker-image" not in path.read_text(), path
+    assert "kind load image-archive" in (REPO / "charts" / "streamtrain" / "values.yaml").read_text()
+
+
 def test_the_targets_that_run_python_build_the_venv_first(tmp_path: Path) -> None:
     """A fresh clone has no .venv: `make e2e` and `make chart-lint` must create it before they run pytest."""
     for target, tests in (("e2e", "tests/e2e"), ("chart-lint", "tests/chart")):

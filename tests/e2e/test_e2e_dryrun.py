@@ -59,9 +59,9 @@ class Clock:
 
 
 class Sim:
-    """A release: a bounded producer Job, one trainer (Recreate), one evaluator that promotes the versions it
-    judges, one predictor that serves the pinned or newest promoted one, a model volume (mounted by all three, or
-    with model.source kafka by the trainer alone, the others receiving the versions into an emptyDir)."""
+    """A release: a bounded producer Job, one trainer (a StatefulSet of one), one evaluator that promotes the
+    versions it judges, one predictor that serves the pinned or newest promoted one, a model volume (mounted by all
+    three, or with model.source kafka by the trainer alone, the others receiving the versions into an emptyDir)."""
 
     def __init__(self, faults: set[str], source: str = KIND_SOURCE, trainer_kind: str = "StatefulSet",
                  kafka_storage: dict[str, Any] | None = None) -> None:
