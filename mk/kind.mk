@@ -5,7 +5,7 @@
 #   make kind-up     kind cluster + Strimzi operator (pinned chart version), waits for the operator
 #   make deploy      images, kind load, helm upgrade --install, waits for Kafka, topics, users and pods
 #   make e2e         cluster-level tests (tests/e2e) against KUBE_CONTEXT
-#   make undeploy    deletes KafkaTopics/KafkaUsers first (their finalizers need the entity operator), then the release
+#   make undeploy    deletes KafkaTopics (not their topics)/KafkaUsers first (finalizers: entity operator), then the release
 #   make kind-down   deletes the kind cluster
 #   make chart-lint  static chart tests (render, helm lint, schemas, policies); no cluster needed
 
@@ -90,8 +90,13 @@ deploy: images kind-tools ## images, kind load, helm upgrade --install; waits fo
 	$(KCTL) --namespace '$(NAMESPACE)' get pods -l 'app.kubernetes.io/part-of=streamtrain'
 
 # KafkaTopics and KafkaUsers carry finalizers that only the entity operator removes: delete them while it still
-# runs, before `helm uninstall` deletes the Kafka cluster (and with it the entity operator).
-undeploy: kind-tools ## delete KafkaTopics/KafkaUsers, then helm uninstall (the model PVC goes unless Kafka's data stays)
+# runs, before `helm uninstall` deletes the Kafka cluster (and with it the entity operator). The Topic Operator
+# deletes the Kafka topic of a deleted KafkaTopic unless it is marked strimzi.io/managed=false: marked, the topics
+# share the fate of Kafka's storage (kept with persistent-claim and deleteClaim false, beside the kept model volume
+# whose checkpoint points into them; gone with the cluster otherwise).
+undeploy: kind-tools ## delete KafkaTopics (leaving the topics to Kafka's storage)/KafkaUsers, then helm uninstall
+	$(KCTL) --namespace '$(NAMESPACE)' annotate kafkatopics -l 'app.kubernetes.io/instance=$(RELEASE)' \
+	  --overwrite strimzi.io/managed=false
 	$(KCTL) --namespace '$(NAMESPACE)' delete kafkatopics,kafkausers -l 'app.kubernetes.io/instance=$(RELEASE)' \
 	  --ignore-not-found --wait --timeout=300s
 	$(HELM) uninstall '$(RELEASE)' --kube-context '$(KUBE_CONTEXT)' --namespace '$(NAMESPACE)' --ignore-not-found --wait --timeout 10m

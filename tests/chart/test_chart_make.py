@@ -147,7 +147,10 @@ def test_kind_variables_agree_with_docker_mk() -> None:
 
 def test_undeploy_deletes_topics_before_the_release(tmp_path: Path) -> None:
     out = _make_n(tmp_path, "undeploy", "kind-down")
-    topics = _index(out, "delete kafkatopics,kafkausers -l 'app.kubernetes.io/instance=streamtrain'")
+    # Unmanaged first, so the Topic Operator removes only the resources, never the topics of kept Kafka storage.
+    unmanaged = _index(out, "annotate kafkatopics -l 'app.kubernetes.io/instance=streamtrain'")
+    _index(out, "--overwrite strimzi.io/managed=false", unmanaged)
+    topics = _index(out, "delete kafkatopics,kafkausers -l 'app.kubernetes.io/instance=streamtrain'", unmanaged)
     uninstall = _index(out, "helm uninstall 'streamtrain'", topics)
     _index(out, "kind delete cluster --name 'streamtrain'", uninstall)
 

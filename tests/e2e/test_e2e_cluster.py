@@ -530,7 +530,13 @@ def test_helm_uninstall_removes_the_release_and_keeps_the_pvc_only_if_asked(clus
     storage = cluster.helm_values()["kafka"]["storage"]
     kafka_kept = storage["type"] == "persistent-claim" and not storage.get("deleteClaim", False)
     assert keep == kafka_kept, f"model volume kept: {keep}, Kafka storage {storage}"
-    # As `make undeploy`: KafkaTopics/KafkaUsers first, while the entity operator can remove their finalizers.
+    # As `make undeploy`: KafkaTopics/KafkaUsers first, while the entity operator can remove their finalizers; the
+    # KafkaTopics unmanaged before, so that their topics share the fate of Kafka's storage.
+    for obj in cluster.custom_objects("kafkatopics"):
+        cluster.custom.patch_namespaced_custom_object(
+            "kafka.strimzi.io", "v1", cluster.namespace, "kafkatopics", obj["metadata"]["name"],
+            {"metadata": {"annotations": {"strimzi.io/managed": "false"}}},
+        )
     for plural in ("kafkatopics", "kafkausers"):
         for obj in cluster.custom_objects(plural):
             cluster.custom.delete_namespaced_custom_object(

@@ -100,6 +100,7 @@ class Sim:
         self.learning_rate = "auto"
         self.installed = True
         self.deleted: set[str] = set()  # plurals whose objects were deleted
+        self.patched: list[tuple[str, str, dict[str, Any]]] = []  # (plural, name, patch) in the order sent
         self.pvc = True
         self.clock = Clock(self.tick)
 
@@ -253,7 +254,9 @@ class FakeCluster:
         self.apps = ns(list_namespaced_deployment=lambda *a, **k: empty,
                        list_namespaced_stateful_set=lambda *a, **k: empty)
         self.net = ns(list_namespaced_network_policy=lambda *a, **k: empty)
-        self.custom = ns(delete_namespaced_custom_object=lambda _g, _v, _ns, plural, _name: s.deleted.add(plural))
+        self.custom = ns(delete_namespaced_custom_object=lambda _g, _v, _ns, plural, _name: s.deleted.add(plural),
+                         patch_namespaced_custom_object=lambda _g, _v, _ns, plural, name, body: s.patched.append(
+                             (plural, name, body)))
 
     def admit(self, namespace: str, pod: dict[str, Any], dry_run: str | None = None) -> None:
         from kubernetes.client.exceptions import ApiException
@@ -553,6 +556,10 @@ def test_the_suite_passes_on_a_healthy_release(
     assert cluster.sim.pvc == (kafka_storage is not None)
     # The suite's own KafkaUser is gone, and the pin it set was released.
     assert not cluster.sim.client_users and cluster.sim.pinned is None
+    # Every KafkaTopic was unmanaged before its deletion (as `make undeploy` does): its topic follows Kafka's data.
+    unmanaged = {"metadata": {"annotations": {"strimzi.io/managed": "false"}}}
+    assert [(plural, body) for plural, _name, body in cluster.sim.patched] == [("kafkatopics", unmanaged)] * (
+        9 if source == "kafka" else 8)
 
 
 @pytest.mark.parametrize(
