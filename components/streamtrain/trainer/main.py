@@ -78,6 +78,7 @@ class Trainer:
                               None if settings.batch_size == "auto" else settings.batch_size, settings.catch_up_seconds)
         self.step_size: int | None = None  # records per optimizer step, last batch
         self.steps_taken = 0  # optimizer steps in the last batch
+        self.rehearsed, self.rehearsal_seconds = 0, 0.0  # rehearsal steps in the batch in hand, and their time
         self.health = http.Health()
         self.kafka = producer if producer is not None else clients.producer(settings, "trainer")
         self.make_consumer = consumer
@@ -193,6 +194,7 @@ class Trainer:
     def train(self, batch: Batch) -> None:
         d = batch.decoded
         batch.dead_letter(self.dead)
+        self.steps_taken = 0
         if d.labels.size:
             if self.learner is None:
                 assert batch.width is not None
@@ -206,12 +208,14 @@ class Trainer:
             STEP_SIZE.set(self.step_size)
             steps = pace.split(d.labels.size, self.step_size)
             self.steps_taken = len(steps)
+            extra = self.step_pace.spare_steps(self.s.rehearsal_steps) if self.at_smallest_steps() else 0
             for start, end in steps:
                 part, drift_event = self.adapt.step(self.learner, d.features[start:end], d.labels[start:end],
                                                     self.state.records_trained + start)
                 if drift_event is not None:
                     self.drift_event(drift_event)
                 parts.append(part)
+                self.rehearse(extra)  # right after the step: the next records are scored by what it rehearsed
             scores = parts[0] if len(parts) == 1 else np.concatenate(parts)
             self.window.add(scores, d.labels)
             preq = Totals()
@@ -401,9 +405,11 @@ class Trainer:
             self.stop.wait(loop.POLL_SECONDS)
             return False  # the loop holds the batch and offers it again: trained after the resume, in order
         began = time.perf_counter()
+        self.rehearsed, self.rehearsal_seconds = 0, 0.0
         self.train(batch)
-        work = time.perf_counter() - began
-        self.rehearse()  # in time the stream leaves over: not work it asks for
+        work = time.perf_counter() - began - self.rehearsal_seconds  # the pace measures what the stream asks for
+        if self.at_smallest_steps():  # and while no batch waits, up to the rest of the batch's rehearsal
+            self.rehearse(self.s.rehearsal_steps * self.steps_taken - self.rehearsed, idle=True)
         first = not self._frozen
         if first:
             self._frozen = True
@@ -418,20 +424,22 @@ class Trainer:
             self.step_pace.trained(int(batch.decoded.labels.size), work + time.perf_counter() - began)
         return True
 
-    def rehearse(self) -> None:
-        """With --batch-size auto, at the smallest steps: up to --rehearsal-steps extra steps per step just taken, on
-        recent records, in the time the stream leaves: while no batch waits, or as far as the time to catch up
-        (--catch-up-seconds) has room for them. A fixed --batch-size trains deterministically (the same records,
-        the same model), so it takes none (Adaptation keeps no memory)."""
-        if self.learner is None or self.step_size != self.s.min_batch_size:
-            return
-        budget = self.s.rehearsal_steps * self.steps_taken
-        spare = self.step_pace.spare_steps(self.s.rehearsal_steps) * self.steps_taken
-        while budget > 0 and self.reader is not None and not self.stop.event.is_set() \
-                and (spare > 0 or not self.reader.ready()):
-            if not self.adapt.rehearse(self.learner, self.step_size):
-                return
-            budget, spare = budget - 1, spare - 1
+    def at_smallest_steps(self) -> bool:
+        return self.learner is not None and self.step_size == self.s.min_batch_size
+
+    def rehearse(self, most: int, idle: bool = False) -> None:
+        """With --batch-size auto, at the smallest steps: up to `most` extra steps on recent records, in the time the
+        stream leaves: after each step as many as the time to catch up (--catch-up-seconds) has room for, and after
+        the batch (idle) more while no batch waits, up to --rehearsal-steps per step in all. A fixed --batch-size
+        trains deterministically (the same records, the same model), so it takes none (Adaptation keeps no memory)."""
+        began, taken = time.perf_counter(), 0
+        while taken < most and self.learner is not None and not self.stop.event.is_set() \
+                and not (idle and (self.reader is None or self.reader.ready())):
+            if not self.adapt.rehearse(self.learner, self.s.min_batch_size):
+                break
+            taken += 1
+        self.rehearsed += taken
+        self.rehearsal_seconds += time.perf_counter() - began
 
     def paused(self) -> bool:
         """Whether an operator paused the trainer; on the way in, the state so far is checkpointed and published,

@@ -125,10 +125,12 @@ class Pace:
         """Extra steps per step (up to `most`) that the time to catch up leaves room for, at the present size: a
         trainer that can clear its backlog with time to spare spends the spare time learning more (rehearsal)."""
         measured = self.capacity
-        if self.fixed is not None or measured is None or self._needed is None:
+        if self.fixed is not None or self._needed is None:
             return 0
-        if self._needed <= 0:
+        if self._needed <= 0:  # nothing beyond the batch in hand, nothing arriving
             return most
+        if measured is None:
+            return 0
         return max(0, min(most, int(measured / self._needed) - 1))
 
     def _resize(self, size: int, floor: float) -> None:
