@@ -137,8 +137,11 @@ def _inspect(settings: Any) -> int:
         path = model_store.model_root(settings.model_dir, settings.model_name) / str(number)
         try:
             manifest = model_store.verify(path)
+            # offsets: where in the train topic the version stands (what a rewind to it trains again from)
             versions.append({"version": number, "ok": True, "records_trained": manifest.get("records_trained"),
-                             "created_at": manifest.get("created_at")})
+                             "created_at": manifest.get("created_at"), "offsets": manifest.get("offsets"),
+                             "records_dead_lettered": manifest.get("records_dead_lettered"),
+                             "metrics": manifest.get("metrics")})
         except model_store.CorruptVersion as exc:
             versions.append({"version": number, "ok": False, "reason": str(exc)})
     state = checkpoint.read_latest_state(settings.checkpoint_dir) if settings.checkpoint_dir.is_dir() else None

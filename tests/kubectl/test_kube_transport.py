@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from streamtrain.kubectl import commands, main
 from streamtrain.kubectl.errors import NotFound, UsageError
@@ -20,7 +21,11 @@ PODS = [pod("streamtrain-trainer-0", "trainer", port=9102, restarts=2),
         pod("streamtrain-predictor-5c4-xyz", "predictor", port=8501, ready=False)]
 STATUSES = {
     "streamtrain-trainer-0": {"component": "trainer", "records_trained": 1200, "last_version": 4,
-                              "prequential_accuracy": 0.91, "drift_events": 1, "paused": False},
+                              "prequential_accuracy": 0.91, "drift_events": 1, "paused": False, "lag": 12,
+                              "records_skipped": 300, "lineage": 1,
+                              "lineage_started": {"lineage": 1, "to_version": 2, "from_version": 3,
+                                                  "offsets": {"t.train": {"0": 300, "1": 300}},
+                                                  "by": "ops-host", "ts_ms": 1_780_000_000_000}},
     "streamtrain-evaluator-7d9-abc": {"component": "evaluator", "records_evaluated": 300, "accuracy": 0.93,
                                       "model_version": 4, "lag": 7, "promoted": [2, 4], "pinned": None,
                                       "per_version": {"4": {"records": 100, "accuracy": 0.95, "loss": 0.2}},
@@ -109,8 +114,10 @@ def test_forbidden_is_a_configuration_error(tmp_path: Path) -> None:
 
 
 def test_status_and_versions_over_the_kube_transport(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    inspect = {"versions": [{"version": 2, "ok": True, "records_trained": 600, "created_at": "t2"},
-                            {"version": 4, "ok": True, "records_trained": 1200, "created_at": "t4"}]}
+    inspect = {"versions": [{"version": 2, "ok": True, "records_trained": 600, "created_at": "t2",
+                             "offsets": {"t.train": {"0": 300, "1": 300}}, "metrics": {"prequential_accuracy": 0.9}},
+                            {"version": 4, "ok": True, "records_trained": 1200, "created_at": "t4",
+                             "offsets": {"t.train": {"1": 650, "0": 850}}}]}
     decisions = {"serving": 4, "pinned": None, "promoted": [2, 4], "rejected": {"3": "below the floor"},
                  "rollback_target": 2}
 
@@ -121,19 +128,38 @@ def test_status_and_versions_over_the_kube_transport(tmp_path: Path, capsys: pyt
     with serving(api, tmp_path) as kubeconfig:
         kube = connect(str(kubeconfig), None, None, "streamtrain")
         view = commands.status(kube, sample_seconds=0)
+        trainer = STATUSES["streamtrain-trainer-0"]
         assert view.data["summary"] == {
             "prequential_accuracy": 0.91, "evaluator_accuracy": 0.93, "newest_version": 4, "promoted_version": 4,
             "serving_versions": [4], "pinned_version": None, "drift_events": 1, "checkpoint_age_seconds": None,
-            "paused": False}
-        rows = commands.versions(kube).data["versions"]
+            "paused": False, "records_skipped": 300, "lineage": 1, "lineage_started": trainer["lineage_started"]}
+        assert [(p["component"], p["lineage"], p["lag"]) for p in view.data["pods"]] == [
+            ("trainer", 1, 12), ("evaluator", None, 7), ("predictor", None, None)]
+        assert "records skipped by operators: 300" in view.lines
+        assert ("trainer lineage: 1 (since a rewind to version 2, from version 3, by ops-host, at "
+                "2026-05-28T20:26:40Z)") in view.lines
+        listed = commands.versions(kube)
+        rows = listed.data["versions"]
         assert [(r["version"], r["gate"], r["in_store"]) for r in rows] == [
             (2, "promoted", True), (3, "rejected", False), (4, "promoted", True)]
         assert rows[2]["accuracy"] == 0.95 and rows[2]["gate_value"] == 0.95 and rows[2]["serving"]
+        # offsets whole in the data, compact (as `skip --to-offsets` takes them) in the table
+        assert [r["offsets"] for r in rows] == [{"t.train": {"0": 300, "1": 300}}, None,
+                                                {"t.train": {"1": 650, "0": 850}}]
+        assert rows[0]["metrics"] == {"prequential_accuracy": 0.9}
+        table = listed.sections[0]
+        column = table.headers.index("OFFSETS")
+        assert [row[column] for row in table.rows] == ["0:300,1:300", None, "0:850,1:650"]
         # the serving command got the predictors' policy, read from a predictor's /status
         served = [r for r in api.requests if r.path.endswith("/exec") and r.query["command"][1] == "serving"]
         assert served[0].query["command"] == ["streamtrain", "serving", "status", "--serve", "newest"]
         assert main.main(["--kubeconfig", str(kubeconfig), "status", "--sample-seconds", "0", "-o", "json"]) == 0
         assert json.loads(capsys.readouterr().out)["summary"]["newest_version"] == 4
+        assert main.main(["--kubeconfig", str(kubeconfig), "status", "--sample-seconds", "0", "-o", "yaml"]) == 0
+        shown = yaml.safe_load(capsys.readouterr().out)["summary"]
+        assert (shown["lineage"], shown["lineage_started"]["to_version"], shown["records_skipped"]) == (1, 2, 300)
+        assert main.main(["--kubeconfig", str(kubeconfig), "versions", "-o", "yaml"]) == 0
+        assert yaml.safe_load(capsys.readouterr().out)["versions"][0]["offsets"] == {"t.train": {"0": 300, "1": 300}}
 
 
 def test_no_release_is_not_found(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,9 +13,9 @@ import streamtrain.trainer.drift
 import streamtrain.wire
 
 PACKAGES = [streamtrain.wire, streamtrain.trainer.drift, streamtrain.producer.generators]
-SINGLE = ["streamtrain.store.lock", "streamtrain.store.model_store", "streamtrain.trainer.assignment",
-          "streamtrain.trainer.failures", "streamtrain.trainer.operations", "streamtrain.trainer.reporting",
-          "streamtrain.trainer.schedule"]
+SINGLE = ["streamtrain.kubectl.commands", "streamtrain.store.lock", "streamtrain.store.model_store",
+          "streamtrain.trainer.assignment", "streamtrain.trainer.failures", "streamtrain.trainer.operations",
+          "streamtrain.trainer.reporting", "streamtrain.trainer.schedule"]
 MODULES = sorted([p.__name__ for p in PACKAGES] + SINGLE
                  + [f"{p.__name__}.{m.name}" for p in PACKAGES for m in pkgutil.iter_modules(p.__path__)])
 

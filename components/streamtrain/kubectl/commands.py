@@ -36,6 +36,7 @@ class PodRow:
     lag: int | None
     accuracy: float | None  # the trainer's prequential accuracy, the evaluator's window accuracy
     version: int | None  # trained last, evaluated, served
+    lineage: int | None  # the trainer's: how many rewinds its model has been through (0: none)
 
 
 def records_of(status: dict[str, Any] | None) -> int | None:
@@ -103,7 +104,8 @@ def status(transport: Transport, sample_seconds: float = 1.0) -> View:
         now = second[pod.name] or {}
         rows.append(PodRow(pod.component, pod.name, pod.phase, pod.ready, pod.restarts, records_of(now or None),
                            rate_of(first[pod.name], second[pod.name], seconds), _int(now.get("lag")),
-                           accuracy_of(pod.component, now), version_of(pod.component, now)))
+                           accuracy_of(pod.component, now), version_of(pod.component, now),
+                           _int(now.get("lineage")) if pod.component == TRAINER else None))
     summary = summarize(pods, second)
     view = View({"where": transport.description, "pods": [asdict(r) for r in rows], "summary": summary})
     view.sections.append(Section("", ["COMPONENT", "POD", "READY", "STATUS", "RESTARTS", "RECORDS", "RECORDS/S",
@@ -115,9 +117,26 @@ def status(transport: Transport, sample_seconds: float = 1.0) -> View:
               "newest_version": "newest version", "promoted_version": "promoted version",
               "serving_versions": "serving version", "pinned_version": "pinned version",
               "drift_events": "drift events", "checkpoint_age_seconds": "last checkpoint (s ago)",
-              "paused": "trainer paused"}
+              "paused": "trainer paused", "records_skipped": "records skipped by operators"}
     view.lines = [f"{label}: {cell(summary[key])}" for key, label in labels.items()]
+    view.lines.append(f"trainer lineage: {lineage_text(summary['lineage'], summary['lineage_started'])}")
     return view
+
+
+def lineage_text(lineage: int | None, started: dict[str, Any] | None) -> str:
+    """`2 (since a rewind to version 3, from version 9, by ops-host, at 2026-05-01T10:00:00Z)` in one line."""
+    if lineage is None:
+        return cell(None)
+    if lineage == 0:
+        return "0 (never rewound)"
+    if not started:
+        return str(lineage)
+    when = started.get("ts_ms")
+    at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when / 1000)) if isinstance(when, int) else None
+    parts = [f"since a rewind to version {cell(started.get('to_version'))}",
+             f"from version {cell(started.get('from_version'))}",
+             *([f"by {started['by']}"] if started.get("by") else []), *([f"at {at}"] if at else [])]
+    return f"{lineage} ({', '.join(parts)})"
 
 
 def summarize(pods: list[Pod], statuses: dict[str, dict[str, Any] | None]) -> dict[str, Any]:
@@ -141,6 +160,11 @@ def summarize(pods: list[Pod], statuses: dict[str, dict[str, Any] | None]) -> di
         "drift_events": _int(trainer.get("drift_events")),
         "checkpoint_age_seconds": checkpoint_age(trainer, int(time.time() * 1000)) if trainer else None,
         "paused": trainer.get("paused") if isinstance(trainer.get("paused"), bool) else None,
+        "records_skipped": _int(trainer.get("records_skipped")),
+        "lineage": _int(trainer.get("lineage")),
+        # where the current lineage began: the rewind's version, offsets, who and when (the trainer's entry)
+        "lineage_started": trainer.get("lineage_started") if isinstance(trainer.get("lineage_started"), dict)
+        else None,
     }
 
 
@@ -192,10 +216,10 @@ def versions(transport: Transport, serve: str | None = None, timeout: float = CO
     view = View({"where": transport.description, "serve_policy": policy, "versions": rows,
                  "serving": decisions.get("serving"), "pinned": decisions.get("pinned"),
                  "rollback_target": decisions.get("rollback_target")})
-    view.sections.append(Section("", ["VERSION", "RECORDS TRAINED", "CREATED", "EVAL RECORDS", "EVAL ACCURACY",
-                                      "GATE", "GATE VALUE", "SERVING", "NOTE"],
-                                 [[r["version"], r["records_trained"], r["created_at"], r["records_evaluated"],
-                                   r["accuracy"], r["gate"], r["gate_value"],
+    view.sections.append(Section("", ["VERSION", "RECORDS TRAINED", "OFFSETS", "CREATED", "EVAL RECORDS",
+                                      "EVAL ACCURACY", "GATE", "GATE VALUE", "SERVING", "NOTE"],
+                                 [[r["version"], r["records_trained"], offsets_text(r["offsets"]), r["created_at"],
+                                   r["records_evaluated"], r["accuracy"], r["gate"], r["gate_value"],
                                    "pinned" if r["pinned"] else ("serving" if r["serving"] else ""), r["note"]]
                                   for r in rows]))
     view.lines = [f"serve policy: {policy}", f"serving: {cell(decisions.get('serving'))}",
@@ -219,12 +243,33 @@ def version_rows(inspected: dict[str, Any], decisions: dict[str, Any], evaluated
                 (stored.get("reason") or "unreadable") if stored.get("ok") is False else rejected.get(number) or "")
         rows.append({"version": number, "in_store": stored is not None,
                      "records_trained": (stored or {}).get("records_trained"),
+                     "offsets": (stored or {}).get("offsets"),
+                     "records_dead_lettered": (stored or {}).get("records_dead_lettered"),
+                     "metrics": (stored or {}).get("metrics"),
                      "created_at": (stored or {}).get("created_at"),
                      "records_evaluated": metrics.get("records"), "accuracy": metrics.get("accuracy"),
                      "gate": gate, "gate_value": (verdicts.get(number) or {}).get("value"),
                      "serving": decisions.get("serving") == number, "pinned": decisions.get("pinned") == number,
                      "note": note})
     return rows
+
+
+def offsets_text(offsets: Any) -> str | None:
+    """A version's offsets as `skip --to-offsets` takes them, `0:1138,1:1140` (the topic first when there are
+    several): the next offset to train, per partition.
+
+    >>> offsets_text({"t.train": {"1": 1140, "0": 1138}})
+    '0:1138,1:1140'
+    >>> offsets_text({"a": {"0": 5}, "b": {"0": 7}})
+    'a 0:5; b 0:7'
+    """
+    if not isinstance(offsets, dict) or not offsets:
+        return None
+    texts = {topic: ",".join(f"{p}:{o}" for p, o in sorted(parts.items(), key=lambda item: int(item[0])))
+             for topic, parts in sorted(offsets.items()) if isinstance(parts, dict)}
+    if len(texts) == 1:
+        return next(iter(texts.values()))
+    return "; ".join(f"{topic} {text}" for topic, text in texts.items())
 
 
 NOT_IN_STORE = "is not in the model store"
