@@ -180,7 +180,8 @@ COMMANDS: dict[str, tuple[type[BaseSettings], Callable[[Any], int], str]] = {
     "evaluate": (EvaluatorSettings, _evaluate, "evaluate the newest model version on the test topic and judge it"),
     "predict": (PredictorSettings, _predict, "score the input topic and answer REST requests with the served version"),
     "serving": (ServingSettings, _serving, "show serving decisions; pin, unpin or roll back the served version"),
-    "control": (ControlSettings, _control, "show whether the trainer is paused; pause or resume it"),
+    "control": (ControlSettings, _control, "operate the trainer: show whether it is paused; pause, resume, rewind "
+                                           "it to a version, skip records"),
     "broker": (BrokerSettings, _broker, "run the embedded Kafka-protocol broker (tansu) in the foreground"),
     "topics": (TopicsSettings, _topics, "create the topics (train, test, metrics, model events, dead letters, "
                                         "control, input, predictions)"),
