@@ -21,6 +21,8 @@ COMMAND_TIMEOUT = 120.0
 # model-events topic, which that user reads too.
 SERVING_COMPONENT = "evaluator"
 TRAINER = "trainer"
+# `streamtrain control`'s exit code for a rewind to a version not in the store (trainer/operator.py).
+CONTROL_UNKNOWN_VERSION = 3
 
 
 # --- status --------------------------------------------------------------------------------------------------
@@ -175,7 +177,10 @@ def _int(value: Any) -> int | None:
 # --- commands in pods ----------------------------------------------------------------------------------------
 def run_json(transport: Transport, pod: Pod, argv: list[str], timeout: float) -> tuple[Completed, dict[str, Any]]:
     """Run a streamtrain command that prints one JSON object; a non-zero exit or other output fails the action."""
-    done = transport.run(pod, argv, timeout)
+    return parse_json(transport.run(pod, argv, timeout), argv)
+
+
+def parse_json(done: Completed, argv: list[str]) -> tuple[Completed, dict[str, Any]]:
     if done.exit_code != 0:
         raise ActionFailed(f"`{' '.join(argv)}` in {done.where} exited {done.exit_code}: {done.last_line()}")
     try:
@@ -312,7 +317,10 @@ def control(transport: Transport, action: str, reason: str = "", timeout: float 
         raise NotFound(f"no streamtrain pods found for {transport.description}")
     evaluator = pick(pods, SERVING_COMPONENT, transport.description)
     argv = ["streamtrain", "control", action, *(target or []), *(["--reason", reason] if reason else [])]
-    done, data = run_json(transport, evaluator, argv, timeout)
+    done = transport.run(evaluator, argv, timeout)
+    if done.exit_code == CONTROL_UNKNOWN_VERSION:
+        raise NotFound(f"`{' '.join(argv)}` in {done.where}: {done.last_line()}")
+    done, data = parse_json(done, argv)
     view = View({"where": transport.description, "pod": done.where, "action": action, **data})
     view.lines = [f"{action}: done in {done.where}",
                   *(f"{k}: {cell(v)}" for k, v in data.items() if k not in ("action",))]

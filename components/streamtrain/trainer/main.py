@@ -34,7 +34,7 @@ from streamtrain.trainer import assignment, operations, pace, reporting
 from streamtrain.trainer.adapt import Adaptation
 from streamtrain.trainer.failures import FailureState
 from streamtrain.trainer.learner import Learner
-from streamtrain.trainer.operations import ActionRejected
+from streamtrain.trainer.operations import ActionRejected, UnknownVersion
 from streamtrain.trainer.pace import Pace
 from streamtrain.trainer.schedule import Schedules
 
@@ -510,7 +510,7 @@ class Trainer:
                 detail = self.rewind(action) if action["action"] == "rewind" else self.skip(action)
                 answer = {"applied": True, **detail}
             except ActionRejected as exc:
-                answer = {"applied": False, "reason": str(exc)}
+                answer = {"applied": False, "reason": str(exc), "refusal": exc.refusal}
                 log.warning("operator action rejected", extra={"action": action["action"], "id": action["id"],
                                                                 "reason": str(exc)})
             # Where this action left the trainer (a later one in the same turn may move it again).
@@ -535,7 +535,7 @@ class Trainer:
         if not isinstance(version, int):
             raise ActionRejected(f"a rewind needs a version number, not {version!r}")
         if version not in available:
-            raise ActionRejected(f"version {version} is not in the model store (there: {available})")
+            raise UnknownVersion(f"version {version} is not in the model store (there: {available})")
         try:
             manifest = model_store.read_manifest(model_store.model_root(self.s.model_dir, self.s.model_name)
                                                  / str(version))
@@ -573,7 +573,7 @@ class Trainer:
                 continue
             if isinstance(newest, int) and newest < time_ms:
                 return number
-        raise ActionRejected(f"no version in the model store was trained only on records before {time_ms} ms "
+        raise UnknownVersion(f"no version in the model store was trained only on records before {time_ms} ms "
                              f"(there: {available})")
 
     def skip(self, action: dict[str, Any]) -> dict[str, Any]:

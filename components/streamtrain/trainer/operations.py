@@ -31,7 +31,15 @@ from streamtrain.trainer.assignment import Watermarks
 
 class ActionRejected(ValueError):
     """An action that cannot be applied as asked; nothing of it is applied, and the message (sent back to the operator
-    on the model-events topic) says why."""
+    on the model-events topic) says why. `refusal` (sent with it) tells the kind apart for the command's exit code."""
+
+    refusal = "refused"
+
+
+class UnknownVersion(ActionRejected):
+    """A rewind to a version that is not in the model store, or to a time no version in it was trained before."""
+
+    refusal = "unknown-version"
 
 
 def skip_plan(current: dict[int, int], targets: dict[int, int], marks: Watermarks) -> dict[int, tuple[int, int]]:

@@ -5,6 +5,9 @@ to its end before it consumes anything, so one restarted while paused stays paus
 was down is carried out when it starts. A pause is a state (`operate/<model>`); a rewind or a skip is a one-off
 action (`action/<model>/<id>`) that the trainer applies once, whole or not at all, and answers on the model-events
 topic: the command waits for that answer and prints it, or the trainer's reason for refusing.
+
+Exit codes: 0 done; 1 refused or not answered; 2 bad options; 3 a rewind to a version that is not in the model store
+(or to a time no version in it was trained before), as `kubectl streamtrain` reports an unknown version.
 """
 
 from __future__ import annotations
@@ -21,10 +24,16 @@ from streamtrain.service.config import ControlSettings, partition_offsets, time_
 from streamtrain.serving import control
 
 READ_TIMEOUT = 30.0
+EXIT_FAILED = 1
+EXIT_UNKNOWN_VERSION = 3
 
 
 class ControlCommandError(RuntimeError):
-    """An action that cannot be done (the control topic unreadable, the event not acknowledged); says why."""
+    """An action that cannot be done (the control topic unreadable, the event not acknowledged, refused); says why."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 def run(s: ControlSettings) -> dict[str, Any]:
@@ -65,7 +74,9 @@ def order(s: ControlSettings) -> dict[str, Any]:
         raise ControlCommandError(f"the trainer did not answer within {s.wait_seconds:g} s (is it running?); the "
                                   f"{s.action} stays on the control topic and is carried out when the trainer starts")
     if not answer.get("applied"):
-        raise ControlCommandError(f"the trainer refused the {s.action}: {answer.get('reason')}")
+        unknown = answer.get("refusal") == "unknown-version"
+        raise ControlCommandError(f"the trainer refused the {s.action}: {answer.get('reason')}",
+                                  EXIT_UNKNOWN_VERSION if unknown else EXIT_FAILED)
     return {"model_name": s.model_name, "action": s.action, **{k: v for k, v in answer.items()
                                                                 if k not in ("event", "model_name", "action")}}
 
@@ -97,5 +108,5 @@ def main(s: ControlSettings) -> int:
         print(json.dumps(run(s), indent=2))
     except ControlCommandError as exc:
         print(f"streamtrain control: error: {exc}")
-        return 1
+        return exc.exit_code
     return 0
