@@ -20,7 +20,7 @@ exit codes:
   0  done
   1  the action failed (the command in the pod, or the API server, said why)
   2  usage or configuration (bad arguments, kube config or context, local config, not allowed by RBAC)
-  3  not found (no such release or no pods of a component, an unknown version)
+  3  not found (no such release or no pods of a component, an unknown version, no version before a --to-time)
 
 Without --local the plugin talks to the API server of the kube context (pods by the chart's labels, /status through
 the pod proxy, commands with exec); with --local to components running as processes on this machine.
@@ -59,7 +59,7 @@ def _add_common(parser: argparse.ArgumentParser, top: bool) -> None:
     out.add_argument("-o", "--output", choices=FORMATS, default=default("table"),
                      help="table (rich on a terminal, plain text otherwise), json or yaml")
     out.add_argument("--timeout", type=float, default=default(commands.COMMAND_TIMEOUT), metavar="SECONDS",
-                     help="longest a command in a pod may take (default: %(default)s)")
+                     help=f"longest a command in a pod may take (default: {commands.COMMAND_TIMEOUT:g})")
 
 
 def _version(text: str) -> int:
@@ -70,6 +70,27 @@ def _version(text: str) -> int:
     if number < 1:
         raise argparse.ArgumentTypeError(f"versions start at 1, not {number}")
     return number
+
+
+def _time(text: str) -> str:
+    """The text itself (the pod's command reads it), once it is a time `streamtrain control` takes."""
+    from streamtrain.service.config import time_ms  # pydantic loads only when a time is given
+
+    try:
+        time_ms(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _offsets(text: str) -> str:
+    from streamtrain.service.config import partition_offsets
+
+    try:
+        partition_offsets(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def parser() -> argparse.ArgumentParser:
@@ -107,11 +128,12 @@ def parser() -> argparse.ArgumentParser:
         if name in ("rewind", "skip"):
             to = command.add_mutually_exclusive_group(required=True)
             if name == "rewind":
-                to.add_argument("--to-version", metavar="N", help="the version to go back to")
+                to.add_argument("--to-version", type=_version, metavar="N", help="the version to go back to")
             else:
-                to.add_argument("--to-offsets", metavar="P:O[,...]", help="the first offset to train, per partition")
-            to.add_argument("--to-time", metavar="T", help="ISO 8601 or epoch milliseconds (streamtrain control "
-                            "--help says what it means for each)")
+                to.add_argument("--to-offsets", type=_offsets, metavar="P:O[,...]",
+                                help="the first offset to train, per partition")
+            to.add_argument("--to-time", type=_time, metavar="T", help="ISO 8601 or epoch milliseconds (streamtrain "
+                            "control --help says what it means for each)")
     return top
 
 
