@@ -41,6 +41,7 @@ log = logging.getLogger("streamtrain.predictor")
 PREDICTED = Counter("streamtrain_predictor_records_total", "Input records scored and committed")
 TRANSACTIONS = Counter("streamtrain_predictor_transactions_total", "Transactions", ["outcome"])
 RATE = Gauge("streamtrain_predictor_records_per_second", "Input records scored per second, last interval")
+LAG = Gauge("streamtrain_predictor_lag_records", "Input records on the broker not yet scored (this replica)")
 TXN_TIMEOUT = 30.0  # seconds for one transactional call before it counts as failed
 
 
@@ -73,6 +74,8 @@ class Predictor:
         self.dead_lettered = 0
         self.aborted = 0
         self.per_version: dict[int, int] = {}
+        self.next_offsets: dict[int, int] = {}  # per input partition, the next offset to score (committed)
+        self.lag: int | None = None
         self._rate_mark = (time.monotonic(), 0)
         self.next_report = time.monotonic()
 
@@ -101,6 +104,7 @@ class Predictor:
         self.scored += good
         self.dead_lettered += dead
         self.per_version[loaded.version] = self.per_version.get(loaded.version, 0) + good
+        self.next_offsets.update(batch.ends())
         PREDICTED.inc(good)
         return True
 
@@ -148,7 +152,7 @@ class Predictor:
     def status(self) -> dict[str, Any]:
         return {"component": "predictor", "records_predicted": self.scored, "records_dead_lettered":
                 self.dead_lettered, "transactions_aborted": self.aborted, "transactional_id": self.transactional_id,
-                "predictions_per_version": self.per_version, **self.versions.status()}
+                "predictions_per_version": self.per_version, "lag": self.lag, **self.versions.status()}
 
     # --- the service loop's hooks (service/loop.py runs them) ----------------------------------
     def endpoints(self) -> http.Endpoints:
@@ -187,6 +191,9 @@ class Predictor:
             rate = (self.scored - seen) / max(now - then, 1e-9)
             self._rate_mark = (now, self.scored)
             RATE.set(rate)
+            self.lag = input_lag(self.input.consumer, self.s.input_topic, self.next_offsets)
+            if self.lag is not None:
+                LAG.set(self.lag)
             self.next_report = now + self.s.metrics_every_seconds
 
     def recover(self, lost: OffsetLost) -> Input:
@@ -236,6 +243,21 @@ class Input:
 
     def stop(self) -> None:
         pass  # the consumer is closed by Predictor.finish, after the last transaction
+
+
+def input_lag(consumer: Any, topic: str, next_offsets: dict[int, int]) -> int | None:
+    """Input records on the broker not yet scored, over the assigned partitions this replica has scored from (None
+    before any): the consumer's high watermarks from its last fetch responses (librdkafka's cache, no request) less
+    the next offsets to score."""
+    if consumer is None:
+        return None
+    behind = []
+    for tp in consumer.assignment():
+        if tp.topic == topic and tp.partition in next_offsets:
+            _low, high = consumer.get_watermark_offsets(tp, cached=True)
+            if high >= 0:
+                behind.append(max(high - next_offsets[tp.partition], 0))
+    return sum(behind) if behind else None
 
 
 def to_batch_again(batch: Batch, width: int) -> Batch:
