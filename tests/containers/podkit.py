@@ -159,9 +159,9 @@ KINDS: dict[str, str] = {
     "Job": "HONOURED: its pod runs to completion",
     "ConfigMap": "HONOURED: envFrom and volumes",
     "Secret": "HONOURED: envFrom and volumes",
-    "PersistentVolumeClaim": "HONOURED: a Docker named volume (accessMode, size and storageClass are not)",
+    "PersistentVolumeClaim": "HONOURED: a Docker named volume (its spec fields: OBJECT_FIELDS)",
     "Service": "HONOURED: DNS names as network aliases of the selected pods (port must equal targetPort)",
-    "KafkaTopic": "HONOURED: topicName and partitions (config and replicas are not: tansu keeps no such settings)",
+    "KafkaTopic": "HONOURED: created with tansu's client (its spec fields: OBJECT_FIELDS)",
     "KafkaUser": "HONOURED: authentication (scram-sha-512 or tls) by the front; NOT HONOURED: authorization "
                  "(ACLs: tansu has none)",
     "Kafka": "HONOURED: the clients listener (port, tls, authentication) by tansu and the front; NOT HONOURED: "
@@ -173,6 +173,23 @@ KINDS: dict[str, str] = {
     "PodDisruptionBudget": "NOT HONOURED: no evictions",
     "HorizontalPodAutoscaler": "NOT HONOURED: no metrics server; replicas stay as rendered",
     "ServiceMonitor": "NOT HONOURED: no Prometheus",
+}
+
+# The spec fields of the stood-in objects whose fields matter one by one (the NOT HONOURED ones are printed).
+OBJECT_FIELDS: dict[str, dict[str, str]] = {
+    "PersistentVolumeClaim": {
+        "spec.accessModes": "NOT HONOURED: a Docker named volume is open to every container that mounts it",
+        "spec.resources.requests.storage": "NOT HONOURED: a Docker named volume has no size",
+        "spec.storageClassName": "NOT HONOURED: Docker's local volume driver stands in for any class",
+        "spec.volumeMode": "NOT HONOURED: always a filesystem",
+    },
+    "KafkaTopic": {
+        "spec.topicName": "HONOURED: the topic's name",
+        "spec.partitions": "HONOURED: tansu topic create --partitions",
+        "spec.replicas": "NOT HONOURED: one tansu broker holds every partition",
+        "spec.config": "NOT HONOURED: tansu keeps no topic settings (retention, cleanup.policy, min.insync.replicas, "
+                       "max.message.bytes, ...)",
+    },
 }
 
 MAP_KEYS = {"labels", "annotations", "matchLabels", "nodeSelector", "affinity", "startupProbe"}
@@ -228,6 +245,23 @@ class Fields:
                 self.unknown.add(f"kind {kind}")
             elif "NOT HONOURED" in how:
                 self.not_honoured[f"kind {kind}"] = how
+        for doc in (d for d in docs if d["kind"] in OBJECT_FIELDS):
+            table = OBJECT_FIELDS[doc["kind"]]
+            for path in field_paths(doc["spec"], "spec"):
+                key = _known(path, table)
+                if key is None:
+                    self.unknown.add(f"{doc['kind']}: {path}")
+                elif table[key].startswith("NOT"):
+                    self.not_honoured[f"{doc['kind']}.{key}"] = table[key]
+
+
+def classify_release(docs: list[dict[str, Any]]) -> Fields:
+    """Every field of a rendered release's workloads and stood-in objects, as honoured, not honoured or unknown."""
+    fields = Fields()
+    for workload in (d for d in docs if d["kind"] in WORKLOAD_KINDS):
+        fields.classify(workload["kind"], workload)
+    fields.classify_kinds(docs)
+    return fields
 
 
 # ---- quantities ----------------------------------------------------------------------------------------------

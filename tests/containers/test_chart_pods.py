@@ -1,7 +1,8 @@
 """The chart's rendered pods run as real containers, end to end (podkit.py says how each field is honoured).
 
-For the default values and for the kind values (k8s/streamtrain-kind-values.yaml), each with only what a run
-here needs on top (the image the container tests build, a producer rate that keeps the bounded stream short):
+For the default values, the kind values (k8s/streamtrain-kind-values.yaml) and the kind values with mutual TLS,
+each with only what a run here needs on top (the image the container tests build, a producer rate that keeps the
+bounded stream short; see RUNS):
 - the Kafka side Strimzi would provide stands in on one Docker network: tansu behind a front that speaks TLS with
   a throwaway cluster CA and authenticates SCRAM-SHA-512 or mutual TLS as the rendered listener says, under the
   bootstrap and broker host names Strimzi's services have; the Secrets shaped as the operators make them;
@@ -11,7 +12,7 @@ here needs on top (the image the container tests build, a producer rate that kee
   every offset once), the test topic scored, versions published, a REST predict answered through the
   predictor's Service name and input records scored into the predictions topic;
 - every field Docker cannot honour is printed, and must be one podkit lists with its reason.
-The two value sets run at the same time, on two networks (they share nothing), to keep within the suite's time.
+The runs go two at a time, on networks of their own (they share nothing), to keep within the suite's time.
 Everything is removed afterwards, whatever happened, and anything left behind fails the test.
 """
 
@@ -36,12 +37,18 @@ from tests.support.ledger import check_exactly_once
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(1200)]
 
-# What each run adds to its value set: the image built here, and a producer rate that keeps the bounded stream
-# under a minute (the producer's probes need it running for a while: at full speed it would be gone in seconds).
-RUN_VALUES: dict[str, dict[str, Any]] = {
-    "default": {"producer": {"rate": 500}},  # 20,000 SUSY-like records in about 40 s
-    "kind": {"producer": {"rate": 60}},  # the breast-cancer set 4 times (2,276 records) in about 40 s
+# Each run: the value set it starts from and what it adds on top: the image built here (make_run), and a producer
+# rate that keeps the bounded stream under a minute (the producer's probes need it running for a while: at full
+# speed it would be gone in seconds). Both value sets authenticate with SCRAM-SHA-512; the mtls run takes the
+# kind values to mutual TLS (the KafkaUser Secrets' user.crt/user.key, the front's client CA), and sets a
+# storage class, so that the PVC's storageClassName is rendered and listed as not honoured.
+RUNS: dict[str, tuple[str, dict[str, Any]]] = {
+    "default": ("default", {"producer": {"rate": 500}}),  # 20,000 SUSY-like records in about 40 s
+    "kind": ("kind", {"producer": {"rate": 60}}),  # the breast-cancer set 4 times (2,276 records) in about 40 s
+    "mtls": ("kind", {"producer": {"rate": 60}, "kafka": {"listener": {"authentication": "tls"}},
+                      "persistence": {"storageClass": "standard"}}),
 }
+PARALLEL_RUNS = 2
 INPUTS = 40  # input records the predictor must score into the predictions topic
 WIDTH = {"breast-cancer": 30, "susy": 18}
 READY_WITHIN = 420  # s: the predictor is Ready only once the evaluator promoted a version
@@ -195,9 +202,7 @@ def diagnostics(run: Run) -> str:
 
 
 def start_pods(run: Run) -> None:
-    for workload in (d for d in run.docs if d["kind"] in podkit.WORKLOAD_KINDS):
-        run.fields.classify(workload["kind"], workload)
-    run.fields.classify_kinds(run.docs)
+    run.fields = podkit.classify_release(run.docs)
     run.kubelet.start_prober()
     # The producer first: its probes have to be seen while its bounded stream runs.
     for pod in sorted(run.pods, key=lambda p: p.component != "producer"):
@@ -310,7 +315,8 @@ def save_logs(run: Run) -> None:
 
 def make_run(name: str, images: Images, workdir: Path) -> Run:
     repository, tag = images.app.rsplit(":", 1)
-    values = chartkit.deep_merge(chartkit.VALUE_SETS[name], RUN_VALUES[name])
+    base, extra = RUNS[name]
+    values = chartkit.deep_merge(chartkit.VALUE_SETS[base], extra)
     values = chartkit.deep_merge(values, {"image": {"repository": repository, "tag": tag}})
     docs = chartkit.render(values)
     pki = workdir / "pki"
@@ -342,18 +348,18 @@ def execute(run: Run, images: Images) -> Run:
 
 @pytest.fixture(scope="module")
 def runs(images: Images, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Run]]:
-    made = {name: make_run(name, images, tmp_path_factory.mktemp(f"pods-{name}")) for name in RUN_VALUES}
-    with ThreadPoolExecutor(max_workers=len(made)) as pool:
+    made = {name: make_run(name, images, tmp_path_factory.mktemp(f"pods-{name}")) for name in RUNS}
+    # Two at a time: three stacks starting TensorFlow at once on two cores take about 185 s of the startup probes'
+    # 180 s budget (5 s x 36), so the third run starts when one of the first two ends.
+    with ThreadPoolExecutor(max_workers=PARALLEL_RUNS) as pool:
         futures = {name: pool.submit(execute, run, images) for name, run in made.items()}
         done = {name: future.result() for name, future in futures.items()}
-    for run in done.values():
-        print(f"\n{run.name} values: {run.facts['seconds']} s; probes passed after (s): {run.facts['probes']}")
     yield done
 
 
 # ---- the verdicts ---------------------------------------------------------------------------------------------
 
-@pytest.fixture(params=sorted(RUN_VALUES))
+@pytest.fixture(params=sorted(RUNS))
 def run(request: pytest.FixtureRequest, runs: dict[str, Run]) -> Run:
     return runs[request.param]
 
@@ -386,7 +392,9 @@ def test_every_component_pod_ran_as_its_spec_says(run: Run) -> None:
             assert mounts[mount["mountPath"]]["RW"] is not bool(read_only or "secret" in volume), mount
 
 
-def test_probes_pass(run: Run) -> None:
+def test_probes_pass(run: Run, capsys: pytest.CaptureFixture[str]) -> None:
+    with capsys.disabled():  # shown in the run's output (pytest hides what a passing test prints)
+        print(f"\n{run.name} values: {run.facts['seconds']} s; probes passed after (s): {run.facts['probes']}")
     for pod in run.pods:
         assert set(run.facts["probes"][pod.component]) == {"startupProbe", "livenessProbe", "readinessProbe"}
     assert all(n == 0 for n in run.facts["restarts"].values()), run.facts["restarts"]
@@ -398,6 +406,9 @@ def test_each_component_authenticated_as_its_own_kafka_user(run: Run) -> None:
     refused = [e for e in events if e["event"] == "refused"]
     listener = run.strimzi.listener
     assert listener.tls and listener.authentication in ("scram-sha-512", "tls"), listener
+    listening = next(e for e in events if e["event"] == "listening")
+    assert (listening["scram"], listening["mutual_tls"]) == (listener.authentication == "scram-sha-512",
+                                                             listener.authentication == "tls"), listening
     assert set(run.strimzi.users) <= users, (sorted(users), run.strimzi.users)
     assert not refused, refused
 
@@ -427,13 +438,19 @@ def test_predictor_answers_and_streams(run: Run) -> None:
     assert sorted(keys) == sorted(f"in-{i}" for i in range(INPUTS)), keys
 
 
-def test_unhonoured_fields_are_the_documented_ones(runs: dict[str, Run]) -> None:
+def test_both_listener_authentications_ran(runs: dict[str, Run]) -> None:
+    """SCRAM-SHA-512 and mutual TLS each need their own Secret shape and front: both must have run."""
+    assert {r.strimzi.listener.authentication for r in runs.values()} == {"scram-sha-512", "tls"}
+
+
+def test_unhonoured_fields_are_the_documented_ones(runs: dict[str, Run], capsys: pytest.CaptureFixture[str]) -> None:
     unknown = set().union(*(r.fields.unknown for r in runs.values()))
     not_honoured: dict[str, str] = {}
     for r in runs.values():
         not_honoured.update(r.fields.not_honoured)
-    print("\nNot honoured by Docker (field: why):")
-    for path, why in sorted(not_honoured.items()):
-        print(f"  {path}: {why}")
+    with capsys.disabled():  # shown in the run's output (pytest hides what a passing test prints)
+        print("\nNot honoured by Docker (field: why):")
+        for path, why in sorted(not_honoured.items()):
+            print(f"  {path}: {why}")
     assert not unknown, "fields of the rendered chart that podkit neither honours nor lists as not honoured " \
                         f"(place each in podkit.HONOURED or NOT_HONOURED): {sorted(unknown)}"
