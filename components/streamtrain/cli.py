@@ -74,7 +74,8 @@ def _evaluate(settings: Any) -> int:
 
 
 def _predict(settings: Any) -> int:
-    from streamtrain.predictor.main import TransactionAborted, TransactionsUnavailable, run
+    from streamtrain.predictor.main import run
+    from streamtrain.predictor.transactions import TransactionAborted, TransactionsUnavailable
 
     try:
         run(settings)

@@ -14,12 +14,19 @@ import urllib.request
 import uuid
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from confluent_kafka import KafkaError, KafkaException, Producer
 
+from streamtrain.kafka import clients
+from streamtrain.predictor.main import Predictor
+from streamtrain.service import loop
+from streamtrain.service.config import PredictorSettings
+from streamtrain.service.runtime import StopFlag
 from streamtrain.store import model_store
-from tests.support.kafka import read_all
+from tests.support.kafka import hides_aborted_records, read_all
 from tests.support.processes import Component
 from tests.support.serving import (
     breast_cancer,
@@ -34,6 +41,7 @@ from tests.support.serving import (
 pytestmark = pytest.mark.integration
 
 FAST = {"session_timeout_ms": 6000, "poll_seconds": 1, "batch_max_wait_ms": 100}
+BATCH = 100
 
 
 def group() -> str:
@@ -209,3 +217,49 @@ def test_version_swap_under_load_fails_no_request_and_loses_no_record(topics: di
     predictions = read_predictions(bootstrap, topics["STREAMTRAIN_OUTPUT_TOPIC"])
     assert sorted(p["key"] for p in predictions) == sorted(sent.ids + sent2.ids)
     assert {p["model_version"] for p in predictions} == {1, 2}
+
+
+class CommitFailsOnce:
+    """The predictor's real transactional producer, except that one commit fails before it reaches the broker (as a
+    commit that timed out would): the predictor must abort that transaction and score its records again."""
+
+    def __init__(self, real: Producer, fail_at: int) -> None:
+        self.real, self.fail_at, self.commits = real, fail_at, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def commit_transaction(self, *args: Any) -> None:
+        self.commits += 1
+        if self.commits == self.fail_at:
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "commit failed (injected)"))
+        self.real.commit_transaction(*args)
+
+
+def test_an_aborted_transaction_is_scored_again_and_nothing_after_it_is_lost(
+        topics: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failed commit while the next batches are already scored: they are dropped with it and read again."""
+    bootstrap = topics["STREAMTRAIN_BOOTSTRAP_SERVERS"]
+    x, y = breast_cancer()
+    models = tmp_path / "models"
+    publish_trained(models, 1, x, y)
+    inputs = produce_inputs(bootstrap, topics["STREAMTRAIN_INPUT_TOPIC"], x, bad_every=50)
+    for name, value in topics.items():
+        monkeypatch.setenv(name, value)
+    s = PredictorSettings(model_dir=models, serve="newest", group_id=group(), transactional_id="p-abort",
+                          batch_size=BATCH, http_port=0, max_records=len(x), idle_exit_seconds=30,
+                          session_timeout_ms=6000, batch_max_wait_ms=100)
+    producer = CommitFailsOnce(clients.producer(s, "predictor", **{"transactional.id": s.transactional_id}), 3)
+    summary = loop.run(Predictor(s, StopFlag(), producer=producer), s, StopFlag())  # type: ignore[arg-type]
+
+    assert summary["transactions_aborted"] == 1 and summary["stopped_by"] == "max records", summary
+    assert summary["records_predicted"] == len(inputs.ids), summary
+    keys = [p["key"] for p in read_predictions(bootstrap, topics["STREAMTRAIN_OUTPUT_TOPIC"])]
+    assert sorted(set(keys)) == sorted(inputs.ids)
+    dead = dead_letter_keys(bootstrap, topics["STREAMTRAIN_DEAD_LETTER_TOPIC"])
+    assert sorted(set(dead)) == sorted(inputs.bad_ids)
+    again = {**repeats(keys), **repeats(dead)}
+    if hides_aborted_records(bootstrap):
+        assert not again, f"records scored twice: {again}"
+    else:  # the aborted batch's records can stay visible there; nothing scored after it was sent
+        assert len(again) <= BATCH, f"{len(again)} repeats, more than the aborted batch: {again}"

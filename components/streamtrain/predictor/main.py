@@ -2,11 +2,13 @@
 answers TensorFlow-Serving-style REST requests with the same version.
 
 Data path: input topic -> consume (this thread, the group's assignment) -> decode with the served version's width
--> predict -> output topic + dead letters + the input offsets, all in one Kafka transaction -> commit.
+-> predict -> encode -> the transaction stage (predictor/transactions.py, a thread of its own): output topic + dead
+letters + the input offsets, all in one Kafka transaction -> commit.
 
 A batch is one transaction: its predictions, its dead letters and its input offsets are committed together or not
-at all. If the transaction fails it is aborted and the consumer goes back to the batch's first offsets, so the
-same records are scored again. Consumers of the output topic read with isolation.level=read_committed.
+at all. While one batch is in its transaction the next is read and scored. If a transaction fails it is aborted,
+what was scored after it is dropped, and the consumer goes back to the batch's first offsets, so the same records
+are scored again. Consumers of the output topic read with isolation.level=read_committed.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
-from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Producer, TopicPartition
 from prometheus_client import Counter, Gauge
 
 from streamtrain.kafka import clients
@@ -27,6 +29,7 @@ from streamtrain.kafka.batches import Batch, OffsetLost, consume, to_batch
 from streamtrain.kafka.clients import ConsumerFactory
 from streamtrain.predictor import output, rest
 from streamtrain.predictor.batching import Batcher
+from streamtrain.predictor.transactions import Committed, Scored, Transactions
 from streamtrain.predictor.versions import Versions
 from streamtrain.service import http, loop
 from streamtrain.service.config import PredictorSettings
@@ -39,20 +42,8 @@ from streamtrain.wire import F32_BLOCK_FORMAT, decode_unlabelled
 log = logging.getLogger("streamtrain.predictor")
 
 PREDICTED = Counter("streamtrain_predictor_records_total", "Input records scored and committed")
-TRANSACTIONS = Counter("streamtrain_predictor_transactions_total", "Transactions", ["outcome"])
 RATE = Gauge("streamtrain_predictor_records_per_second", "Input records scored per second, last interval")
 LAG = Gauge("streamtrain_predictor_lag_records", "Input records on the broker not yet scored (this replica)")
-TXN_TIMEOUT = 30.0  # seconds for one transactional call before it counts as failed
-
-
-class TransactionsUnavailable(RuntimeError):
-    """The broker refused or did not answer init_transactions: the predictor cannot run exactly once on it."""
-
-
-class TransactionAborted(RuntimeError):
-    """The predictor cannot go on transacting (fenced by a newer producer of its transactional id, or an abort that
-    failed): the process ends, and the next replica of the id aborts what was left open."""
-
 
 class Predictor:
     def __init__(self, settings: PredictorSettings, stop: StopFlag, producer: Producer | None = None,
@@ -66,21 +57,25 @@ class Predictor:
         self.kafka = producer if producer is not None else clients.producer(settings, "predictor", **{
             "transactional.id": self.transactional_id, "transaction.timeout.ms": settings.transaction_timeout_ms})
         self.dead = clients.DeadLetters(self.kafka, settings.dead_letter_topic, "predictor")
+        self.transactions = Transactions(self.kafka, self.dead, settings.output_topic, self.transactional_id,
+                                         self.committed)
         self.control = ControlReader(settings, settings.model_name, "predictor")
         self.versions = Versions(settings, self.control)
         self.batcher = Batcher(settings.request_batch_size, settings.request_batch_wait_ms / 1000)
-        self.input = Input(settings, self.versions, consumer)
-        self.scored = 0
+        self.input = Input(settings, self.versions, consumer, self.transactions)
+        self.scored = 0  # these four are updated by the transaction stage's thread, after each commit
         self.dead_lettered = 0
-        self.aborted = 0
         self.per_version: dict[int, int] = {}
         self.next_offsets: dict[int, int] = {}  # per input partition, the next offset to score (committed)
         self.lag: int | None = None
         self._rate_mark = (time.monotonic(), 0)
         self.next_report = time.monotonic()
 
-    # --- one batch, one transaction -----------------------------------------------------------
+    # --- one batch: score it here, commit it in the transaction stage -------------------------
     def predict(self, batch: Batch) -> bool:
+        if (rewind := self.transactions.rewind()) is not None:  # a transaction aborted: this batch came after it
+            self.input.seek(*rewind)
+            return True
         loaded = self.versions.serving()
         if loaded is None:
             return False
@@ -88,71 +83,43 @@ class Predictor:
             batch = to_batch_again(batch, loaded.width)
         d = batch.decoded
         scores = np.asarray(loaded.predict(as_tensor(d.features))) if d.features.shape[0] else np.zeros(0)
-        self.kafka.begin_transaction()
-        try:
-            dead = batch.dead_letter(self.dead)
-            self.send_predictions(batch, scores, loaded.version)
-            self.kafka.send_offsets_to_transaction(
-                [TopicPartition(batch.topic, p, end) for p, end in batch.ends().items()],
-                self.input.consumer.consumer_group_metadata(), TXN_TIMEOUT)
-            self.kafka.commit_transaction(TXN_TIMEOUT)
-        except KafkaException as exc:
-            self.abort(batch, exc)
-            return True
-        TRANSACTIONS.labels("committed").inc()
-        good = len(batch) - dead
-        self.scored += good
-        self.dead_lettered += dead
-        self.per_version[loaded.version] = self.per_version.get(loaded.version, 0) + good
-        self.next_offsets.update(batch.ends())
-        PREDICTED.inc(good)
+        values, keys = self.encode(batch, scores, loaded.version)
+        self.transactions.submit(Scored(batch, values, keys, loaded.version,
+                                        self.input.consumer.consumer_group_metadata(), self.input.epoch))
         return True
 
-    def send_predictions(self, batch: Batch, scores: np.ndarray, version: int) -> None:
+    def encode(self, batch: Batch, scores: np.ndarray, version: int) -> tuple[list[bytes], list[bytes | None]]:
+        """The output values of the batch's good records, and their keys."""
         d = batch.decoded
-        topic, produce = self.s.output_topic, self.kafka.produce
         if batch.formats is None or F32_BLOCK_FORMAT not in batch.formats:  # one row a record: the batch at once
-            records = d.good.tolist()
             values = output.encode_rows(self.s.output_format, scores, version, batch.topic, batch.partitions[d.good],
                                         batch.offsets[d.good], self.s.threshold)
-            keys = batch.keys
-            for i, value in zip(records, values, strict=True):
-                produce(topic, value, keys[i])
-            return
-        records_, starts = np.unique(d.good, return_index=True)  # rows of one record (a block) are adjacent
+            return values, [batch.keys[i] for i in d.good.tolist()]
+        records, starts = np.unique(d.good, return_index=True)  # rows of one record (a block) are adjacent
         ends = np.append(starts[1:], len(d.good))
-        for i, start, end in zip(records_.tolist(), starts.tolist(), ends.tolist(), strict=True):
+        values, keys = [], []
+        for i, start, end in zip(records.tolist(), starts.tolist(), ends.tolist(), strict=True):
             block = batch.formats[i] == F32_BLOCK_FORMAT
             origin = output.Origin(batch.topic, int(batch.partitions[i]), int(batch.offsets[i]))
-            value = output.encode(self.s.output_format, scores[start:end], version, origin, self.s.threshold, block)
-            produce(topic, value, batch.keys[i])
+            values.append(output.encode(self.s.output_format, scores[start:end], version, origin, self.s.threshold,
+                                        block))
+            keys.append(batch.keys[i])
+        return values, keys
 
-    def abort(self, batch: Batch, exc: KafkaException) -> None:
-        """Abort the batch's transaction and go back to its first offsets; a fatal error (this producer was
-        fenced by a newer one with the same transactional.id) ends the process."""
-        error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
-        if error is not None and error.fatal():
-            raise TransactionAborted(f"transactional id {self.transactional_id!r} can no longer commit (another "
-                                     f"replica with the same id took over?): {clients.error_text(exc)}") from exc
-        self.aborted += 1
-        TRANSACTIONS.labels("aborted").inc()
-        log.warning("transaction aborted; the batch will be scored again",
-                    extra={"error": clients.error_text(exc), "records": len(batch)})
-        try:
-            self.kafka.abort_transaction(TXN_TIMEOUT)
-        except KafkaException as again:
-            raise TransactionAborted(f"could not abort the transaction: {clients.error_text(again)}") from again
-        starts: dict[int, int] = {}
-        for partition, start, _end in batch.ranges():
-            starts[partition] = min(starts.get(partition, start), start)
-        for partition, start in starts.items():
-            self.input.consumer.seek(TopicPartition(batch.topic, partition, start))
+    def committed(self, done: Committed) -> None:
+        """Called by the transaction stage after each commit."""
+        self.scored += done.good
+        self.dead_lettered += done.dead
+        self.per_version[done.version] = self.per_version.get(done.version, 0) + done.good
+        self.next_offsets.update(done.ends)
+        PREDICTED.inc(done.good)
 
     # --- reporting ----------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         return {"component": "predictor", "records_predicted": self.scored, "records_dead_lettered":
-                self.dead_lettered, "transactions_aborted": self.aborted, "transactional_id": self.transactional_id,
-                "predictions_per_version": self.per_version, "lag": self.lag, **self.versions.status()}
+                self.dead_lettered, "transactions_aborted": self.transactions.aborted,
+                "transactional_id": self.transactional_id, "predictions_per_version": dict(self.per_version),
+                "lag": self.lag, **self.versions.status()}
 
     # --- the service loop's hooks (service/loop.py runs them) ----------------------------------
     def endpoints(self) -> http.Endpoints:
@@ -161,11 +128,8 @@ class Predictor:
                               max_body=self.s.max_request_bytes)
 
     def open(self, cleanup: ExitStack) -> Input:
-        try:  # fences an older producer of this id; aborts what it left open
-            self.kafka.init_transactions(TXN_TIMEOUT)
-        except KafkaException as exc:
-            raise TransactionsUnavailable(f"the broker did not start a transaction for transactional id "
-                                          f"{self.transactional_id!r}: {clients.error_text(exc)}") from exc
+        self.transactions.start()  # fences an older producer of this id; aborts what it left open
+        cleanup.callback(self.transactions.stop)
         self.control.start()
         cleanup.callback(self.control.stop)
         if not self.control.wait(30):
@@ -185,6 +149,7 @@ class Predictor:
         return self.scored + self.dead_lettered
 
     def tick(self, now: float) -> None:
+        self.transactions.raise_failure()
         self.health.ready = self.versions.serving() is not None  # the REST API answers only with a version
         if now >= self.next_report:
             then, seen = self._rate_mark
@@ -201,6 +166,8 @@ class Predictor:
 
     def finish(self, run: loop.Run) -> dict[str, Any]:
         self.batcher.close()  # what is queued is answered; later requests get 503
+        self.transactions.drain()
+        self.transactions.stop()
         if self.input.consumer is not None:
             self.input.consumer.close()
         self.kafka.flush(10)
@@ -214,11 +181,14 @@ class Input:
     """The input topic, read in the main thread: a batch never outlives the assignment it was fetched under.
     Nothing is read (the group is not even joined) before a version can score it."""
 
-    def __init__(self, settings: PredictorSettings, versions: Versions, make_consumer: ConsumerFactory) -> None:
+    def __init__(self, settings: PredictorSettings, versions: Versions, make_consumer: ConsumerFactory,
+                 transactions: Transactions) -> None:
         self.s = settings
         self.versions = versions
         self.make_consumer = make_consumer
+        self.transactions = transactions
         self.consumer: Any = None
+        self.epoch = 0  # bumped at each rewind: what was scored before it is dropped by the transaction stage
 
     def get(self, timeout: float) -> Batch | None:
         loaded = self.versions.serving()
@@ -239,7 +209,22 @@ class Input:
             # Also how long a group coordinator may hold a rejoin: short, as this thread polls at least every
             # batch; a batch that overruns it is fenced from committing and scored again.
             "max.poll.interval.ms": max(s.session_timeout_ms + 1000, 10_000)})
-        self.consumer.subscribe([s.input_topic])
+        self.consumer.subscribe([s.input_topic], on_revoke=self.revoked)
+
+    def revoked(self, _consumer: Any, _partitions: list[TopicPartition]) -> None:
+        """Before the partitions go: every scored batch is committed (or aborted: the next owner starts from the
+        group's offsets, so there is nothing to seek back to)."""
+        self.transactions.drain()
+        if (rewind := self.transactions.rewind()) is not None:
+            self.epoch = rewind[1]
+
+    def seek(self, positions: dict[int, int], epoch: int) -> None:
+        """Back to the first offsets of an aborted batch, on the partitions still assigned."""
+        assigned = {tp.partition for tp in self.consumer.assignment() if tp.topic == self.s.input_topic}
+        for partition, offset in positions.items():
+            if partition in assigned:
+                self.consumer.seek(TopicPartition(self.s.input_topic, partition, offset))
+        self.epoch = epoch
 
     def stop(self) -> None:
         pass  # the consumer is closed by Predictor.finish, after the last transaction
