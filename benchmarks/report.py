@@ -130,6 +130,10 @@ def _predictor_rows(b: dict[str, Any], t: dict[str, Any]) -> list[dict[str, Any]
                 met = met and r["records_per_second"] >= t["predictor_csv_rps"]
             out.append(_row("predictor throughput", label, r["records_per_second"], "records/s",
                             r["predict_records_per_second"], "in-memory predict", r["ratio"], target, met))
+            if "transport_records_per_second" in r:  # runs before 2026-12-02 did not measure it
+                out.append(_row("predictor throughput", f"{label}: against its Kafka work alone",
+                                r["records_per_second"], "records/s", r["transport_records_per_second"],
+                                "consume + produce + transaction, nothing else", r["ratio_to_transport"]))
     if "predictor_http" in b:
         ph = b["predictor_http"]
         ref = ph["in_process_predict_ms"]

@@ -667,6 +667,48 @@ def run_predictor(run: Run, wire: str, rows: int, batch: int) -> dict[str, Any]:
     return summary
 
 
+def transport_rate(run: Run, wire: str, rows: int, batch: int) -> float:
+    """Rows/s of the predictor's Kafka work alone, in this process: the same topic read by a read_committed
+    consumer of the same configuration, one short value produced per record, the offsets and a commit per batch in
+    one transaction, nothing decoded, predicted or encoded; timed after the first batch, as the predictor's rate."""
+    from confluent_kafka import TopicPartition
+
+    from streamtrain.kafka import clients
+
+    per_record = harness.BLOCK_ROWS if wire == "f32-block" else 1
+    size, total = max(batch // per_record, 1), rows // per_record
+    settings = harness.settings_for(run.bootstrap)
+    name = f"transport-b{batch}-{wire}-{time.time_ns()}"
+    output = f"bench.{name}"
+    harness.create_topics(run.bootstrap, [output], run.plan.partitions)
+    consumer = clients.consumer(settings, "bench", name, **{"isolation.level": "read_committed"})
+    producer = clients.producer(settings, "bench", **{"transactional.id": name})
+    producer.init_transactions(30)
+    consumer.subscribe([run.topics[WIRE_TOPICS[wire]]])
+    done, started, value = 0, 0.0, b"1,0.5,1"
+    try:
+        while done < total:
+            messages = consumer.consume(num_messages=size, timeout=1.0)
+            if not messages:
+                continue
+            producer.begin_transaction()
+            for m in messages:
+                producer.produce(output, value, m.key())
+            ends: dict[tuple[str, int], int] = {}
+            for m in messages:
+                ends[(m.topic() or "", m.partition() or 0)] = (m.offset() or 0) + 1
+            producer.send_offsets_to_transaction([TopicPartition(t, p, o) for (t, p), o in ends.items()],
+                                                 consumer.consumer_group_metadata(), 30)
+            producer.commit_transaction(30)
+            if not started:
+                started = time.monotonic()  # after the first batch, as the predictor's steady rate
+            else:
+                done += len(messages)
+    finally:
+        consumer.close()
+    return done * per_record / (time.monotonic() - started)
+
+
 def bench_predictor_throughput(run: Run) -> dict[str, Any]:
     """Each row: (in-memory predict, predictor run, in-memory predict), the reference bracketing the run."""
     plan = run.plan
@@ -679,6 +721,7 @@ def bench_predictor_throughput(run: Run) -> dict[str, Any]:
             log(f"predictor: {count:,} {wire} rows at batch {batch} (in-memory predict {before:,.0f}/s)")
             summary = run_predictor(run, wire, count, batch)
             after = predict_rate(served.predict, x, batch, plan.ceiling_seconds)
+            transport = transport_rate(run, wire, count, batch)
             reference = (before + after) / 2
             per_record = harness.BLOCK_ROWS if wire == "f32-block" else 1
             rate = summary["steady_records_per_second"] * per_record
@@ -688,12 +731,18 @@ def bench_predictor_throughput(run: Run) -> dict[str, Any]:
                          "predict_records_per_second": round(reference, 1),
                          "predict_before_after": [round(before, 1), round(after, 1)],
                          "ratio": round(rate / reference, 3), "seconds": summary["seconds"],
+                         "transport_records_per_second": round(transport, 1),
+                         "ratio_to_transport": round(rate / transport, 3),
                          "transactions_aborted": summary["transactions_aborted"]})
-            log(f"predictor: batch {batch} {wire}: {rate:,.0f} rows/s = {rate / reference:.2f} of in-memory predict")
+            log(f"predictor: batch {batch} {wire}: {rate:,.0f} rows/s = {rate / reference:.2f} of in-memory predict, "
+                f"{rate / transport:.2f} of the Kafka work alone ({transport:,.0f}/s)")
     return {"results": rows, "target_ratio": TARGETS["predictor_ratio"],
             "target_csv_records_per_second": TARGETS["predictor_csv_rps"],
             "reference": "the served version's compiled predict (store.loaded.load_version) on in-memory numpy "
-                         "batches of the same number of rows, as the predictor calls it",
+                         "batches of the same number of rows, as the predictor calls it; and the transport "
+                         "ceiling (transport_records_per_second): the predictor's Kafka work alone at the same batch "
+                         "size (read_committed consume, one produce per record, offsets and commit in one "
+                         "transaction a batch; no decode, predict or encode), in the benchmark process",
             "note": "rows/s after the first batch, from the predictor's summary (records_predicted, committed "
                     "transactions: one per batch, predictions + input offsets); the input is the pre-filled train "
                     "topic of each format, the output a topic of its own; batch_size is rows a transaction "

@@ -55,8 +55,8 @@ def encode_rows(fmt: OutputFormat, probabilities: np.ndarray, version: int, topi
 def encode(fmt: OutputFormat, probabilities: np.ndarray, version: int, origin: Origin, threshold: float,
            block: bool) -> bytes:
     """One output value for one input record's rows (one row, or a block's rows)."""
-    p = [round(float(v), 7) for v in probabilities]
-    classes = [int(v >= threshold) for v in p]
+    rounded = np.round(probabilities.astype(np.float64), 7)  # as encode_rows: the same bytes for the same rows
+    p, classes = rounded.tolist(), (rounded >= threshold).astype(int).tolist()
     if fmt == "csv":
         return "\n".join(f"{c},{v:.7g},{version}" for c, v in zip(classes, p, strict=True)).encode()
     fields: dict[str, object] = ({"probabilities": p, "classes": classes} if block else
