@@ -4,6 +4,7 @@ what is served, pin and rollback across replicas."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -237,7 +238,8 @@ class CommitFailsOnce:
 
 
 def test_an_aborted_transaction_is_scored_again_and_nothing_after_it_is_lost(
-        topics: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        topics: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
     """A failed commit while the next batches are already scored: they are dropped with it and read again."""
     bootstrap = topics["STREAMTRAIN_BOOTSTRAP_SERVERS"]
     x, y = breast_cancer()
@@ -253,6 +255,8 @@ def test_an_aborted_transaction_is_scored_again_and_nothing_after_it_is_lost(
     summary = loop.run(Predictor(s, StopFlag(), producer=producer), s, StopFlag())  # type: ignore[arg-type]
 
     assert summary["transactions_aborted"] == 1 and summary["stopped_by"] == "max records", summary
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not errors, f"errors logged for an abort the predictor recovers from: {errors}"
     assert summary["records_predicted"] == len(inputs.ids), summary
     keys = [p["key"] for p in read_predictions(bootstrap, topics["STREAMTRAIN_OUTPUT_TOPIC"])]
     assert sorted(set(keys)) == sorted(inputs.ids)

@@ -257,6 +257,10 @@ DEAD_LETTERS = Counter("streamtrain_dead_letter_total", "Records sent to the dea
                        ["component", "reason"])
 
 
+# Delivery reports of records an aborted transaction purged from the producer's queue: not failures.
+WITHDRAWN = (KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT)
+
+
 class DeadLetters:
     """Sends records that cannot be used to the dead-letter topic, with the reason and origin in headers."""
 
@@ -267,6 +271,7 @@ class DeadLetters:
         self.sent = 0
         self.acked = 0
         self.failed = 0
+        self.withdrawn = 0
         self.by_reason: dict[str, int] = {}
 
     def send(self, key: bytes | None, value: bytes | None, kind: str, detail: str,
@@ -288,15 +293,17 @@ class DeadLetters:
         self.kafka.produce(self.topic, value=value, key=key, headers=headers, on_delivery=self._delivered)
 
     def _delivered(self, err: Any, _msg: Any) -> None:
-        if err is not None:
+        if err is None:
+            self.acked += 1
+        elif err.code() in WITHDRAWN:  # its transaction was aborted: the record is sent again with its batch
+            self.withdrawn += 1
+        else:
             self.failed += 1
             log.error("dead-letter delivery failed", extra={"error": str(err)})
-        else:
-            self.acked += 1
 
     @property
     def pending(self) -> int:
-        return self.sent - self.acked - self.failed
+        return self.sent - self.acked - self.failed - self.withdrawn
 
     def settle(self, timeout: float) -> bool:
         """Wait until the broker acknowledged every dead letter sent so far; True if none is pending.
