@@ -74,12 +74,12 @@ def streams(quick: bool) -> dict[str, dict[str, Any]]:
 
 
 # The trainer's configuration per stream (everything else: the defaults, detection included).
-TRAINER = {
+TRAINER: dict[str, dict[str, Any]] = {
     "breast-cancer": {"batch_size": 32, "learning_rate": 0.01},  # 569 records: a few steps must count
     "susy": {"batch_size": 32, "learning_rate": 0.001},
     "drift": {"batch_size": 32, "learning_rate": 0.001},
 }
-DRIFT_VARIANTS = {
+DRIFT_VARIANTS: dict[str, dict[str, Any]] = {
     "detection off": {"drift_detector": "none", "drift_reaction": "none"},
     "adwin + reinit-output (default)": {"drift_detector": "adwin", "drift_reaction": "reinit-output"},
     "adwin + boost-lr": {"drift_detector": "adwin", "drift_reaction": "boost-lr"},
@@ -155,8 +155,9 @@ class Run:
         from streamtrain.service.config import CommonSettings
 
         env = self.env(prefix)
-        settings = CommonSettings(**{k.removeprefix("STREAMTRAIN_").lower(): v for k, v in env.items()
-                                     if k.removeprefix("STREAMTRAIN_").lower() in CommonSettings.model_fields})
+        fields: dict[str, Any] = {k.removeprefix("STREAMTRAIN_").lower(): v for k, v in env.items()
+                                  if k.removeprefix("STREAMTRAIN_").lower() in CommonSettings.model_fields}
+        settings = CommonSettings(**fields)
         clients.create_topics(clients.admin(settings, "quality"), clients.topic_names(settings), 1)
 
     def read(self, topic: str, count: int) -> tuple[np.ndarray, np.ndarray]:
