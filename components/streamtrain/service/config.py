@@ -328,7 +328,7 @@ StepSize = Annotated[int | Literal["auto"], BeforeValidator(
     lambda v: _auto_or(v, int, "a number of records", "from 1 to 1000000", lambda n: 1 <= n <= 1_000_000))]
 
 # --learning-rate auto, per model (measured: docs/quality.md); models of the user's get Adam's usual 0.001.
-LEARNING_RATES = {"mlp": 1e-3, "logreg": 3e-2}
+LEARNING_RATES = {"mlp": 1e-3, "logreg": 1e-2}
 
 LearningRate = Annotated[float | Literal["auto"], BeforeValidator(
     lambda v: _auto_or(v, float, "a number", "above 0 and at most 10", lambda n: 0 < n <= 10))]
@@ -408,7 +408,7 @@ class TrainerSettings(ConsumerSettings):
         1024, ge=1, le=1_000_000, description="largest step of --batch-size auto, and the records fetched at once"
     )
     learning_rate: LearningRate = Field(
-        "auto", description="optimizer (Adam) learning rate: auto (per model: mlp 0.001, logreg 0.03, other models "
+        "auto", description="optimizer (Adam) learning rate: auto (per model: mlp 0.001, logreg 0.01, other models "
         "0.001, for steps of 16 records, times the square root of a larger step's growth) or a number (every step)"
     )
     seed: int = Field(0, description="seed of the model's initial weights")

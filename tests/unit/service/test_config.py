@@ -81,7 +81,7 @@ def test_cli_flag_overrides_env_and_env_fills_the_rest(monkeypatch: pytest.Monke
     assert trainer.batch_size == 9  # flag beats env
     assert trainer.model == "logreg"  # env still applies where no flag was given
     assert trainer.ssl_endpoint_identification is False
-    assert trainer.learning_rate == "auto" and trainer.base_learning_rate() == pytest.approx(3e-2)  # default: logreg's
+    assert trainer.learning_rate == "auto" and trainer.base_learning_rate() == pytest.approx(1e-2)  # default: logreg's
 
 
 def test_cli_list_flag_and_broker_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
