@@ -45,6 +45,7 @@ PREDICTED = Counter("streamtrain_predictor_records_total", "Input records scored
 RATE = Gauge("streamtrain_predictor_records_per_second", "Input records scored per second, last interval")
 LAG = Gauge("streamtrain_predictor_lag_records", "Input records on the broker not yet scored (this replica)")
 
+
 class Predictor:
     def __init__(self, settings: PredictorSettings, stop: StopFlag, producer: Producer | None = None,
                  consumer: ConsumerFactory = clients.consumer) -> None:

@@ -175,10 +175,7 @@ class Transactions:
             self.kafka.abort_transaction(TXN_TIMEOUT)
         except KafkaException as again:
             raise TransactionAborted(f"could not abort the transaction: {clients.error_text(again)}") from again
-        starts: dict[int, int] = {}
-        for partition, start, _end in scored.batch.ranges():
-            starts[partition] = min(starts.get(partition, start), start)
         with self._idle:
             self._dropped_epoch = scored.epoch
-            for partition, start in starts.items():
+            for partition, start, _end in scored.batch.ranges():
                 self._rewind[partition] = min(self._rewind.get(partition, start), start)
