@@ -85,6 +85,9 @@ def test_predictions_survive_kills(topics: dict[str, str], tmp_path: Path) -> No
     ends = partition_ends(bootstrap, topics["STREAMTRAIN_INPUT_TOPIC"])
     predictor.start()
     try:
+        # Up before it is stopped: the last run may have committed everything already, and a SIGTERM while the
+        # restarted process still imports ends it by the signal's default action (-15) instead of a clean stop.
+        predictor.wait_for(lambda _status: True, 120, "the restarted predictor to answer")
         deadline = time.monotonic() + 300
         while committed(bootstrap, topics["STREAMTRAIN_INPUT_TOPIC"], group) != ends and time.monotonic() < deadline:
             time.sleep(1)
